@@ -1,0 +1,88 @@
+"""levrt: Kubernetes-native job runner for security tooling.
+
+An orchestration is plain ``async`` Python awaiting ``Cr``s (container runs); each becomes one
+Pod; results written in the container with ``lev.set(...)`` come back as a ``Document``::
+
+    @levrt.remote
+    def entry():
+        lev.set(msg="Hello")
+
+    async def main():
+        doc = await Cr("busybox:1.36", entry=entry())
+        print(await doc.get())
+
+    levrt.run(main())
+
+``import levrt`` needs only the standard library, cloudpickle and pymongo (the in-container
+runtime ships this package); Kubernetes, YAML and display libraries load lazily where used.
+"""
+
+from __future__ import annotations
+
+from levrt import annot
+from levrt._version import __version__ as __version__
+from levrt.argv import cli
+from levrt.concurrent import Concurrent
+from levrt.context import ctx, lev
+from levrt.cr import Cr, Digest, File
+from levrt.document import Document
+from levrt.errors import (
+    ArgvError,
+    ClusterError,
+    CrError,
+    EntryError,
+    EnvError,
+    FileSpecError,
+    ImagePullError,
+    LevrtError,
+    LinkError,
+    MetaError,
+    NamespaceError,
+    OutsideTaskError,
+    PayloadError,
+    PortError,
+    SchemaError,
+    ServiceError,
+    SettingsError,
+    StoreError,
+    TaskFailed,
+    VersionMismatch,
+)
+from levrt.remote import remote
+from levrt.run import run
+from levrt.task import Task
+
+__all__ = [
+    "ArgvError",
+    "ClusterError",
+    "Concurrent",
+    "Cr",
+    "CrError",
+    "Digest",
+    "Document",
+    "EntryError",
+    "EnvError",
+    "File",
+    "FileSpecError",
+    "ImagePullError",
+    "LevrtError",
+    "LinkError",
+    "MetaError",
+    "NamespaceError",
+    "OutsideTaskError",
+    "PayloadError",
+    "PortError",
+    "SchemaError",
+    "ServiceError",
+    "SettingsError",
+    "StoreError",
+    "Task",
+    "TaskFailed",
+    "VersionMismatch",
+    "annot",
+    "cli",
+    "ctx",
+    "lev",
+    "remote",
+    "run",
+]

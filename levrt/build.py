@@ -1,0 +1,435 @@
+"""The pure builder: a ``Cr`` + job/task identity + ``Settings`` → the Kubernetes objects of one run.
+
+Why pure: what levrt sends to the cluster is the heart of its behaviour, so it is computed as
+plain dicts (Kubernetes JSON shape, camelCase) with no client and no I/O — snapshot-tested
+(tests/golden), checked by the apiserver with ``dryRun=All``, and submitted by the engine
+unchanged. The only I/O, reading local ``Path`` files, is ``read_files`` and stays outside.
+
+The shape follows DESIGN.md "Pod shape" and SPEC 2:
+
+- Pod ``lev-j{job}-t{task}``, ``restartPolicy: Never``, behind the scheduling gate
+  ``levrt.io/objects`` until the objects it owns exist (the engine lifts it).
+- Entry → init container ``levrt-runtime`` copies the runtime bundle (``/levrt`` in the runtime
+  image) into the emptyDir ``levrt-runtime``, mounted at ``/levrt`` read-only in each container
+  that runs an entry; such a container's command is ``/levrt/bin/python3 -m levrt.runtime`` and
+  its args are ``cmd``. The pickled calls are keys ``main`` / ``svc-<name>`` of the Secret
+  ``lev-j{job}-t{task}-payload``, mounted at ``/levrt-payload``.
+- Services → native sidecars (``initContainers`` with ``restartPolicy: Always``) with a
+  ``startupProbe`` on their ports; ``hostAliases`` map service names to 127.0.0.1.
+- Ports of the main container → ``readinessProbe``. One port: ``tcpSocket``. Several ports: an
+  ``exec`` probe run by the runtime's Python that connects to each (the runtime is then added even
+  without an entry, because a tcpSocket probe checks only one port).
+- Files → one immutable, content-addressed ConfigMap per distinct content
+  (``levrt-f-<sha256[:40]>``, key ``content``; ``data`` for UTF-8 text, ``binaryData`` otherwise),
+  mounted with ``subPath`` read-only at the exact path. A ``Digest`` names such an object stored
+  before: it is mounted, not created.
+- Links → ``hostAliases`` alias → IP. ``Cr`` accepts IP addresses only (a hostAlias needs an IP;
+  a DNS name can be used directly instead of linking it).
+- ``host=True`` → ``hostNetwork`` with ``dnsPolicy: ClusterFirstWithHostNet``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import hashlib
+import math
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from levrt import payload
+from levrt.cr import MAX_FILE_BYTES, Cr, Digest, File
+from levrt.errors import FileSpecError, LevrtError, PayloadError
+from levrt.settings import Settings
+
+__all__ = [
+    "GATE",
+    "MANAGED_BY",
+    "PAYLOAD_MOUNT",
+    "RUNTIME_COMMAND",
+    "RUNTIME_COPY_COMMAND",
+    "RUNTIME_MOUNT",
+    "TaskObjects",
+    "build_task",
+    "file_object_name",
+    "pod_name",
+    "read_files",
+    "with_owner",
+]
+
+GATE = "levrt.io/objects"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "levrt"}
+RUNTIME_VOLUME = "levrt-runtime"
+RUNTIME_MOUNT = "/levrt"
+RUNTIME_TARGET = "/levrt-target"
+PAYLOAD_VOLUME = "levrt-payload"
+PAYLOAD_MOUNT = "/levrt-payload"
+PYTHON = f"{RUNTIME_MOUNT}/bin/python3"
+RUNTIME_COMMAND = [PYTHON, "-m", "levrt.runtime"]
+# The runtime image holds the bundle at /levrt (its ELF interpreter path); the init container
+# copies it, with the image's own Python, into the emptyDir mounted at /levrt-target.
+RUNTIME_COPY_COMMAND = [
+    PYTHON,
+    "-c",
+    "import shutil,sys; shutil.copytree(sys.argv[1], sys.argv[2], symlinks=True, dirs_exist_ok=True)",
+    RUNTIME_MOUNT,
+    RUNTIME_TARGET,
+]
+# Readiness of several ports at once: exit 0 only when every port accepts a connection.
+PROBE_SCRIPT = (
+    "import socket,sys\n"
+    "for p in sys.argv[1:]:\n"
+    " socket.create_connection(('127.0.0.1',int(p)),timeout=1).close()\n"
+)
+# One Secret carries every payload of the Pod; the apiserver caps a Secret at 1 MiB.
+MAX_SECRET_BYTES = 1024 * 1024 - 4096
+PROBE_PERIOD = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskObjects:
+    """The objects of one run: the Pod, and what it owns (payload Secret, file ConfigMaps)."""
+
+    pod: dict[str, Any]
+    owned: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return str(self.pod["metadata"]["name"])
+
+    def all(self) -> list[dict[str, Any]]:
+        return [self.pod, *self.owned]
+
+
+def pod_name(job: int, task: int) -> str:
+    return f"lev-j{job}-t{task}"
+
+
+def file_object_name(sha256_hex: str) -> str:
+    """``levrt-f-<first 40 hex digits>``: the content-addressed object of one file."""
+    return f"levrt-f-{sha256_hex[:40]}"
+
+
+# -- the only I/O ---------------------------------------------------------------------------------
+
+
+def read_files(cr: Cr) -> dict[str, bytes]:
+    """Read the local ``Path`` files of ``cr`` and its services: ``{os.fspath(path): content}``.
+
+    Called at submit time (in a thread); ``build_task(file_contents=...)`` takes the result.
+    """
+    contents: dict[str, bytes] = {}
+    for _, files in _containers_files(cr):
+        for target, value in files.items():
+            if not isinstance(value, pathlib.PurePath):
+                continue
+            key = os.fspath(value)
+            if key in contents:
+                continue
+            try:
+                data = pathlib.Path(value).read_bytes()
+            except OSError as exc:
+                raise FileSpecError(
+                    f"files[{target!r}] = Path({key!r}) could not be read: {exc.strerror or exc}. "
+                    "Check that the file still exists and is readable."
+                ) from None
+            if len(data) > MAX_FILE_BYTES:
+                raise FileSpecError(
+                    f"files[{target!r}] = Path({key!r}) is {len(data)} bytes, over the {MAX_FILE_BYTES}-byte "
+                    "limit of one file (a Kubernetes object holds at most 1 MiB)."
+                )
+            contents[key] = data
+    return contents
+
+
+def _containers_files(cr: Cr) -> list[tuple[str, Mapping[str, File]]]:
+    return [("main", cr.files)] + [(name, svc.files) for name, svc in cr.services.items()]
+
+
+# -- the builder ---------------------------------------------------------------------------------------
+
+
+def build_task(
+    cr: Cr,
+    *,
+    job: int,
+    task: int,
+    collection: str,
+    settings: Settings,
+    file_contents: Mapping[str, bytes] | None = None,
+) -> TaskObjects:
+    """The Pod and owned objects running ``cr`` as task ``task`` of job ``job``.
+
+    ``collection`` is the full collection name (namespace prefix included); ``file_contents`` is
+    what ``read_files(cr)`` returned (needed when ``cr`` has ``Path`` files).
+    """
+    for label, ident in (("job", job), ("task", task)):
+        if isinstance(ident, bool) or not isinstance(ident, int) or ident < 0:
+            raise LevrtError(f"build_task({label}={ident!r}): ids are integers >= 0.")
+    if not isinstance(collection, str) or not collection:
+        raise LevrtError(f"build_task(collection={collection!r}): the collection name is a non-empty str.")
+    name = pod_name(job, task)
+    ns = settings.namespace
+    labels = {**MANAGED_BY, "levrt.io/job": str(job), "levrt.io/task": str(task)}
+    contents = dict(file_contents or {})
+
+    # Payloads (one per container with an entry), in one Secret.
+    payloads: dict[str, bytes] = {}
+    if cr.entry is not None:
+        payloads["main"] = payload.dumps_call(cr.entry)
+    for svc_name, svc in cr.services.items():
+        if svc.entry is not None:
+            payloads[f"svc-{svc_name}"] = payload.dumps_call(svc.entry)
+    total = sum(len(p) for p in payloads.values())
+    if total > MAX_SECRET_BYTES:
+        raise PayloadError(
+            f"The entries of {name} pickle to {total} bytes together, over the {MAX_SECRET_BYTES}-byte limit "
+            "of one Secret. Pass large data as files instead of as arguments or captured variables."
+        )
+    multi_port = len(cr.ports) > 1 or any(len(s.ports) > 1 for s in cr.services.values())
+    runtime = bool(payloads) or multi_port
+
+    # File objects, deduplicated by content across all containers.
+    file_objects: dict[str, dict[str, Any]] = {}
+    mounts: dict[str, list[dict[str, Any]]] = {}
+    for container, files in _containers_files(cr):
+        mounts[container] = []
+        for target, value in files.items():
+            obj_name = _file_object(target, value, contents, file_objects, namespace=ns)
+            mounts[container].append(
+                {"name": obj_name, "mountPath": target, "subPath": "content", "readOnly": True}
+            )
+    volume_names = sorted({m["name"] for ms in mounts.values() for m in ms})
+
+    init_containers: list[dict[str, Any]] = []
+    if runtime:
+        init_containers.append(
+            {
+                "name": RUNTIME_VOLUME,
+                "image": settings.runtime_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": list(RUNTIME_COPY_COMMAND),
+                "volumeMounts": [{"name": RUNTIME_VOLUME, "mountPath": RUNTIME_TARGET}],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        )
+    for svc_name, svc in cr.services.items():
+        sidecar = _container(
+            svc_name,
+            svc,
+            payload_key=f"svc-{svc_name}",
+            settings=settings,
+            files=mounts[svc_name],
+            collection=collection,
+            job=job,
+            task=task,
+        )
+        sidecar["restartPolicy"] = "Always"
+        if svc.ports:
+            sidecar["startupProbe"] = _probe(
+                svc.ports, failure_threshold=max(1, math.ceil(settings.start_timeout / PROBE_PERIOD))
+            )
+        init_containers.append(sidecar)
+
+    main = _container(
+        "main",
+        cr,
+        payload_key="main",
+        settings=settings,
+        files=mounts["main"],
+        collection=collection,
+        job=job,
+        task=task,
+    )
+    if cr.ports:
+        main["readinessProbe"] = _probe(cr.ports, failure_threshold=3)
+    if settings.resources:
+        main["resources"] = copy.deepcopy(dict(settings.resources))
+
+    spec: dict[str, Any] = {
+        "schedulingGates": [{"name": GATE}],
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+    }
+    if cr.host:
+        spec["hostNetwork"] = True
+        spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+    aliases = _host_aliases(cr)
+    if aliases:
+        spec["hostAliases"] = aliases
+    if settings.timeout is not None:
+        spec["activeDeadlineSeconds"] = settings.timeout
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        spec["tolerations"] = [copy.deepcopy(dict(t)) for t in settings.tolerations]
+    if init_containers:
+        spec["initContainers"] = init_containers
+    spec["containers"] = [main]
+    volumes: list[dict[str, Any]] = []
+    if runtime:
+        volumes.append({"name": RUNTIME_VOLUME, "emptyDir": {}})
+    if payloads:
+        volumes.append({"name": PAYLOAD_VOLUME, "secret": {"secretName": f"{name}-payload"}})
+    volumes += [{"name": v, "configMap": {"name": v}} for v in volume_names]
+    if volumes:
+        spec["volumes"] = volumes
+
+    annotations = {"levrt.io/collection": collection}
+    if cr.entry is not None:
+        annotations["levrt.io/entry"] = cr.entry.name
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": dict(labels), "annotations": annotations},
+        "spec": spec,
+    }
+    owned: list[dict[str, Any]] = []
+    if payloads:
+        owned.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{name}-payload", "namespace": ns, "labels": dict(labels)},
+                "type": "Opaque",
+                "immutable": True,
+                "data": {key: base64.b64encode(blob).decode("ascii") for key, blob in payloads.items()},
+            }
+        )
+    owned += [file_objects[k] for k in sorted(file_objects)]
+    return TaskObjects(pod=pod, owned=owned)
+
+
+def _file_object(
+    target: str,
+    value: File,
+    contents: Mapping[str, bytes],
+    objects: dict[str, dict[str, Any]],
+    *,
+    namespace: str,
+) -> str:
+    """The object name for one file; adds the ConfigMap to ``objects`` unless it is a Digest."""
+    if isinstance(value, Digest):
+        return file_object_name(str(value))
+    if isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode("utf-8")
+    elif isinstance(value, pathlib.PurePath):
+        key = os.fspath(value)
+        if key not in contents:
+            raise FileSpecError(
+                f"files[{target!r}] = Path({key!r}) was not read: pass file_contents=read_files(cr)."
+            )
+        data = contents[key]
+    else:  # Cr validated the types; keep the builder total anyway
+        raise FileSpecError(f"files[{target!r}] has unsupported type {type(value).__name__}.")
+    sha = hashlib.sha256(data).hexdigest()
+    name = file_object_name(sha)
+    if name not in objects:
+        obj: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {**MANAGED_BY, "levrt.io/file": sha[:40]},
+                "annotations": {"levrt.io/sha256": sha},
+            },
+            "immutable": True,
+        }
+        try:
+            obj["data"] = {"content": data.decode("utf-8")}
+        except UnicodeDecodeError:
+            obj["binaryData"] = {"content": base64.b64encode(data).decode("ascii")}
+        objects[name] = obj
+    return name
+
+
+def _container(
+    name: str,
+    cr: Cr,
+    *,
+    payload_key: str,
+    settings: Settings,
+    files: list[dict[str, Any]],
+    collection: str,
+    job: int,
+    task: int,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": name,
+        "image": cr.image,
+        "imagePullPolicy": settings.image_pull_policy,
+    }
+    mounts: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": v} for k, _, v in (item.partition("=") for item in cr.env)
+    ]
+    if cr.entry is not None:
+        container["command"] = list(RUNTIME_COMMAND)
+        env += [
+            {"name": "LEVRT_PAYLOAD", "value": f"{PAYLOAD_MOUNT}/{payload_key}"},
+            {
+                "name": "LEVRT_STORE_URI",
+                "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}},
+            },
+            {"name": "LEVRT_DB", "value": settings.database},
+            {"name": "LEVRT_COLLECTION", "value": collection},
+            {"name": "LEVRT_JOB", "value": str(job)},
+            {"name": "LEVRT_TASK", "value": str(task)},
+        ]
+        mounts.append({"name": PAYLOAD_VOLUME, "mountPath": PAYLOAD_MOUNT, "readOnly": True})
+    if cr.entry is not None or len(cr.ports) > 1:
+        mounts.insert(0, {"name": RUNTIME_VOLUME, "mountPath": RUNTIME_MOUNT, "readOnly": True})
+    if cr.cmd:
+        container["args"] = list(cr.cmd)
+    if env:
+        container["env"] = env
+    if cr.ports:
+        container["ports"] = [{"containerPort": p, "protocol": "TCP"} for p in cr.ports]
+    mounts += files
+    if mounts:
+        container["volumeMounts"] = mounts
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return container
+
+
+def _probe(ports: tuple[int, ...], *, failure_threshold: int) -> dict[str, Any]:
+    probe: dict[str, Any]
+    if len(ports) == 1:
+        probe = {"tcpSocket": {"port": ports[0]}}
+    else:
+        probe = {"exec": {"command": [PYTHON, "-c", PROBE_SCRIPT, *map(str, ports)]}}
+    probe.update(periodSeconds=PROBE_PERIOD, timeoutSeconds=1, failureThreshold=failure_threshold)
+    return probe
+
+
+def _host_aliases(cr: Cr) -> list[dict[str, Any]]:
+    by_ip: dict[str, list[str]] = {}
+    if cr.services:
+        by_ip["127.0.0.1"] = list(cr.services)
+    for svc in cr.services.values():
+        for alias, ip in svc.links.items():
+            by_ip.setdefault(ip, [])
+            if alias not in by_ip[ip]:
+                by_ip[ip].append(alias)
+    for alias, ip in cr.links.items():
+        by_ip.setdefault(ip, [])
+        if alias not in by_ip[ip]:
+            by_ip[ip].append(alias)
+    return [{"ip": ip, "hostnames": names} for ip, names in by_ip.items()]
+
+
+def with_owner(obj: Mapping[str, Any], *, pod_name: str, pod_uid: str) -> dict[str, Any]:
+    """A copy of ``obj`` owned by the Pod (garbage-collected with it); appends if already owned."""
+    out = copy.deepcopy(dict(obj))
+    meta = out.setdefault("metadata", {})
+    refs = meta.setdefault("ownerReferences", [])
+    if not any(ref.get("uid") == pod_uid for ref in refs):
+        refs.append({"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid})
+    return out

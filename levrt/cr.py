@@ -1,0 +1,445 @@
+"""``Cr``: the lazy, validated description of one container run (one Pod), and its ``File`` types.
+
+Why validate here: a ``Cr`` is built on the laptop long before anything reaches the cluster, and a
+mistake found at construction points at the line that made it. Every check of SPEC 6 that needs
+no cluster happens in ``Cr(...)``; the builder (``levrt.build``) can then trust its input.
+Constructing a ``Cr`` does nothing else: ``await cr`` (≡ ``await cr.done()``) runs it through the
+current job's engine, ``await cr.start()`` returns the running ``Task``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import pathlib
+import posixpath
+import re
+from collections.abc import Generator, Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from levrt.errors import (
+    CrError,
+    EnvError,
+    FileSpecError,
+    LinkError,
+    PortError,
+    SchemaError,
+    ServiceError,
+)
+from levrt.remote import RemoteCall, as_call
+
+if TYPE_CHECKING:
+    from levrt.document import Document
+    from levrt.task import Task
+
+__all__ = ["MAX_FILE_BYTES", "RESERVED_PATHS", "Cr", "Digest", "File"]
+
+SCHEMA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*@\d+\.\d+$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+HOSTNAME_RE = re.compile(
+    r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
+)
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$")
+
+# A file becomes one ConfigMap; the apiserver caps an object's data at 1 MiB.
+MAX_FILE_BYTES = 1024 * 1024 - 1024
+MAX_CMD_BYTES = 128 * 1024
+MAX_ENV_BYTES = 128 * 1024
+# Mount points of levrt itself: files there would hide the runtime or the payload.
+RESERVED_PATHS = ("/levrt", "/levrt-payload", "/levrt-target")
+RESERVED_CONTAINER_NAMES = ("main", "levrt-runtime")
+
+
+class Digest(str):
+    """The sha256 (64 hex digits) of file content stored before: ``files={"/x": Digest(h)}``.
+
+    Content-addressed (1.x): the Pod mounts the file object ``levrt-f-<digest[:40]>`` that an
+    earlier task created; no content travels with this task.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> Digest:
+        if not isinstance(value, str):
+            raise FileSpecError(f"Digest({value!r}): a Digest is the sha256 hex string of stored content.")
+        text = value.strip().lower().removeprefix("sha256:")
+        if not re.fullmatch(r"[0-9a-f]{64}", text):
+            raise FileSpecError(
+                f"Digest({value!r}) is not a sha256 hex digest (64 characters 0-9a-f). "
+                "Compute it with hashlib.sha256(content).hexdigest()."
+            )
+        return super().__new__(cls, text)
+
+    def __repr__(self) -> str:
+        return f"Digest({str.__repr__(self)})"
+
+
+File: TypeAlias = bytes | str | pathlib.PurePath | Digest
+"""What ``files`` values may be: content (bytes, or str as UTF-8 text), a local file, a Digest."""
+
+
+class Cr:
+    """One container run: image, optional remote entry, files, services, ports, links.
+
+    Lazy: nothing happens until ``await cr`` / ``await cr.done()`` (→ ``Document``) or
+    ``await cr.start()`` (→ ``Task``). Each start is a new run.
+    """
+
+    __slots__ = ("cmd", "entry", "env", "files", "host", "image", "links", "ports", "schema", "services")
+
+    image: str
+    schema: str | None
+    host: bool
+    entry: RemoteCall[Any] | None
+    cmd: tuple[str, ...]
+    env: tuple[str, ...]
+    files: Mapping[str, File]
+    links: Mapping[str, str]
+    ports: tuple[int, ...]
+    services: Mapping[str, Cr]
+
+    def __init__(
+        self,
+        image: str,
+        schema: str | None = None,
+        *,
+        host: bool = False,
+        entry: object = None,
+        cmd: Iterable[str] = (),
+        env: Iterable[str] = (),
+        files: Mapping[str, File] | None = None,
+        links: Mapping[str, str] | None = None,
+        ports: Iterable[int] = (),
+        services: Mapping[str, Cr] | None = None,
+    ) -> None:
+        self.image = _image(image)
+        self.schema = _schema(schema)
+        if not isinstance(host, bool):
+            raise CrError(f"host={host!r} must be True or False (True runs the Pod in the node's network).")
+        self.host = host
+        self.entry = None if entry is None else as_call(entry)
+        self.cmd = _cmd(cmd)
+        self.env = _env(env)
+        self.files = MappingProxyType(_files(files))
+        self.links = MappingProxyType(_links(links))
+        self.ports = _ports(ports)
+        self.services = MappingProxyType(_services(services, main=self))
+
+    # -- running (through the current job's engine) ---------------------------------------------
+
+    async def start(self) -> Task:
+        """Submit this run and return its ``Task`` once the main container runs (and is Ready)."""
+        from levrt import engine
+
+        return await engine.start(self)
+
+    async def done(self) -> Document:
+        """Run to the end and return the ``Document`` of the results (``await cr`` does this)."""
+        task = await self.start()
+        return await task.done()
+
+    def __await__(self) -> Generator[Any, None, Document]:
+        return self.done().__await__()
+
+    # -- description --------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        parts = [repr(self.image)]
+        if self.schema:
+            parts.append(repr(self.schema))
+        if self.host:
+            parts.append("host=True")
+        if self.entry is not None:
+            parts.append(f"entry={self.entry.name}")
+        for name in ("cmd", "env", "ports"):
+            if getattr(self, name):
+                parts.append(f"{name}={list(getattr(self, name))!r}")
+        for name in ("files", "links", "services"):
+            if getattr(self, name):
+                parts.append(f"{name}={sorted(getattr(self, name))!r}")
+        return f"Cr({', '.join(parts)})"
+
+    def all_ports(self) -> list[tuple[str, int]]:
+        """``(container, port)`` for the main container and every service (one network namespace)."""
+        found = [("main", p) for p in self.ports]
+        for name, svc in self.services.items():
+            found += [(name, p) for p in svc.ports]
+        return found
+
+
+# -- validation helpers (each raises the specific error, naming the value) ---------------------------
+
+
+def _image(image: object) -> str:
+    if not isinstance(image, str) or not image.strip():
+        raise CrError(
+            f"image={image!r} must be an image reference such as 'alpine:3.20' or 'levkit/nmap:v1.0'."
+        )
+    if len(image) > 512 or not IMAGE_RE.match(image):
+        raise CrError(
+            f"image={image!r} is not a valid image reference (letters, digits and ._-/:@ only, no "
+            "spaces). Write it like 'registry.example/ns/name:tag'."
+        )
+    return image
+
+
+def _schema(schema: object) -> str | None:
+    if schema is None:
+        return None
+    if not isinstance(schema, str):
+        raise SchemaError(f"schema={schema!r} must be a str like 'talentsec/nmap@1.0', or None.")
+    if not SCHEMA_RE.match(schema) or len(schema) > 120:
+        hint = ""
+        if "@" not in schema:
+            hint = f" Did you forget the version, e.g. '{schema}@1.0'?"
+        elif "/" not in schema:
+            hint = " Did you forget the namespace, e.g. 'myteam/" + schema + "'?"
+        raise SchemaError(
+            f"schema={schema!r} is not '<namespace>/<name>@<major>.<minor>' (e.g. 'talentsec/nmap@1.0'; "
+            f"letters, digits, '.', '_', '-').{hint}"
+        )
+    return schema
+
+
+def _str_list(value: object, *, what: str, error: type[CrError], example: str) -> tuple[str, ...]:
+    if isinstance(value, str | bytes):
+        raise error(
+            f"{what}={value!r} must be a list of str, not a single string. Did you mean {what}=[{example}]?"
+        )
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise error(f"{what}={value!r} must be a list of str, e.g. {what}=[{example}].")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise error(
+                f"{what} item {item!r} is a {type(item).__name__}; {what} takes str only (use str({item!r}))."
+            )
+        if "\0" in item:
+            raise error(f"{what} item {item!r} contains a NUL character, which a process cannot receive.")
+    return items
+
+
+def _cmd(cmd: object) -> tuple[str, ...]:
+    items = _str_list(cmd, what="cmd", error=CrError, example="'--option', '-f'")
+    if sum(len(i.encode()) for i in items) > MAX_CMD_BYTES:
+        raise CrError(
+            f"cmd is {sum(len(i) for i in items)} characters, over {MAX_CMD_BYTES}. Pass bulk input as files."
+        )
+    return items
+
+
+def _env(env: object) -> tuple[str, ...]:
+    items = _str_list(env, what="env", error=EnvError, example="'KEY=VALUE'")
+    seen: dict[str, str] = {}
+    for item in items:
+        key, eq, _ = item.partition("=")
+        if not eq:
+            raise EnvError(f"env entry {item!r} has no '='. Write it as 'KEY=VALUE', e.g. '{item}=1'.")
+        if not ENV_NAME_RE.match(key):
+            raise EnvError(
+                f"env entry {item!r}: {key!r} is not a valid variable name (letters, digits, '_', '-', '.'; "
+                "not starting with a digit)."
+            )
+        if key.startswith("LEVRT_"):
+            raise EnvError(
+                f"env entry {item!r}: names starting with LEVRT_ are set by levrt itself. Rename {key!r}."
+            )
+        if key in seen:
+            raise EnvError(f"env sets {key!r} twice ({seen[key]!r} and {item!r}). Keep one.")
+        seen[key] = item
+    if sum(len(i.encode()) for i in items) > MAX_ENV_BYTES:
+        raise EnvError(f"env is over {MAX_ENV_BYTES} bytes. Pass bulk input as files.")
+    return items
+
+
+def check_file_path(path: object) -> str:
+    """A valid mount path (absolute, normalised, not reserved) or ``FileSpecError``."""
+    if not isinstance(path, str):
+        raise FileSpecError(f"files key {path!r} must be a str: the absolute path inside the container.")
+    if not path.startswith("/"):
+        raise FileSpecError(
+            f"files key {path!r} is relative. Use the absolute path inside the container, e.g. '/{path}'."
+        )
+    if "\0" in path:
+        raise FileSpecError(f"files key {path!r} contains a NUL character.")
+    norm = posixpath.normpath(path)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    if norm != path or path.endswith("/"):
+        raise FileSpecError(f"files key {path!r} is not a normalised file path. Write {norm!r}.")
+    if path == "/":
+        raise FileSpecError("files key '/' is the root directory; name a file such as '/etc/app.conf'.")
+    for reserved in RESERVED_PATHS:
+        if path == reserved or path.startswith(reserved + "/"):
+            raise FileSpecError(
+                f"files key {path!r} is under {reserved}, which levrt uses itself. Choose another path."
+            )
+    return path
+
+
+def _files(files: object) -> dict[str, File]:
+    if files is None:
+        return {}
+    if not isinstance(files, Mapping):
+        raise FileSpecError(
+            f"files={files!r:.80} must be a dict {{'/absolute/path': content}}, e.g. {{'/etc/x': b'...'}}."
+        )
+    checked: dict[str, File] = {}
+    for path, value in files.items():
+        checked[check_file_path(path)] = _file_value(path, value)
+    paths = sorted(checked)
+    for a in paths:
+        for b in paths:
+            if b.startswith(a + "/"):
+                raise FileSpecError(
+                    f"files has both {a!r} and {b!r}: {a!r} cannot be a file and a directory. Move one."
+                )
+    return checked
+
+
+def _file_value(path: str, value: object) -> File:
+    if isinstance(value, Digest):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        value = bytes(value)
+    if isinstance(value, bytes):
+        size = len(value)
+    elif isinstance(value, str):
+        size = len(value.encode("utf-8", errors="surrogatepass"))
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FileSpecError(
+                f"files[{path!r}] is a str that is not valid UTF-8 text; pass bytes instead."
+            ) from None
+    elif isinstance(value, pathlib.PurePath):
+        local = pathlib.Path(value)
+        if not local.exists():
+            raise FileSpecError(
+                f"files[{path!r}] = Path({str(value)!r}) does not exist (relative to {pathlib.Path.cwd()}). "
+                "Check the path, or pass the content as bytes."
+            )
+        if not local.is_file():
+            raise FileSpecError(
+                f"files[{path!r}] = Path({str(value)!r}) is not a regular file; mount files one by one."
+            )
+        size = local.stat().st_size
+    else:
+        raise FileSpecError(
+            f"files[{path!r}] is a {type(value).__name__} ({value!r:.60}); a File is bytes (content), str "
+            "(UTF-8 text), pathlib.Path (a local file) or levrt.Digest (stored content)."
+        )
+    if size > MAX_FILE_BYTES:
+        raise FileSpecError(
+            f"files[{path!r}] is {size} bytes, over the {MAX_FILE_BYTES}-byte limit of one file (a "
+            "Kubernetes object holds at most 1 MiB). Split it, compress it, or fetch it inside the entry."
+        )
+    return value
+
+
+def _links(links: object) -> dict[str, str]:
+    if links is None:
+        return {}
+    if not isinstance(links, Mapping):
+        raise LinkError(
+            f"links={links!r:.80} must be a dict {{alias: ip}}, e.g. links={{'proxy': task.host}}."
+        )
+    checked: dict[str, str] = {}
+    for alias, host in links.items():
+        if not isinstance(alias, str) or not HOSTNAME_RE.match(alias) or len(alias) > 253:
+            raise LinkError(
+                f"links alias {alias!r} is not a valid host name (letters, digits, '-' and '.'). "
+                "Use a name such as 'proxy'."
+            )
+        if host is None:
+            raise LinkError(
+                f"links[{alias!r}] is None: the linked task has no IP yet. Start it first — "
+                "task = await cr.start() — and link to task.host."
+            )
+        if not isinstance(host, str):
+            raise LinkError(f"links[{alias!r}] = {host!r} must be an IP address str such as task.host.")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise LinkError(
+                f"links[{alias!r}] = {host!r} is not an IP address. Links map an alias to the IP of "
+                "another task (task.host); for a DNS name, use the name directly instead of a link."
+            ) from None
+        checked[alias] = str(ip)
+    return checked
+
+
+def _ports(ports: object) -> tuple[int, ...]:
+    if isinstance(ports, int | str) or isinstance(ports, Mapping) or not isinstance(ports, Iterable):
+        raise PortError(
+            f"ports={ports!r} must be a list of ints, e.g. [{ports if isinstance(ports, int) else 8000}]."
+        )
+    checked: list[int] = []
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise PortError(
+                f"port {port!r} is a {type(port).__name__}; ports are ints 1..65535 (e.g. {port!r} → 8000)."
+            )
+        if not 1 <= port <= 65535:
+            raise PortError(f"port {port!r} is out of range; TCP ports are 1..65535.")
+        if port in checked:
+            raise PortError(f"port {port} is listed twice in ports. List each port once.")
+        checked.append(port)
+    return tuple(checked)
+
+
+def _services(services: object, *, main: Cr) -> dict[str, Cr]:
+    if services is None:
+        return {}
+    if not isinstance(services, Mapping):
+        raise ServiceError(
+            f"services={services!r:.80} must be a dict {{name: Cr}}, e.g. {{'redis': Cr('redis:7')}}."
+        )
+    checked: dict[str, Cr] = {}
+    owner: dict[int, str] = {p: "the main container" for p in main.ports}
+    for name, svc in services.items():
+        if not isinstance(name, str) or len(name) > 63 or not DNS1123_LABEL.match(name):
+            raise ServiceError(
+                f"service name {name!r} is not a DNS-1123 label (lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit, at most 63). Try "
+                f"{_suggest_label(name)!r}."
+            )
+        if name in RESERVED_CONTAINER_NAMES:
+            raise ServiceError(f"service name {name!r} is reserved by levrt. Choose another name.")
+        if name in main.links:
+            raise ServiceError(f"service {name!r} has the same name as a link alias. Rename one of them.")
+        if not isinstance(svc, Cr):
+            raise ServiceError(
+                f"services[{name!r}] is a {type(svc).__name__} ({svc!r:.60}); a service is a Cr, e.g. "
+                "Cr('redis:7', cmd=['--port', '9001'], ports=[9001])."
+            )
+        if svc.services:
+            raise ServiceError(
+                f"services[{name!r}] has services of its own ({', '.join(svc.services)}). Services do not "
+                "nest: declare all of them on the main Cr."
+            )
+        if svc.host and not main.host:
+            raise ServiceError(
+                f"services[{name!r}] has host=True but the main Cr does not. A Pod has one network: set "
+                "host=True on the main Cr (services follow it)."
+            )
+        if svc.schema is not None:
+            raise ServiceError(
+                f"services[{name!r}] has schema={svc.schema!r}. A service writes into its task's record; "
+                "set the schema on the main Cr."
+            )
+        for port in svc.ports:
+            if port in owner:
+                raise PortError(
+                    f"port {port} is used by both {owner[port]} and service {name!r}. They share one network "
+                    "namespace (127.0.0.1), so each port can be used once: change one of them."
+                )
+            owner[port] = f"service {name!r}"
+        checked[name] = svc
+    return checked
+
+
+def _suggest_label(name: object) -> str:
+    text = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")[:63].strip("-")
+    return text or "svc"

@@ -1,0 +1,151 @@
+"""``Settings``: where and how tasks run — namespace, runtime image, store, timeouts, scheduling.
+
+Why a frozen value passed around instead of globals: the pure builder must give the same objects
+for the same inputs, tests build with many settings side by side, and an orchestration running
+in-cluster and one on a laptop differ only in their settings. ``Settings.from_env()`` reads the
+``LEVRT_*`` environment once, at the edge; everything inside takes a ``Settings`` argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from levrt._version import __version__
+from levrt.errors import SettingsError
+
+__all__ = ["DEFAULT_RUNTIME_IMAGE", "PULL_POLICIES", "Settings"]
+
+DEFAULT_RUNTIME_IMAGE = f"levrt.local/runtime:{__version__}"
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How tasks are run. Build with ``Settings(...)``, ``Settings.from_env()`` or ``.replace()``."""
+
+    namespace: str = "levrt"
+    """Kubernetes namespace of every object (``LEVRT_NAMESPACE``)."""
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    """Image holding the injected Python runtime at ``/levrt`` (``LEVRT_RUNTIME_IMAGE``)."""
+    store_uri: str | None = None
+    """Store URI for *this* process; None → read Secret ``store_secret`` (``LEVRT_STORE_URI``)."""
+    store_secret: str = "levrt-store"
+    """Secret with key ``uri`` that Pods read the store URI from (``LEVRT_STORE_SECRET``)."""
+    database: str = "levrt"
+    """MongoDB database (``LEVRT_DB``)."""
+    keep: bool = False
+    """Keep Pods after their results are read, for debugging (``LEVRT_KEEP=1``)."""
+    image_pull_policy: str = "IfNotPresent"
+    """imagePullPolicy of every container (``LEVRT_IMAGE_PULL_POLICY``)."""
+    timeout: int | None = None
+    """Pod ``activeDeadlineSeconds``: a run is killed after this many seconds (``LEVRT_TIMEOUT``)."""
+    start_timeout: float = 300.0
+    """Seconds a task may take to start (pull, probes) before it fails (``LEVRT_START_TIMEOUT``)."""
+    schedule_timeout: float = 120.0
+    """Seconds a Pod may stay unschedulable before it fails (``LEVRT_SCHEDULE_TIMEOUT``)."""
+    resources: Mapping[str, Any] | None = None
+    """Main container ``resources``, e.g. ``{"limits": {"memory": "1Gi"}}`` (``LEVRT_RESOURCES``, JSON)."""
+    node_selector: Mapping[str, str] | None = None
+    """Pod ``nodeSelector`` (``LEVRT_NODE_SELECTOR``, JSON object)."""
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    """Pod ``tolerations`` (``LEVRT_TOLERATIONS``, JSON list)."""
+
+    def __post_init__(self) -> None:
+        if not _DNS1123_LABEL.match(self.namespace) or len(self.namespace) > 63:
+            raise SettingsError(
+                f"namespace={self.namespace!r} is not a Kubernetes namespace name (lowercase letters, "
+                "digits and '-', at most 63). Set LEVRT_NAMESPACE to e.g. 'levrt'."
+            )
+        if not self.runtime_image or any(c.isspace() for c in self.runtime_image):
+            raise SettingsError(f"runtime_image={self.runtime_image!r} is not an image reference.")
+        if not _DNS1123_SUBDOMAIN.match(self.store_secret) or len(self.store_secret) > 253:
+            raise SettingsError(f"store_secret={self.store_secret!r} is not a valid Secret name.")
+        if not self.database or any(c in self.database for c in '/\\. "$\0'):
+            raise SettingsError(f"database={self.database!r} is not a valid MongoDB database name.")
+        if self.image_pull_policy not in PULL_POLICIES:
+            raise SettingsError(
+                f"image_pull_policy={self.image_pull_policy!r}; use one of {', '.join(PULL_POLICIES)}."
+            )
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, int) or self.timeout < 1
+        ):
+            raise SettingsError(f"timeout={self.timeout!r}; use a whole number of seconds >= 1, or None.")
+        for name in ("start_timeout", "schedule_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise SettingsError(f"{name}={value!r}; use a number of seconds > 0.")
+        if self.resources is not None and not isinstance(self.resources, Mapping):
+            raise SettingsError(
+                f"resources={self.resources!r}; use a dict like {{'limits': {{'cpu': '1'}}}}."
+            )
+        if self.node_selector is not None and not (
+            isinstance(self.node_selector, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.node_selector.items())
+        ):
+            raise SettingsError(f"node_selector={self.node_selector!r}; use a dict of str to str.")
+        if not all(isinstance(t, Mapping) for t in self.tolerations):
+            raise SettingsError(f"tolerations={self.tolerations!r}; use a list of toleration dicts.")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``LEVRT_*`` variables of ``environ`` (default ``os.environ``)."""
+        env = os.environ if environ is None else environ
+        kw: dict[str, Any] = {}
+        plain = {
+            "LEVRT_NAMESPACE": "namespace",
+            "LEVRT_RUNTIME_IMAGE": "runtime_image",
+            "LEVRT_STORE_URI": "store_uri",
+            "LEVRT_STORE_SECRET": "store_secret",
+            "LEVRT_DB": "database",
+            "LEVRT_IMAGE_PULL_POLICY": "image_pull_policy",
+        }
+        for var, field in plain.items():
+            if env.get(var):
+                kw[field] = env[var]
+        if env.get("LEVRT_KEEP"):
+            kw["keep"] = env["LEVRT_KEEP"].strip().lower() in ("1", "true", "yes", "on")
+        if env.get("LEVRT_TIMEOUT"):
+            kw["timeout"] = _number(env, "LEVRT_TIMEOUT", int)
+        for var, field in (
+            ("LEVRT_START_TIMEOUT", "start_timeout"),
+            ("LEVRT_SCHEDULE_TIMEOUT", "schedule_timeout"),
+        ):
+            if env.get(var):
+                kw[field] = _number(env, var, float)
+        for var, field, kind in (
+            ("LEVRT_RESOURCES", "resources", dict),
+            ("LEVRT_NODE_SELECTOR", "node_selector", dict),
+            ("LEVRT_TOLERATIONS", "tolerations", list),
+        ):
+            if env.get(var):
+                value = _json(env, var, kind)
+                kw[field] = tuple(value) if kind is list else value
+        return cls(**kw)
+
+
+def _number(env: Mapping[str, str], var: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(env[var])
+    except ValueError:
+        raise SettingsError(f"{var}={env[var]!r} is not a number of seconds.") from None
+
+
+def _json(env: Mapping[str, str], var: str, kind: type) -> Any:
+    try:
+        value = json.loads(env[var])
+    except ValueError as exc:
+        raise SettingsError(f"{var}={env[var]!r} is not valid JSON ({exc}).") from None
+    if not isinstance(value, kind):
+        raise SettingsError(f"{var}={env[var]!r} must be a JSON {'object' if kind is dict else 'list'}.")
+    return value
