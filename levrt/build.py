@@ -405,7 +405,9 @@ def _probe(ports: tuple[int, ...], *, failure_threshold: int) -> dict[str, Any]:
         probe = {"tcpSocket": {"port": ports[0]}}
     else:
         probe = {"exec": {"command": [PYTHON, "-c", PROBE_SCRIPT, *map(str, ports)]}}
-    probe.update(periodSeconds=PROBE_PERIOD, timeoutSeconds=1, failureThreshold=failure_threshold)
+    # An exec probe starts an interpreter: give it more time than a bare TCP connect.
+    timeout = 1 if len(ports) == 1 else 5
+    probe.update(periodSeconds=PROBE_PERIOD, timeoutSeconds=timeout, failureThreshold=failure_threshold)
     return probe
 
 
