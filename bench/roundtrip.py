@@ -1,0 +1,120 @@
+"""Round trip of a trivial levrt task against a bare Pod running the same trivial command.
+
+Why: levrt's promise is that a Cr costs little more than the Pod it becomes (target: within
+1.3x of a bare Pod). Both are measured in the same run, on the same cluster, through the same
+watch, so the ratio is fair. levrt's time is split into phases (submit = objects created,
+start = main container running, end = Document returned) to show where the time goes.
+
+Run (test cluster up, see tests/cluster/README.md):  python -m bench.roundtrip --runs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+import levrt
+from levrt import Cr, lev
+from levrt.engine import container_status, finished, session
+from levrt.settings import Settings
+
+BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX", "levrt.local/busybox:1.36")
+
+
+@levrt.remote
+def trivial() -> None:
+    lev.set(ok=1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def bare_pod(engine: Any, index: int) -> float:
+    """Create a bare Pod running ``sh -c true``; wait for its end through the same watch; delete."""
+    ns = engine.settings.namespace
+    name = f"lev-bench-bare-{engine.job_id}-{index}"
+    body = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {
+            "app.kubernetes.io/managed-by": "levrt", "levrt.io/job": str(engine.job_id)}},
+        "spec": {
+            "restartPolicy": "Never", "enableServiceLinks": False, "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "main", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                            "command": ["sh", "-c", "echo ok"]}],
+        },
+    }
+    began = time.perf_counter()
+    await engine.kube.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
+    pod = await engine.watch.wait(name, finished, timeout=120)
+    took = time.perf_counter() - began
+    assert container_status(pod)["state"]["terminated"]["exitCode"] == 0
+    await engine.delete_pod(name)
+    engine.watch.forget(name)
+    return took
+
+
+async def levrt_task() -> dict[str, float]:
+    began = time.perf_counter()
+    task = await Cr(BUSYBOX, entry=trivial()).start()
+    started = time.perf_counter()
+    doc = await task.done()
+    ended = time.perf_counter()
+    assert (await doc.get()) == {"ok": 1}
+    return {"start": started - began, "total": ended - began}
+
+
+async def main(runs: int, warmup: int) -> dict[str, Any]:
+    settings = Settings.from_env()
+    async with session(settings=settings) as engine:
+        for i in range(warmup):
+            await bare_pod(engine, 10_000 + i)
+            await levrt_task()
+        bare: list[float] = []
+        ours: list[dict[str, float]] = []
+        for i in range(runs):  # interleaved so drift in the node affects both alike
+            bare.append(await bare_pod(engine, i))
+            ours.append(await levrt_task())
+            print(f"run {i + 1:>3}/{runs}: bare {bare[-1]:.3f}s  levrt {ours[-1]['total']:.3f}s "
+                  f"(running after {ours[-1]['start']:.3f}s)", flush=True)
+    totals = [o["total"] for o in ours]
+    starts = [o["start"] for o in ours]
+    result = {
+        "runs": runs,
+        "bare_p50": statistics.median(bare), "bare_p95": percentile(bare, 0.95),
+        "levrt_p50": statistics.median(totals), "levrt_p95": percentile(totals, 0.95),
+        "levrt_start_p50": statistics.median(starts),
+    }
+    result["ratio_p50"] = result["levrt_p50"] / result["bare_p50"]
+    result["ratio_p95"] = result["levrt_p95"] / result["bare_p95"]
+    return result
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    result = asyncio.run(main(args.runs, args.warmup))
+    print()
+    print(f"{'':18}{'p50':>10}{'p95':>10}")
+    print(f"{'bare Pod':18}{result['bare_p50']:>9.3f}s{result['bare_p95']:>9.3f}s")
+    print(f"{'levrt task':18}{result['levrt_p50']:>9.3f}s{result['levrt_p95']:>9.3f}s")
+    print(f"{'ratio':18}{result['ratio_p50']:>9.2f}x{result['ratio_p95']:>9.2f}x   (target <= 1.30x)")
+    print(f"levrt: main container running after {result['levrt_start_p50']:.3f}s (p50)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,69 @@
+"""Fixtures for the end-to-end tier: a levrt job on the real test cluster, checked for leftovers.
+
+Why: every end-to-end test must run real Pods through the real store and must leave no
+levrt-labelled object behind; the fixture opens the job and does that check afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+
+BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX", "levrt.local/busybox:1.36")
+REDIS = os.environ.get("LEVRT_TEST_REDIS", "levrt.local/redis:7")
+
+
+@pytest.fixture(scope="session")
+def runtime_image(kube_cluster: Any) -> str:
+    """The levrt runtime image, built from this checkout and imported into the node."""
+    if os.environ.get("LEVRT_RUNTIME_IMAGE"):
+        return os.environ["LEVRT_RUNTIME_IMAGE"]
+    from tests.runtime.image import build_runtime_image
+
+    return build_runtime_image()
+
+
+@pytest.fixture(scope="session")
+def levrt_settings(kube_cluster: Any, runtime_image: str) -> Any:
+    from levrt.settings import Settings
+
+    return Settings.from_env().replace(
+        namespace=kube_cluster.namespace, runtime_image=runtime_image, store_uri=kube_cluster.store_uri
+    )
+
+
+@pytest.fixture
+async def job(kube_cluster: Any, levrt_settings: Any) -> AsyncIterator[Any]:
+    """An open levrt job; afterwards no levrt-labelled object of any kind may remain."""
+    from levrt.engine import session
+
+    async with session(settings=levrt_settings, kubeconfig=kube_cluster.kubeconfig) as engine:
+        yield engine
+        leftovers = await wait_no_leftovers(engine)
+    assert leftovers == [], f"levrt objects left behind: {leftovers}"
+
+
+async def wait_no_leftovers(engine: Any, *, timeout: float = 60.0) -> list[str]:
+    """Names of levrt-labelled Pods, Secrets and ConfigMaps still present after ``timeout``."""
+    ns = engine.settings.namespace
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        names = []
+        for plural in ("pods", "secrets", "configmaps"):
+            listing = await engine.kube.request(
+                "GET", f"/api/v1/namespaces/{ns}/{plural}",
+                query={"labelSelector": "app.kubernetes.io/managed-by=levrt"},
+            )
+            names += [f"{plural}/{item['metadata']['name']}" for item in listing["items"]]
+        if not names or loop.time() > deadline:
+            return names
+        await asyncio.sleep(0.5)
+
+
+__all__ = ["BUSYBOX", "REDIS", "wait_no_leftovers"]

@@ -1,0 +1,295 @@
+"""Every seed example, end to end on the real test cluster (issue 4).
+
+Each test runs real Pods: the entry is pickled here, shipped in a Secret, and run inside a
+busybox image that has no Python, through the injected runtime; ``lev.set`` writes to the
+in-cluster store and ``Document.get`` reads it back from this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import pathlib
+import time
+from typing import Any
+
+import pytest
+
+import levrt
+from levrt import Concurrent, Cr, ctx, lev
+from levrt.errors import TaskFailed
+from tests.e2e.conftest import BUSYBOX, REDIS
+
+pytestmark = pytest.mark.cluster
+
+
+# -- 1. hello world ---------------------------------------------------------------------------
+
+
+def hello(name: str) -> Cr:
+    @levrt.remote
+    def entry() -> None:
+        ctx.set(msg=f"Hello, {name}!")
+
+    return Cr(BUSYBOX, entry=entry())
+
+
+async def test_hello_world(job: Any) -> None:
+    doc = await hello("levrt")
+    assert (await doc.get())["msg"] == "Hello, levrt!"
+
+
+# -- 2. the lev example, with namespaces ------------------------------------------------------
+
+
+def scan(target: str) -> Cr:
+    @levrt.remote
+    def entry() -> None:
+        issues = ["Some issues"]
+        lev.set(target=target, issues=issues)
+
+    return Cr(BUSYBOX, "ts/issues@1.0", entry=entry())
+
+
+async def test_lev_namespaces(job: Any) -> None:
+    doc = await scan("example.com")
+    assert {"target": "example.com", "issues": ["Some issues"]} == await doc.get()
+    assert doc.coll.name == "ts/issues@1.0"
+
+    with lev / "example":
+        example = await scan("example.com")
+    assert example.coll.name == "example|ts/issues@1.0"
+    assert (await example.get())["target"] == "example.com"
+
+    with lev / "httpbin" / "org":
+        httpbin = await scan("httpbin.org")
+    assert httpbin.coll.name == "httpbin|org|ts/issues@1.0"
+    assert {"target": "httpbin.org", "issues": ["Some issues"]} == await httpbin.get()
+    # Records are per task: the namespaced runs did not touch the first record.
+    assert (await doc.get())["target"] == "example.com"
+
+
+# -- 3. files ---------------------------------------------------------------------------------
+
+BINARY = bytes(range(256)) * 4 + b"\xff\xfe\x00not utf-8"
+
+
+@levrt.remote
+def read_files(paths: list[str]) -> None:
+    import hashlib as hl
+
+    lev.set(files={p.replace(".", "_"): hl.sha256(open(p, "rb").read()).hexdigest() for p in paths})
+
+
+async def test_files_bytes_str_path(job: Any, tmp_path: pathlib.Path) -> None:
+    local = tmp_path / "wordlist.txt"
+    local.write_bytes(b"admin\nroot\n\xc3\xa9t\xc3\xa9\n")
+    files: dict[str, Any] = {
+        "/data/blob.bin": BINARY,
+        "/etc/tool/config.json": '{"threads": 4, "name": "scan \u2603"}',
+        "/usr/share/wordlists/small.txt": local,
+    }
+    doc = await Cr(BUSYBOX, entry=read_files(sorted(files)), files=files)
+    got = (await doc.get())["files"]
+    expected = {
+        "/data/blob.bin": hashlib.sha256(BINARY).hexdigest(),
+        "/etc/tool/config.json": hashlib.sha256(files["/etc/tool/config.json"].encode()).hexdigest(),
+        "/usr/share/wordlists/small.txt": hashlib.sha256(local.read_bytes()).hexdigest(),
+    }
+    assert got == {k.replace(".", "_"): v for k, v in expected.items()}
+
+
+@levrt.remote
+def hold(seconds: float) -> None:
+    time.sleep(seconds)
+    lev.set(held=seconds)
+
+
+async def test_tasks_share_one_file_object(job: Any) -> None:
+    content = b"shared between two tasks " + str(time.time()).encode()
+    digest = hashlib.sha256(content).hexdigest()[:40]
+    a = await Cr(BUSYBOX, entry=hold(4), files={"/x/shared": content}).start()
+    b = await Cr(BUSYBOX, entry=hold(4), files={"/y/also-shared": content}).start()
+    listing = await job.kube.request(
+        "GET", f"/api/v1/namespaces/{job.settings.namespace}/configmaps",
+        query={"labelSelector": f"levrt.io/file={digest}"},
+    )
+    assert len(listing["items"]) == 1
+    owners = {ref["name"] for ref in listing["items"][0]["metadata"]["ownerReferences"]}
+    assert owners == {a.pod, b.pod}
+    assert (await (await a.done()).get())["held"] == 4
+    assert (await (await b.done()).get())["held"] == 4
+
+
+# -- 4. services ------------------------------------------------------------------------------
+
+
+@levrt.remote
+def talk_to_redis() -> None:
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    uri = urlparse(os.environ["REDIS_URI"])
+    with socket.create_connection((uri.hostname, uri.port), timeout=10) as conn:
+        conn.sendall(b"*3\r\n$3\r\nSET\r\n$5\r\nlevrt\r\n$2\r\nok\r\n*2\r\n$3\r\nGET\r\n$5\r\nlevrt\r\n")
+        reply = b""
+        while reply.count(b"\r\n") < 3:
+            reply += conn.recv(4096)
+    lev.set(reply=reply.decode(), host=uri.hostname)
+
+
+async def test_redis_service(job: Any) -> None:
+    cr = Cr(
+        BUSYBOX,
+        entry=talk_to_redis(),
+        env=["REDIS_URI=redis://redis:9001"],
+        services={"redis": Cr(REDIS, cmd=["--port", "9001"], ports=[9001])},
+    )
+    task = await cr.start()
+    doc = await task.done()
+    data = await doc.get()
+    assert data == {"reply": "+OK\r\n$2\r\nok\r\n", "host": "redis"}
+
+
+# -- 5. ports and links, then a signal --------------------------------------------------------
+
+
+@levrt.remote
+def serve(port: int) -> None:
+    import socket
+
+    served = 0
+    server = socket.create_server(("0.0.0.0", port))
+    try:
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"hello from A")
+                served += 1
+    except KeyboardInterrupt:
+        lev.set(served=served, stopped="SIGINT")
+
+
+@levrt.remote
+def fetch(alias: str, port: int) -> None:
+    import socket
+
+    with socket.create_connection((alias, port), timeout=10) as conn:
+        lev.set(read=conn.recv(100).decode())
+
+
+async def test_ports_links_and_signal(job: Any) -> None:
+    a = await Cr(BUSYBOX, entry=serve(8000), ports=[8000]).start()
+    assert a.host
+    b = await Cr(BUSYBOX, entry=fetch("proxy", 8000), links={"proxy": a.host})
+    assert (await b.get())["read"] == "hello from A"
+    await a.signal()
+    doc_a = await asyncio.wait_for(a.done(), timeout=30)
+    assert await doc_a.get() == {"served": 1, "stopped": "SIGINT"}
+
+
+# -- 6. host network --------------------------------------------------------------------------
+
+
+@levrt.remote
+def interfaces() -> None:
+    import os
+
+    lev.set(interfaces=sorted(os.listdir("/sys/class/net")))
+
+
+async def test_host_network(job: Any) -> None:
+    task = await Cr(BUSYBOX, entry=interfaces(), host=True).start()
+    nodes = await job.kube.request("GET", "/api/v1/nodes")
+    node_ips = {a["address"] for n in nodes["items"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"}
+    assert task.host in node_ips
+    seen = (await (await task.done()).get())["interfaces"]
+    # A Pod network namespace holds only lo and eth0; the node's holds the CNI bridge and veths too.
+    assert set(seen) - {"lo", "eth0"}, seen
+
+
+# -- 7. background and signal: partial results -------------------------------------------------
+
+
+@levrt.remote
+def long_scan() -> None:
+    import time as t
+
+    found = 0
+    try:
+        while True:
+            found += 1
+            lev.set(found=found, partial=False)
+            t.sleep(0.2)
+    except KeyboardInterrupt:
+        lev.set(found=found, partial=True)
+
+
+async def test_signal_returns_partial_results(job: Any) -> None:
+    task = await Cr(BUSYBOX, entry=long_scan()).start()
+    await asyncio.sleep(2)
+    sent = time.monotonic()
+    await task.signal()
+    doc = await asyncio.wait_for(task.done(), timeout=20)
+    took = time.monotonic() - sent
+    data = await doc.get()
+    assert data["partial"] is True and data["found"] >= 2
+    assert took < 10, f"signal to Document took {took:.1f}s"
+
+
+# -- 8. Concurrent ------------------------------------------------------------------------------
+
+
+@levrt.remote
+def timed(i: int) -> None:
+    import time as t
+
+    began = t.time()
+    t.sleep(3)
+    lev.set(i=i, began=began, ended=t.time())
+
+
+async def test_concurrent_limit_five(job: Any) -> None:
+    docs: list[Any] = []
+
+    async def one(i: int) -> None:
+        docs.append(await Cr(BUSYBOX, "ts/timed@1.0", entry=timed(i)))
+
+    async with Concurrent(limit=5) as c:
+        for i in range(12):
+            c.start(one(i))
+    records = [await d.get() for d in docs]
+    assert sorted(r["i"] for r in records) == list(range(12))
+    edges = sorted([(r["began"], 1) for r in records] + [(r["ended"], -1) for r in records])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    assert peak <= 5
+    assert peak >= 2, "tasks did not overlap at all"
+
+
+# -- 9. failures -------------------------------------------------------------------------------
+
+
+@levrt.remote
+def explode() -> None:
+    raise ValueError("boom 42: the target refused")
+
+
+async def test_entry_raises(job: Any) -> None:
+    with pytest.raises(TaskFailed) as info:
+        await Cr(BUSYBOX, entry=explode())
+    assert "boom 42: the target refused" in str(info.value)
+    assert info.value.exit_code == 1
+    assert "ValueError" in info.value.logs
+
+
+async def test_missing_image_fails_fast(job: Any) -> None:
+    began = time.monotonic()
+    with pytest.raises(TaskFailed) as info:
+        await Cr("levrt.local/does-not-exist:0.0.1", cmd=["true"])
+    assert time.monotonic() - began < 30
+    assert info.value.reason in ("ErrImagePull", "ImagePullBackOff")
+    assert "does-not-exist" in str(info.value)
