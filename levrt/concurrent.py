@@ -27,8 +27,8 @@ __all__ = ["Concurrent", "ProgressHook", "progress_hook"]
 log = logging.getLogger("lev")
 
 T = TypeVar("T")
-ProgressHook = Callable[["Concurrent", int, int], None]
-"""Called as ``hook(concurrent, done, total)`` each time a child finishes."""
+ProgressHook = Callable[[int, int], None]
+"""Called as ``hook(done, total)`` each time a child of a ``Concurrent`` block finishes."""
 
 _hooks: contextvars.ContextVar[tuple[ProgressHook, ...]] = contextvars.ContextVar(
     "levrt_progress_hooks", default=()
@@ -37,7 +37,7 @@ _hooks: contextvars.ContextVar[tuple[ProgressHook, ...]] = contextvars.ContextVa
 
 @contextlib.contextmanager
 def progress_hook(hook: ProgressHook) -> Iterator[None]:
-    """Call ``hook(concurrent, done, total)`` for every ``Concurrent`` run in this context."""
+    """Call ``hook(done, total)`` for every ``Concurrent`` block run in this context (the CLI's bar)."""
     token = _hooks.set((*_hooks.get(), hook))
     try:
         yield
@@ -48,9 +48,7 @@ def progress_hook(hook: ProgressHook) -> Iterator[None]:
 class Concurrent:
     """``async with Concurrent(limit=5) as c: c.start(aw)`` — bounded, failure-tolerant fan-out."""
 
-    def __init__(
-        self, limit: int | None = None, *, on_progress: Callable[[int, int], None] | None = None
-    ) -> None:
+    def __init__(self, limit: int | None = None, *, on_progress: ProgressHook | None = None) -> None:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise LevrtError(
                 f"Concurrent(limit={limit!r}): the limit is a whole number >= 1, or None for no limit."
@@ -113,7 +111,7 @@ class Concurrent:
         done, total = self._done, len(self._tasks)
         log.info("progress: %s", f"{done / total:.4g}")
         for hook in _hooks.get():
-            self._call(hook, self, done, total)
+            self._call(hook, done, total)
         if self.on_progress is not None:
             self._call(self.on_progress, done, total)
 

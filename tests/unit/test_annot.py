@@ -11,11 +11,21 @@ from levrt.annot import ARGV, Param, meta
 from levrt.annot.cats import Attck, BlackArch, Category
 
 ATTCK = {
-    "InitialAccess": "TA0001", "Execution": "TA0002", "Persistence": "TA0003",
-    "PrivilegeEscalation": "TA0004", "DefenseEvasion": "TA0005", "CredentialAccess": "TA0006",
-    "Discovery": "TA0007", "LateralMovement": "TA0008", "Collection": "TA0009",
-    "Exfiltration": "TA0010", "CommandandControl": "TA0011", "NetworkEffects": "TA0038",
-    "RemoteServiceEffects": "TA0039", "Impact": "TA0040", "ResourceDevelopment": "TA0042",
+    "InitialAccess": "TA0001",
+    "Execution": "TA0002",
+    "Persistence": "TA0003",
+    "PrivilegeEscalation": "TA0004",
+    "DefenseEvasion": "TA0005",
+    "CredentialAccess": "TA0006",
+    "Discovery": "TA0007",
+    "LateralMovement": "TA0008",
+    "Collection": "TA0009",
+    "Exfiltration": "TA0010",
+    "CommandandControl": "TA0011",
+    "NetworkEffects": "TA0038",
+    "RemoteServiceEffects": "TA0039",
+    "Impact": "TA0040",
+    "ResourceDevelopment": "TA0042",
     "Reconnaissance": "TA0043",
 }
 BLACKARCH_NAMES = (
@@ -47,12 +57,21 @@ def test_param() -> None:
     p = Param("ip", "Target IP", holder="192.168.1.1/24", regex=r"^\d")
     assert p.placeholder == "192.168.1.1/24" == p.holder
     assert p.regex == (r"^\d",)
-    assert p.to_dict() == {"name": "ip", "desc": "Target IP", "regex": [r"^\d"], "placeholder": "192.168.1.1/24"}
+    assert p.to_dict() == {
+        "name": "ip",
+        "desc": "Target IP",
+        "regex": [r"^\d"],
+        "placeholder": "192.168.1.1/24",
+    }
     assert ARGV == Param("argv", "Command line arguments")
 
 
-@meta(desc="Detect live hosts", params=Param("ip", "target", holder="10.0.0.0/24"),
-      cats=[Attck.Reconnaissance, BlackArch.Scanner, Attck.Discovery], tags="nmap")
+@meta(
+    desc="Detect live hosts",
+    params=Param("ip", "target", holder="10.0.0.0/24"),
+    cats=[Attck.Reconnaissance, BlackArch.Scanner, Attck.Discovery],
+    tags="nmap",
+)
 def alive(ip: str) -> object:
     return cli("-sn", ip)
 
@@ -77,7 +96,9 @@ def test_decorator_sets_lev() -> None:
 
 
 def test_module_metadata_is_json() -> None:
-    data = meta([raw, alive, workflow], desc="nmap tool", tags=["nmap", "scan"], ext={"homepage": "https://nmap.org"})
+    data = meta(
+        [raw, alive, workflow], desc="nmap tool", tags=["nmap", "scan"], ext={"homepage": "https://nmap.org"}
+    )
     assert json.loads(json.dumps(data)) == data
     assert [e["name"] for e in data["exports"]] == ["raw", "alive", "workflow"]
     assert [e["kind"] for e in data["exports"]] == ["mode", "mode", "workflow"]

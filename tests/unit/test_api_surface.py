@@ -12,11 +12,26 @@ import levrt
 from levrt import errors
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-PUBLIC = {"Cr", "Task", "Document", "File", "Digest", "remote", "lev", "ctx", "Concurrent", "run", "cli", "annot"}
+PUBLIC = {
+    "Cr",
+    "Task",
+    "Document",
+    "File",
+    "Digest",
+    "remote",
+    "lev",
+    "ctx",
+    "Concurrent",
+    "run",
+    "cli",
+    "annot",
+}
 
 
 def test_all_is_exactly_the_public_names_and_errors() -> None:
-    error_names = {n for n, o in vars(errors).items() if inspect.isclass(o) and issubclass(o, errors.LevrtError)}
+    error_names = {
+        n for n, o in vars(errors).items() if inspect.isclass(o) and issubclass(o, errors.LevrtError)
+    }
     assert set(levrt.__all__) == PUBLIC | error_names
     assert len(levrt.__all__) == len(set(levrt.__all__))
     for name in levrt.__all__:
@@ -62,7 +77,8 @@ def test_runtime_modules_import_only_stdlib_and_cloudpickle() -> None:
         "before = set(sys.modules)\n"
         "import levrt.payload, levrt.context, levrt.remote, levrt.errors\n"
         "third = {m.partition('.')[0] for m in set(sys.modules) - before}\n"
-        "third -= set(sys.stdlib_module_names) | {'levrt', 'cloudpickle', 'pymongo', 'bson', 'gridfs', 'dns'}\n"
+        "shipped = {'levrt', 'cloudpickle', 'pymongo', 'bson', 'gridfs', 'dns'}\n"
+        "third -= set(sys.stdlib_module_names) | shipped\n"
         "assert not third, third\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -72,6 +88,15 @@ def test_runtime_modules_import_only_stdlib_and_cloudpickle() -> None:
 def test_cr_signature_matches_the_seeds() -> None:
     params = inspect.signature(levrt.Cr).parameters
     assert list(params) == [
-        "image", "schema", "host", "entry", "cmd", "env", "files", "links", "ports", "services"
+        "image",
+        "schema",
+        "host",
+        "entry",
+        "cmd",
+        "env",
+        "files",
+        "links",
+        "ports",
+        "services",
     ]
     assert params["schema"].default is None and params["host"].default is False

@@ -43,7 +43,9 @@ def test_golden(name: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     assert path.exists(), f"{path} missing: run LEVRT_UPDATE_GOLDEN=1 pytest tests/unit"
-    assert text == path.read_text(), f"{name} changed; if intended, run LEVRT_UPDATE_GOLDEN=1 pytest tests/unit"
+    assert text == path.read_text(), (
+        f"{name} changed; if intended, run LEVRT_UPDATE_GOLDEN=1 pytest tests/unit"
+    )
 
 
 def test_no_stray_golden_files() -> None:

@@ -67,7 +67,7 @@ async def test_progress_is_logged_and_hooked(caplog: pytest.LogCaptureFixture) -
     calls: list[tuple[int, int]] = []
     hooked: list[tuple[int, int]] = []
     rec = Recorder()
-    with caplog.at_level(logging.INFO, logger="lev"), progress_hook(lambda c, d, t: hooked.append((d, t))):
+    with caplog.at_level(logging.INFO, logger="lev"), progress_hook(lambda d, t: hooked.append((d, t))):
         async with Concurrent(limit=1, on_progress=lambda d, t: calls.append((d, t))) as c:
             for i in range(4):
                 c.start(rec.job(i))
@@ -100,6 +100,7 @@ async def test_children_may_start_more_children() -> None:
     rec = Recorder()
 
     async with Concurrent(limit=2) as c:
+
         async def parent() -> None:
             await rec.job(0)
             c.start(rec.job(1))

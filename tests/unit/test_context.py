@@ -61,7 +61,7 @@ async def test_two_orchestrations_in_one_loop_keep_their_prefixes() -> None:
 
 
 def test_lev_set_outside_a_task() -> None:
-    with pytest.raises(OutsideTaskError, match="await doc.set"):
+    with pytest.raises(OutsideTaskError, match=r"await doc\.set"):
         lev.set(x=1)
     with pytest.raises(OutsideTaskError):
         _ = lev.job_id

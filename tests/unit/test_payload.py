@@ -112,7 +112,7 @@ def test_cloudpickle_mismatch_names_both_sides() -> None:
 def test_explicit_versions_that_match_load() -> None:
     blob = payload.dumps_call(h.greet("a"))
     head = payload.read_header(blob)
-    func, args, _ = payload.loads_call(blob, python=head["python"], cloudpickle_version=head["cloudpickle"])
+    _, args, _ = payload.loads_call(blob, python=head["python"], cloudpickle_version=head["cloudpickle"])
     assert args == ("a",)
 
 
@@ -189,7 +189,11 @@ def test_module_level_helpers_travel_by_value(tmp_path: pathlib.Path) -> None:
     env["PYTHONPATH"] = str(site)
     proc = subprocess.run(
         [sys.executable, "-c", script, *(str(tmp_path / n) for n in calls)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == repr(["HELLO, LEVRT!?", "ASYNC!", "c:3!:1", [22, 443]])

@@ -85,7 +85,12 @@ CASES: list[tuple[str, Callable[[], Any], type[LevrtError], str]] = [
     ("file-not-normalised", lambda: Cr(IMG, files={"/etc/../x": b""}), FileSpecError, "/etc/../x"),
     ("file-trailing-slash", lambda: Cr(IMG, files={"/etc/x/": b""}), FileSpecError, "/etc/x/"),
     ("file-root", lambda: Cr(IMG, files={"/": b""}), FileSpecError, "'/'"),
-    ("file-reserved", lambda: Cr(IMG, files={"/levrt/bin/python3": b""}), FileSpecError, "/levrt/bin/python3"),
+    (
+        "file-reserved",
+        lambda: Cr(IMG, files={"/levrt/bin/python3": b""}),
+        FileSpecError,
+        "/levrt/bin/python3",
+    ),
     ("file-dir-conflict", lambda: Cr(IMG, files={"/a": b"", "/a/b": b""}), FileSpecError, "'/a/b'"),
     ("file-bad-type", lambda: Cr(IMG, files={"/x": 12345}), FileSpecError, "12345"),  # type: ignore[dict-item]
     ("file-missing-path", lambda: Cr(IMG, files={"/w.txt": pathlib.Path(MISSING)}), FileSpecError, MISSING),
@@ -139,8 +144,12 @@ CASES: list[tuple[str, Callable[[], Any], type[LevrtError], str]] = [
     ("entry-needs-args", lambda: Cr(IMG, entry=needs_args), EntryError, "needs_args"),
     ("entry-wrong-args", lambda: needs_args(), EntryError, "needs_args"),  # type: ignore[call-arg]
     ("entry-class", lambda: levrt.remote(int), EntryError, "int"),
-    ("payload-too-large", lambda: build_task(big_entry(), job=1, task=0, collection="c", settings=Settings()),
-     PayloadError, "big_entry"),
+    (
+        "payload-too-large",
+        lambda: build_task(big_entry(), job=1, task=0, collection="c", settings=Settings()),
+        PayloadError,
+        "big_entry",
+    ),
     ("namespace-pipe", lambda: lev / "a|b", NamespaceError, "a|b"),
     ("namespace-empty", lambda: lev / "", NamespaceError, "''"),
     ("lev-set-outside-task", lambda: lev.set(x=1), OutsideTaskError, "lev.set()"),

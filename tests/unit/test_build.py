@@ -1,0 +1,190 @@
+"""Builder properties beyond the snapshots: SPEC 2 mapping, dedup, owners, read_files, limits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import pathlib
+
+import pytest
+
+import levrt
+from levrt import Cr, Digest
+from levrt.build import build_task, read_files, with_owner
+from levrt.errors import FileSpecError, LevrtError
+from levrt.payload import loads_call
+from levrt.settings import Settings
+
+S = Settings(runtime_image="levrt.local/runtime:t")
+IMG = "levrt.local/busybox:1.36"
+
+
+@levrt.remote
+def entry(x: int = 1) -> int:
+    return x * 2
+
+
+def build(cr: Cr, **kw: object) -> levrt.build.TaskObjects:  # type: ignore[name-defined]
+    return build_task(
+        cr, job=3, task=4, collection="ns|ts/x@1.0", settings=S, file_contents=read_files(cr), **kw
+    )  # type: ignore[arg-type]
+
+
+def test_names_labels_gate_and_pod_basics() -> None:
+    objs = build(Cr(IMG, entry=entry(21)))
+    pod = objs.pod
+    assert pod["metadata"]["name"] == "lev-j3-t4" == objs.name
+    assert pod["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "levrt",
+        "levrt.io/job": "3",
+        "levrt.io/task": "4",
+    }
+    spec = pod["spec"]
+    assert spec["schedulingGates"] == [{"name": "levrt.io/objects"}]
+    assert spec["restartPolicy"] == "Never" and spec["enableServiceLinks"] is False
+    assert spec["automountServiceAccountToken"] is False and "hostNetwork" not in spec
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["LEVRT_COLLECTION"]["value"] == "ns|ts/x@1.0"
+    assert env["LEVRT_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "levrt-store", "key": "uri"}
+    secret = objs.owned[0]
+    assert secret["metadata"]["name"] == "lev-j3-t4-payload" and secret["immutable"] is True
+    func, args, kwargs = loads_call(base64.b64decode(secret["data"]["main"]))
+    assert func(*args, **kwargs) == 42
+
+
+def test_no_entry_no_runtime_no_secret() -> None:
+    objs = build(Cr(IMG, cmd=["echo", "hi"]))
+    spec = objs.pod["spec"]
+    assert objs.owned == [] and "initContainers" not in spec and "volumes" not in spec
+    assert spec["containers"][0]["args"] == ["echo", "hi"] and "command" not in spec["containers"][0]
+
+
+def test_service_entry_gets_its_own_payload_key() -> None:
+    cr = Cr(IMG, services={"helper": Cr("x:1", entry=entry(5), ports=[7000])})
+    objs = build(cr)
+    secret = objs.owned[0]
+    assert list(secret["data"]) == ["svc-helper"]
+    names = [c["name"] for c in objs.pod["spec"]["initContainers"]]
+    assert names == ["levrt-runtime", "helper"]
+    helper = objs.pod["spec"]["initContainers"][1]
+    assert helper["restartPolicy"] == "Always" and helper["startupProbe"]["tcpSocket"] == {"port": 7000}
+    assert {"name": "LEVRT_PAYLOAD", "value": "/levrt-payload/svc-helper"} in helper["env"]
+    assert "command" not in objs.pod["spec"]["containers"][0]
+
+
+def test_same_content_is_one_object(tmp_path: pathlib.Path) -> None:
+    local = tmp_path / "a.txt"
+    local.write_bytes(b"same")
+    cr = Cr(
+        IMG,
+        files={"/a": b"same", "/b": "same", "/c": local},
+        services={"s": Cr("x:1", files={"/d": b"same"})},
+    )
+    objs = build(cr)
+    configmaps = [o for o in objs.owned if o["kind"] == "ConfigMap"]
+    sha = hashlib.sha256(b"same").hexdigest()
+    assert [c["metadata"]["name"] for c in configmaps] == [f"levrt-f-{sha[:40]}"]
+    assert configmaps[0]["data"] == {"content": "same"} and configmaps[0]["immutable"] is True
+    assert configmaps[0]["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "levrt",
+        "levrt.io/file": sha[:40],
+    }
+    side = objs.pod["spec"]["initContainers"][0]
+    assert side["volumeMounts"] == [
+        {"name": f"levrt-f-{sha[:40]}", "mountPath": "/d", "subPath": "content", "readOnly": True}
+    ]
+
+
+def test_binary_content_uses_binary_data() -> None:
+    objs = build(Cr(IMG, files={"/x": b"\xff\xfe"}))
+    assert objs.owned[0]["binaryData"] == {"content": base64.b64encode(b"\xff\xfe").decode()}
+    assert "data" not in objs.owned[0]
+
+
+def test_digest_is_mounted_not_created() -> None:
+    objs = build(Cr(IMG, files={"/x": Digest("cd" * 32)}))
+    assert objs.owned == []
+    assert objs.pod["spec"]["volumes"] == [
+        {"name": "levrt-f-" + "cd" * 20, "configMap": {"name": "levrt-f-" + "cd" * 20}}
+    ]
+
+
+def test_path_files_need_read_files(tmp_path: pathlib.Path) -> None:
+    local = tmp_path / "x"
+    local.write_text("x")
+    cr = Cr(IMG, files={"/x": local})
+    with pytest.raises(FileSpecError, match="read_files"):
+        build_task(cr, job=1, task=0, collection="c", settings=S)
+    local.unlink()
+    with pytest.raises(FileSpecError, match=str(local)):
+        read_files(cr)
+
+
+def test_path_file_grown_over_the_limit_at_submit(tmp_path: pathlib.Path) -> None:
+    local = tmp_path / "x"
+    local.write_text("small")
+    cr = Cr(IMG, files={"/x": local})
+    local.write_bytes(b"0" * (1024 * 1024))
+    with pytest.raises(FileSpecError, match="limit"):
+        read_files(cr)
+
+
+def test_host_network_and_aliases() -> None:
+    cr = Cr(
+        IMG, host=True, links={"a": "10.0.0.1", "b": "10.0.0.1"}, services={"redis": Cr("r:7", host=True)}
+    )
+    spec = build(cr).pod["spec"]
+    assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert spec["hostAliases"] == [
+        {"ip": "127.0.0.1", "hostnames": ["redis"]},
+        {"ip": "10.0.0.1", "hostnames": ["a", "b"]},
+    ]
+
+
+def test_readiness_probe_for_ports() -> None:
+    main = build(Cr(IMG, ports=[8000])).pod["spec"]["containers"][0]
+    assert main["readinessProbe"]["tcpSocket"] == {"port": 8000}
+    assert main["ports"] == [{"containerPort": 8000, "protocol": "TCP"}]
+
+
+def test_settings_knobs() -> None:
+    s = S.replace(
+        timeout=60,
+        resources={"limits": {"cpu": "1"}},
+        node_selector={"k": "v"},
+        tolerations=({"operator": "Exists"},),
+        image_pull_policy="Never",
+        namespace="scans",
+    )
+    objs = build_task(Cr(IMG, entry=entry()), job=1, task=0, collection="c", settings=s)
+    spec = objs.pod["spec"]
+    assert spec["activeDeadlineSeconds"] == 60 and spec["nodeSelector"] == {"k": "v"}
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    assert spec["containers"][0]["resources"] == {"limits": {"cpu": "1"}}
+    assert {c["imagePullPolicy"] for c in spec["initContainers"] + spec["containers"]} == {"Never"}
+    assert {o["metadata"]["namespace"] for o in objs.all()} == {"scans"}
+
+
+def test_bad_ids() -> None:
+    with pytest.raises(LevrtError, match="job=-1"):
+        build_task(Cr(IMG), job=-1, task=0, collection="c", settings=S)
+
+
+def test_with_owner_copies_and_appends() -> None:
+    obj = {"kind": "ConfigMap", "metadata": {"name": "x"}}
+    a = with_owner(obj, pod_name="lev-j1-t0", pod_uid="u1")
+    assert "ownerReferences" not in obj["metadata"]
+    assert a["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "lev-j1-t0", "uid": "u1"}
+    ]
+    b = with_owner(a, pod_name="lev-j1-t1", pod_uid="u2")
+    assert [r["uid"] for r in b["metadata"]["ownerReferences"]] == ["u1", "u2"]
+    assert with_owner(b, pod_name="lev-j1-t1", pod_uid="u2") == b
+
+
+def test_builder_is_pure() -> None:
+    cr = Cr(IMG, entry=entry(), files={"/x": "y"})
+    first, second = build(cr), build(cr)
+    assert first.pod == second.pod
+    first.pod["spec"]["containers"][0]["env"].clear()
+    assert build(cr).pod == second.pod
