@@ -56,6 +56,10 @@ class RemoteCall(Generic[R]):
 class Remote(Generic[P, R]):
     """A function marked with ``@levrt.remote``. Calling it returns a ``RemoteCall``."""
 
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R]
+
     def __init__(self, func: Callable[P, R]) -> None:
         if isinstance(func, Remote):
             func = func.func

@@ -49,7 +49,7 @@ def test_ctx_is_lev() -> None:
 
 
 def test_annot_members() -> None:
-    assert levrt.annot.Param and levrt.annot.ARGV and levrt.annot.meta
+    assert callable(levrt.annot.Param) and callable(levrt.annot.meta) and levrt.annot.ARGV.name == "argv"
     from levrt.annot.cats import Attck, BlackArch, Category
 
     assert issubclass(Attck, Category) and issubclass(BlackArch, Category)

@@ -10,7 +10,7 @@ import pytest
 
 import levrt
 from levrt import Cr, Digest
-from levrt.build import build_task, read_files, with_owner
+from levrt.build import TaskObjects, build_task, read_files, with_owner
 from levrt.errors import FileSpecError, LevrtError
 from levrt.payload import loads_call
 from levrt.settings import Settings
@@ -24,10 +24,8 @@ def entry(x: int = 1) -> int:
     return x * 2
 
 
-def build(cr: Cr, **kw: object) -> levrt.build.TaskObjects:  # type: ignore[name-defined]
-    return build_task(
-        cr, job=3, task=4, collection="ns|ts/x@1.0", settings=S, file_contents=read_files(cr), **kw
-    )  # type: ignore[arg-type]
+def build(cr: Cr) -> TaskObjects:
+    return build_task(cr, job=3, task=4, collection="ns|ts/x@1.0", settings=S, file_contents=read_files(cr))
 
 
 def test_names_labels_gate_and_pod_basics() -> None:

@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -163,7 +164,7 @@ def test_user_registration_is_kept() -> None:
 
 def test_module_level_helpers_travel_by_value(tmp_path: pathlib.Path) -> None:
     """Unpickled in an interpreter that can import levrt but not the tests package."""
-    calls = {
+    calls: dict[str, RemoteCall[Any]] = {
         "greet": h.greet("levrt", punctuation="?"),
         "agreet": h.agreet("async"),
         "closure": h.make_closure("c")(3),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import textwrap
 
 import pytest
@@ -108,4 +109,4 @@ def test_console_script_module_keeps_levrt_cli_callable() -> None:
     import levrt.cli
 
     assert levrt.cli("-v", p=1) == ["-v", "-p", "1"]
-    assert levrt.cli.main is main
+    assert sys.modules["levrt.cli"].main is main

@@ -101,7 +101,7 @@ CASES: list[tuple[str, Callable[[], Any], type[LevrtError], str]] = [
     ("port-zero", lambda: Cr(IMG, ports=[0]), PortError, "port 0"),
     ("port-too-big", lambda: Cr(IMG, ports=[70000]), PortError, "70000"),
     ("port-str", lambda: Cr(IMG, ports=["80"]), PortError, "'80'"),  # type: ignore[list-item]
-    ("port-bool", lambda: Cr(IMG, ports=[True]), PortError, "True"),  # type: ignore[list-item]
+    ("port-bool", lambda: Cr(IMG, ports=[True]), PortError, "True"),
     ("port-single-int", lambda: Cr(IMG, ports=8000), PortError, "8000"),  # type: ignore[arg-type]
     ("port-duplicate", lambda: Cr(IMG, ports=[80, 80]), PortError, "80"),
     (
@@ -196,7 +196,7 @@ def test_good_inputs_pass(tmp_path: pathlib.Path) -> None:
         entry=ok_entry,
         cmd=("-v",),
         env=["A=1", "B=a=b", "C="],
-        files={"/a/b": local, "/a/c": "text", "/d": bytearray(b"\0"), "/e": Digest("AB" * 32)},
+        files={"/a/b": local, "/a/c": "text", "/d": bytearray(b"\0"), "/e": Digest("AB" * 32)},  # type: ignore[dict-item]
         links={"proxy": "10.0.0.1", "v6": "fd00::1"},
         ports=[80, 443],
         services={"redis": Cr("redis:7", ports=[6379], host=True), "db-1": Cr("pg:16")},
