@@ -7,8 +7,7 @@ dependencies are installed; rich (progress, tables) and the cluster clients are 
 the subcommands that need them, never at module top.
 
 Not named ``levrt/cli.py``: ``levrt.cli`` is the public argv builder, and importing a submodule
-of that name rebinds the package attribute ``levrt.cli`` to the module. ``levrt/cli.py`` stays as
-a callable shim for the console script entry ``levrt.cli:main``.
+of that name would rebind the package attribute ``levrt.cli`` to the module.
 """
 
 from __future__ import annotations

@@ -325,7 +325,7 @@ def container_status(pod: Mapping[str, Any], name: str = "main") -> Mapping[str,
     for key in ("containerStatuses", "initContainerStatuses"):
         for cs in status.get(key) or []:
             if cs.get("name") == name:
-                return cs  # type: ignore[no-any-return]
+                return cs
     return {}
 
 
@@ -375,7 +375,7 @@ def unschedulable_since(pod: Mapping[str, Any]) -> float | None:
 def _condition(pod: Mapping[str, Any], kind: str) -> str | None:
     for cond in pod.get("status", {}).get("conditions") or []:
         if cond.get("type") == kind:
-            return cond.get("status")  # type: ignore[no-any-return]
+            return cond.get("status")
     return None
 
 

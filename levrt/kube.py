@@ -187,7 +187,8 @@ class Kube:
         stdout, stderr, status = bytearray(), bytearray(), b""
         try:
             async with self._session.ws_connect(
-                url, headers=headers, protocols=("v4.channel.k8s.io",), timeout=aiohttp.ClientWSTimeout(ws_close=timeout)
+                url, headers=headers, protocols=("v4.channel.k8s.io",),
+                timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
             ) as ws:
                 async with asyncio.timeout(timeout):
                     async for msg in ws:

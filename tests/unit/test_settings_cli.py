@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import textwrap
 
 import pytest
@@ -104,9 +103,11 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "check" in capsys.readouterr().err
 
 
-def test_console_script_module_keeps_levrt_cli_callable() -> None:
-    import levrt
-    import levrt.cli
+def test_console_script_points_at_commands_main() -> None:
+    import tomllib
 
+    import levrt
+
+    scripts = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"levrt": "levrt.commands:main"}
     assert levrt.cli("-v", p=1) == ["-v", "-p", "1"]
-    assert sys.modules["levrt.cli"].main is main
