@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-
 BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX", "levrt.local/busybox:1.36")
 REDIS = os.environ.get("LEVRT_TEST_REDIS", "levrt.local/redis:7")
 
