@@ -1,0 +1,282 @@
+"""Build OCI images without Docker and import them into the test node's containerd.
+
+Why: no registry is reachable and no Docker engine runs here, yet every Pod needs an image.
+An image is a list of host directories (one layer each) plus a little config; we write an
+OCI image-layout archive with deterministic tars and hand it to ``ctr images import``.
+Rootfs directories are assembled from host binaries and the shared libraries ``ldd`` reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.cluster import gotools
+from tests.cluster.log import progress
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+@dataclass(frozen=True)
+class Image:
+    """What an image is made of: layers are host directories stacked in order."""
+
+    ref: str
+    layers: tuple[Path, ...]
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    workdir: str = "/"
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _layer_tar(root: Path) -> bytes:
+    """A reproducible tar of ``root``: sorted names, zero mtimes and owners."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        paths = sorted(p for p in root.rglob("*"))
+        for path in paths:
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if info.isfile():
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def _blob(layout: Path, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    target = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return digest
+
+
+def write_archive(image: Image, dest: Path) -> str:
+    """Write ``image`` as an OCI layout tar at ``dest``; return the manifest digest."""
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = Path(tmp)
+        layers, diff_ids = [], []
+        for root in image.layers:
+            data = _layer_tar(root)
+            digest = _blob(layout, data)
+            diff_ids.append(digest)
+            layers.append({"mediaType": OCI_LAYER, "digest": digest, "size": len(data)})
+        config = {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Entrypoint": list(image.entrypoint) or None,
+                "Cmd": list(image.cmd) or None,
+                "Env": list(image.env),
+                "WorkingDir": image.workdir,
+                "Labels": image.labels or None,
+            },
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+        config_bytes = json.dumps(config, sort_keys=True).encode()
+        config_digest = _blob(layout, config_bytes)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "layers": layers,
+        }
+        manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
+        manifest_digest = _blob(layout, manifest_bytes)
+        index = {
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": OCI_MANIFEST,
+                "digest": manifest_digest,
+                "size": len(manifest_bytes),
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {
+                    "io.containerd.image.name": image.ref,
+                    "org.opencontainers.image.ref.name": image.ref.rsplit(":", 1)[-1],
+                },
+            }],
+        }
+        (layout / "index.json").write_text(json.dumps(index))
+        (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_suffix(".partial")
+        with tarfile.open(partial, "w") as tar:
+            for path in sorted(layout.rglob("*")):
+                tar.add(path, arcname=str(path.relative_to(layout)), recursive=False)
+        partial.rename(dest)
+    return manifest_digest
+
+
+def _ctr(*args: str, capture: bool = False) -> str:
+    from tests.cluster.node import paths
+
+    cmd = ["ctr", "--address", str(paths().containerd_sock), "-n", "k8s.io", *args]
+    result = subprocess.run(cmd, check=True, text=True, capture_output=capture)
+    return result.stdout if capture else ""
+
+
+def present_digest(ref: str) -> str | None:
+    """The manifest digest containerd holds for ``ref``, or None."""
+    out = _ctr("images", "ls", f"name=={ref}", capture=True)
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if cols and cols[0] == ref:
+            return next((c for c in cols if c.startswith("sha256:")), None)
+    return None
+
+
+def build_and_import(image: Image) -> str:
+    """Build ``image`` and import it into the test node unless the same digest is there."""
+    cache = gotools.cache_root() / "images"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", image.ref)
+    archive = cache / f"{slug}.tar"
+    digest = write_archive(image, archive)
+    if present_digest(image.ref) == digest:
+        return image.ref
+    progress(f"importing image {image.ref} ({archive.stat().st_size / 1e6:.1f} MB)")
+    _ctr("images", "import", str(archive))
+    return image.ref
+
+
+# --- rootfs assembly from host binaries ---------------------------------------------------
+
+_LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
+
+
+def shared_libraries(binary: Path) -> list[Path]:
+    """Absolute paths of the libraries (and loader) ``binary`` needs, via ldd."""
+    result = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
+    if "not a dynamic executable" in result.stdout + result.stderr or "statically linked" in result.stdout:
+        return []
+    return [Path(m.group(1)) for m in map(_LDD_LINE.search, result.stdout.splitlines()) if m]
+
+
+def copy_into(rootfs: Path, host_path: Path, at: str | None = None) -> None:
+    """Copy a host file into ``rootfs`` at the same (or given) absolute path, following links."""
+    target = rootfs / (at or str(host_path)).lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(host_path.resolve(), target)
+
+
+def add_binary(rootfs: Path, host_binary: Path, at: str | None = None) -> None:
+    copy_into(rootfs, host_binary, at)
+    for lib in shared_libraries(host_binary):
+        copy_into(rootfs, lib)
+
+
+def base_files(rootfs: Path) -> None:
+    """The few files every image expects: users, hosts lookup order, writable /tmp."""
+    (rootfs / "etc").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    (rootfs / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (rootfs / "etc" / "nsswitch.conf").write_text("hosts: files dns\n")
+    for d in ("tmp", "root", "proc", "sys", "dev", "etc"):
+        (rootfs / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(rootfs / "tmp", 0o1777)
+
+
+# --- the images the tests need --------------------------------------------------------------
+
+PAUSE_C = r"""
+#include <signal.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static void reap(int s) { (void)s; while (waitpid(-1, 0, WNOHANG) > 0) {} }
+static void quit(int s) { (void)s; _exit(0); }
+int main(void) {
+  signal(SIGINT, quit); signal(SIGTERM, quit); signal(SIGCHLD, reap);
+  for (;;) pause();
+}
+"""
+
+
+def debian_version(package: str) -> str:
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=True)
+    # 1:1.35.0-4+b3 -> 1.35.0
+    return out.stdout.split(":", 1)[-1].split("-", 1)[0].split("~", 1)[0].split("+", 1)[0]
+
+
+def busybox_ref() -> str:
+    return "levrt.local/busybox:" + ".".join(debian_version("busybox-static").split(".")[:2])
+
+
+def redis_ref() -> str:
+    return "levrt.local/redis:" + debian_version("redis-server")
+
+
+PAUSE_REF = "levrt.local/pause:3.10"
+FERRETDB_REF = "levrt.local/ferretdb:1.24.0"
+COREDNS_REF = "levrt.local/coredns:1.12.4"
+
+
+def _fresh(workdir: Path, name: str) -> Path:
+    root = workdir / name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return root
+
+
+def busybox_rootfs(root: Path) -> None:
+    """busybox-static with every applet linked in /bin: a shell and coreutils, no Python."""
+    base_files(root)
+    (root / "bin").mkdir(exist_ok=True)
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        link = root / "bin" / applet
+        if applet != "busybox" and not link.exists():
+            link.symlink_to("busybox")
+
+
+def test_images(workdir: Path) -> list[Image]:
+    """Every image the cluster and its tests use, assembled under ``workdir``."""
+    pause = _fresh(workdir, "pause")
+    src = workdir / "pause.c"
+    src.write_text(PAUSE_C)
+    subprocess.run(["gcc", "-Os", "-static", "-o", str(pause / "pause"), str(src)], check=True)
+
+    busybox = _fresh(workdir, "busybox")
+    busybox_rootfs(busybox)
+
+    redis = _fresh(workdir, "redis")
+    base_files(redis)
+    add_binary(redis, Path("/usr/bin/redis-server"))
+    (redis / "data").mkdir()
+
+    ferretdb = _fresh(workdir, "ferretdb")
+    base_files(ferretdb)
+    shutil.copy2(gotools.binary("ferretdb"), ferretdb / "ferretdb")
+    (ferretdb / "state").mkdir()
+
+    coredns = _fresh(workdir, "coredns")
+    base_files(coredns)
+    shutil.copy2(gotools.binary("coredns"), coredns / "coredns")
+
+    return [
+        Image(PAUSE_REF, (pause,), entrypoint=("/pause",)),
+        Image(busybox_ref(), (busybox,), cmd=("sh",)),
+        Image(redis_ref(), (redis,), entrypoint=("/usr/bin/redis-server", "--protected-mode", "no"), workdir="/data"),
+        Image(FERRETDB_REF, (ferretdb,), entrypoint=("/ferretdb",), workdir="/state"),
+        Image(COREDNS_REF, (coredns,), entrypoint=("/coredns",)),
+    ]
+
+
+def import_test_images() -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="levrt-images-") as tmp:
+        return [build_and_import(image) for image in test_images(Path(tmp))]
