@@ -150,7 +150,7 @@ def build_and_import(image: Image) -> str:
     if present_digest(image.ref) == digest:
         return image.ref
     progress(f"importing image {image.ref} ({archive.stat().st_size / 1e6:.1f} MB)")
-    _ctr("images", "import", str(archive))
+    _ctr("images", "import", str(archive), capture=True)
     return image.ref
 
 
