@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from levrt import context
+from levrt import context, submit
 from levrt.errors import ClusterError, LevrtError, StoreError, TaskFailed
 from levrt.kube import ApiError, Kube, PodWatch
 from levrt.settings import Settings
@@ -37,7 +37,6 @@ __all__ = ["Engine", "current", "session", "start"]
 log = logging.getLogger("lev")
 
 MANAGED = "app.kubernetes.io/managed-by=levrt"
-GATE = "levrt.io/objects"
 MIN_MINOR = 29
 
 # Waiting reasons after which a container will not start without a change by the user.
@@ -186,71 +185,10 @@ class Engine:
         return task
 
     async def _submit(self, objects: Any) -> None:
-        from levrt.build import with_owner
-
-        ns = self.settings.namespace
-        pod = await self._create(f"/api/v1/namespaces/{ns}/pods", objects.pod)
-        name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
-        try:
-            owned = [with_owner(obj, pod_name=name, pod_uid=uid) for obj in objects.owned]
-            await asyncio.gather(*(self._create_owned(obj) for obj in owned))
-            await self.kube.request(
-                "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}",
-                body=[{"op": "remove", "path": "/spec/schedulingGates"}],
-                content_type="application/json-patch+json",
-            )
-        except BaseException:
-            await asyncio.shield(self.delete_pod(name))
-            raise
-
-    async def _create(self, path: str, body: Mapping[str, Any]) -> Any:
-        try:
-            return await self.kube.request("POST", path, body=body)
-        except ApiError as exc:
-            if exc.status == 404 and exc.reason == "NotFound":
-                raise ClusterError(
-                    f"Namespace {self.settings.namespace!r} does not exist. Install the platform "
-                    "(helm install levrt charts/levrt) or set LEVRT_NAMESPACE to an existing namespace."
-                ) from exc
-            if exc.status == 403:
-                raise ClusterError(
-                    f"Not allowed to create {body.get('kind', 'objects')} in namespace "
-                    f"{self.settings.namespace!r}: {exc}. Give your account the levrt Role."
-                ) from exc
-            raise
-
-    async def _create_owned(self, obj: Mapping[str, Any]) -> None:
-        ns = self.settings.namespace
-        plural = {"Secret": "secrets", "ConfigMap": "configmaps"}[obj["kind"]]
-        try:
-            await self._create(f"/api/v1/namespaces/{ns}/{plural}", obj)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            # A content-addressed file stored by an earlier task: share it, owned by both Pods.
-            patch = {"metadata": {"ownerReferences": obj["metadata"]["ownerReferences"]}}
-            try:
-                await self.kube.request(
-                    "PATCH", f"/api/v1/namespaces/{ns}/{plural}/{obj['metadata']['name']}",
-                    body=patch, content_type="application/strategic-merge-patch+json",
-                )
-            except ApiError as gone:
-                if gone.status != 404:
-                    raise
-                # Collected between our create and patch: create it afresh.
-                await self._create(f"/api/v1/namespaces/{ns}/{plural}", obj)
+        await submit.submit(self.kube, self.settings.namespace, objects)
 
     async def delete_pod(self, name: str) -> None:
-        try:
-            await self.kube.request(
-                "DELETE", f"/api/v1/namespaces/{self.settings.namespace}/pods/{name}",
-                query={"gracePeriodSeconds": 0},
-            )
-        except ApiError as exc:
-            if exc.status != 404:
-                log.warning("could not delete Pod %s: %s", name, exc)
-        except LevrtError as exc:
-            log.warning("could not delete Pod %s: %s", name, exc)
+        await submit.delete_pod(self.kube, self.settings.namespace, name)
 
     # -- watching --------------------------------------------------------------------------
 
