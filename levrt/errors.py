@@ -25,6 +25,7 @@ __all__ = [
     "LinkError",
     "MetaError",
     "NamespaceError",
+    "OrchestrationError",
     "OutsideTaskError",
     "PayloadError",
     "PortError",
@@ -116,6 +117,10 @@ class StoreError(LevrtError):
 
 class ClusterError(LevrtError):
     """The Kubernetes cluster is unreachable, too old, or refused an operation."""
+
+
+class OrchestrationError(LevrtError):
+    """An in-cluster orchestration (``levrt run --in-cluster``) could not be submitted or started."""
 
 
 class TaskFailed(LevrtError):

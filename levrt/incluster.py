@@ -1,0 +1,186 @@
+"""Run an orchestration itself inside the cluster: ``levrt run FILE --in-cluster``.
+
+Why: long scans should not depend on a laptop staying awake. The orchestration file is shipped
+in a ConfigMap to a Pod that runs under the chart's ``levrt-orchestrator`` ServiceAccount,
+with the levrt runtime image; inside, the SDK finds in-cluster credentials and the store
+Service by itself. The CLI follows the Pod's logs and exits with its exit code.
+
+``orchestrator_objects`` is pure (it builds the objects); ``run_in_cluster`` does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from levrt.build import GATE, TaskObjects
+from levrt.errors import OrchestrationError
+from levrt.settings import Settings
+
+__all__ = ["ORCHESTRATOR_SITE", "SERVICE_ACCOUNT", "SETTINGS_CONFIGMAP", "orchestrator_objects", "run_in_cluster"]
+
+SERVICE_ACCOUNT = "levrt-orchestrator"
+SETTINGS_CONFIGMAP = "levrt-settings"
+# Where the runtime image keeps the SDK's client-side dependencies (kubernetes_asyncio, aiohttp,
+# pyyaml, rich). They sit outside /levrt so task Pods never copy them.
+ORCHESTRATOR_SITE = "/opt/levrt-orchestrator"
+SOURCE_MOUNT = "/orchestration"
+MAX_SOURCE = 512 * 1024
+
+
+def orchestrator_objects(
+    *, source: bytes, filename: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
+) -> TaskObjects:
+    """The Pod that runs ``filename:func`` and the ConfigMap that carries the file."""
+    if len(source) > MAX_SOURCE:
+        raise OrchestrationError(
+            f"{filename} is {len(source)} bytes; an in-cluster orchestration file must be under "
+            f"{MAX_SOURCE // 1024} KiB. Move data into files=... of your Crs instead."
+        )
+    name = f"lev-orch-{run_id}"
+    labels = {"app.kubernetes.io/managed-by": "levrt", "levrt.io/role": "orchestrator", "levrt.io/run": run_id}
+    key = Path(filename).name
+    configmap: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-source", "namespace": settings.namespace, "labels": labels},
+        "binaryData": {key: _b64(source)},
+        "immutable": True,
+    }
+    env: list[dict[str, Any]] = [
+        {"name": "PYTHONPATH", "value": ORCHESTRATOR_SITE},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "LEVRT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "LEVRT_RUNTIME_IMAGE", "value": settings.runtime_image},
+        {"name": "LEVRT_STORE_URI", "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}}},
+    ]
+    if settings.keep:
+        env.append({"name": "LEVRT_KEEP", "value": "1"})
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
+        "spec": {
+            "schedulingGates": [{"name": GATE}],
+            "restartPolicy": "Never",
+            "serviceAccountName": SERVICE_ACCOUNT,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{
+                "name": "main",
+                "image": settings.runtime_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["/levrt/bin/python3", "-m", "levrt", "run", f"{SOURCE_MOUNT}/{key}:{func}",
+                            "--no-progress", *args],
+                "env": env,
+                # Settings the platform team set in the chart (timeouts, resources...) apply too.
+                "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIGMAP, "optional": True}}],
+                "volumeMounts": [{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }],
+            "volumes": [{"name": "source", "configMap": {"name": configmap["metadata"]["name"]}}],
+            **({"nodeSelector": dict(settings.node_selector)} if settings.node_selector else {}),
+        },
+    }
+    return TaskObjects(pod=pod, owned=[configmap])
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def new_run_id(source: bytes) -> str:
+    """Short, unique, and recognisable per file: 6 hex of the content, 4 random."""
+    return hashlib.sha256(source).hexdigest()[:6] + secrets.token_hex(2)
+
+
+def run_in_cluster(
+    target: str, func: str, args: Sequence[str], *, settings: Settings, kubeconfig: str | None = None,
+) -> int:
+    """Submit the orchestration Pod, stream its output here, and return its exit code."""
+    path = Path(target)
+    if not path.is_file():
+        raise OrchestrationError(
+            f"--in-cluster needs an orchestration file, and {target!r} is not one. "
+            "Pass the path of a .py file, e.g. levrt run examples/workflow.py --in-cluster."
+        )
+    source = path.read_bytes()
+    objects = orchestrator_objects(
+        source=source, filename=path.name, func=func, args=args, settings=settings, run_id=new_run_id(source),
+    )
+    return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig))
+
+
+async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | None) -> int:
+    from levrt import submit
+    from levrt.kube import Kube
+
+    kube = await Kube.connect(kubeconfig=kubeconfig)
+    ns = settings.namespace
+    name = objects.name
+    try:
+        await submit.submit(kube, ns, objects)
+        print(f"progress: orchestration Pod {ns}/{name} submitted", file=sys.stderr, flush=True)
+        try:
+            pod = await _wait_running(kube, ns, name, timeout=settings.start_timeout)
+            if pod["status"].get("phase") not in ("Succeeded", "Failed"):
+                await _follow_logs(kube, ns, name)
+            pod = await _wait_finished(kube, ns, name)
+            status = pod["status"]["containerStatuses"][0]["state"].get("terminated", {})
+            code = int(status.get("exitCode", 1))
+            if code and status.get("message") and "Traceback" not in status.get("message", ""):
+                print(f"orchestration failed: {status['message'].strip()}", file=sys.stderr)
+            return code
+        finally:
+            if not settings.keep:
+                await asyncio.shield(submit.delete_pod(kube, ns, name))
+    finally:
+        await kube.close()
+
+
+async def _get(kube: Any, ns: str, name: str) -> dict[str, Any]:
+    return dict(await kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}"))
+
+
+async def _wait_running(kube: Any, ns: str, name: str, *, timeout: float) -> dict[str, Any]:
+    from levrt.engine import FATAL_WAITING, container_status
+
+    deadline = time.monotonic() + timeout
+    while True:
+        pod = await _get(kube, ns, name)
+        if pod["status"].get("phase") in ("Running", "Succeeded", "Failed"):
+            return pod
+        waiting = container_status(pod).get("state", {}).get("waiting", {})
+        if waiting.get("reason") in FATAL_WAITING:
+            raise OrchestrationError(
+                f"The orchestration Pod {name} cannot start: {waiting['reason']} ({waiting.get('message', '')}). "
+                f"Check that the runtime image {pod['spec']['containers'][0]['image']} is on the nodes."
+            )
+        if time.monotonic() > deadline:
+            raise OrchestrationError(f"The orchestration Pod {name} did not start within {timeout:.0f}s; "
+                             f"see kubectl -n {ns} describe pod {name}.")
+        await asyncio.sleep(0.5)
+
+
+async def _follow_logs(kube: Any, ns: str, name: str) -> None:
+    resp = await kube.stream_lines(f"/api/v1/namespaces/{ns}/pods/{name}/log", query={"follow": "true"})
+    try:
+        async for line in resp.content:
+            sys.stdout.write(line.decode(errors="replace"))
+            sys.stdout.flush()
+    finally:
+        resp.release()
+
+
+async def _wait_finished(kube: Any, ns: str, name: str) -> dict[str, Any]:
+    while True:
+        pod = await _get(kube, ns, name)
+        if pod["status"].get("phase") in ("Succeeded", "Failed"):
+            return pod
+        await asyncio.sleep(0.3)
