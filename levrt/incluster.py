@@ -15,7 +15,7 @@ import hashlib
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +35,28 @@ MAX_SOURCE = 512 * 1024
 
 
 def orchestrator_objects(
-    *, source: bytes, filename: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
+    *, sources: Mapping[str, bytes], entry: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
 ) -> TaskObjects:
-    """The Pod that runs ``filename:func`` and the ConfigMap that carries the file."""
-    if len(source) > MAX_SOURCE:
+    """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (file name → bytes).
+
+    ``sources`` holds the orchestration file and the modules beside it (the tools it imports).
+    """
+    if entry not in sources:
+        raise OrchestrationError(f"{entry!r} is not among the shipped files {sorted(sources)}.")
+    size = sum(len(v) for v in sources.values())
+    if size > MAX_SOURCE:
         raise OrchestrationError(
-            f"{filename} is {len(source)} bytes; an in-cluster orchestration file must be under "
-            f"{MAX_SOURCE // 1024} KiB. Move data into files=... of your Crs instead."
+            f"The orchestration and the modules beside it ({', '.join(sorted(sources))}) are {size} bytes; "
+            f"in-cluster runs ship at most {MAX_SOURCE // 1024} KiB. Move the file into a directory of its own "
+            "with only the tool modules it imports, or move data into files=... of your Crs."
         )
     name = f"lev-orch-{run_id}"
     labels = {"app.kubernetes.io/managed-by": "levrt", "levrt.io/role": "orchestrator", "levrt.io/run": run_id}
-    key = Path(filename).name
+    key = entry
     configmap: dict[str, Any] = {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": f"{name}-source", "namespace": settings.namespace, "labels": labels},
-        "binaryData": {key: _b64(source)},
+        "binaryData": {k: _b64(v) for k, v in sorted(sources.items())},
         "immutable": True,
     }
     env: list[dict[str, Any]] = [
@@ -110,9 +117,12 @@ def run_in_cluster(
             f"--in-cluster needs an orchestration file, and {target!r} is not one. "
             "Pass the path of a .py file, e.g. levrt run examples/workflow.py --in-cluster."
         )
-    source = path.read_bytes()
+    # The file and the modules beside it: tool modules it imports must exist in the Pod too.
+    sources = {p.name: p.read_bytes() for p in sorted(path.parent.glob("*.py"))}
+    sources[path.name] = path.read_bytes()
     objects = orchestrator_objects(
-        source=source, filename=path.name, func=func, args=args, settings=settings, run_id=new_run_id(source),
+        sources=sources, entry=path.name, func=func, args=args, settings=settings,
+        run_id=new_run_id(sources[path.name]),
     )
     return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig))
 

@@ -13,9 +13,9 @@ from levrt.settings import Settings
 SETTINGS = Settings(namespace="scans", runtime_image="levrt.local/runtime:test")
 
 
-def build(source: bytes = b"async def main(): pass\n", **kw: object) -> tuple[dict, dict]:
-    objects = orchestrator_objects(source=source, filename="flow.py", func="scan_all", args=["a", "b"],
-                                   settings=SETTINGS, run_id="abc123", **kw)  # type: ignore[arg-type]
+def build(source: bytes = b"async def main(): pass\n") -> tuple[dict, dict]:
+    objects = orchestrator_objects(sources={"flow.py": source, "tool.py": b"X = 1\n"}, entry="flow.py",
+                                   func="scan_all", args=["a", "b"], settings=SETTINGS, run_id="abc123")
     assert len(objects.owned) == 1
     return objects.pod, objects.owned[0]
 
@@ -41,6 +41,7 @@ def test_source_travels_byte_for_byte_in_an_immutable_configmap() -> None:
     pod, source = build(text)
     assert source["immutable"] is True
     assert base64.b64decode(source["binaryData"]["flow.py"]) == text
+    assert base64.b64decode(source["binaryData"]["tool.py"]) == b"X = 1\n"  # modules beside it travel too
     assert pod["spec"]["volumes"][0]["configMap"]["name"] == source["metadata"]["name"]
 
 
