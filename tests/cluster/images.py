@@ -206,18 +206,23 @@ int main(void) {
 """
 
 
-def debian_version(package: str) -> str:
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=True)
+def debian_version(package: str, default: str = "0") -> str:
+    """Upstream version of an installed Debian package (tags images honestly); ``default`` if none."""
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True,
+                             check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return default
     # 1:1.35.0-4+b3 -> 1.35.0
     return out.stdout.split(":", 1)[-1].split("-", 1)[0].split("~", 1)[0].split("+", 1)[0]
 
 
 def busybox_ref() -> str:
-    return "levrt.local/busybox:" + ".".join(debian_version("busybox-static").split(".")[:2])
+    return "levrt.local/busybox:" + ".".join(debian_version("busybox-static", "1.35").split(".")[:2])
 
 
 def redis_ref() -> str:
-    return "levrt.local/redis:" + debian_version("redis-server")
+    return "levrt.local/redis:" + debian_version("redis-server", "7.0.15")
 
 
 PAUSE_REF = "levrt.local/pause:3.10"

@@ -466,8 +466,10 @@ def store_uri_for_host() -> str:
 def env_lines() -> list[str]:
     """Shell exports pointing levrt at the test cluster (``eval "$(python -m tests.cluster env)"``)."""
     from levrt import __version__
+    from tests.cluster.images import busybox_ref
 
     return [
+        f"export LEVRT_EXAMPLE_IMAGE={busybox_ref()}",
         f"export KUBECONFIG={paths().kubeconfig}",
         f"export LEVRT_NAMESPACE={NAMESPACE}",
         f"export LEVRT_STORE_URI={store_uri_for_host()}",

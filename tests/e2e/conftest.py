@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX", "levrt.local/busybox:1.36")
-REDIS = os.environ.get("LEVRT_TEST_REDIS", "levrt.local/redis:7")
+from tests.cluster.images import busybox_ref, redis_ref
+
+BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX") or busybox_ref()
+REDIS = os.environ.get("LEVRT_TEST_REDIS") or redis_ref()
 
 
 @pytest.fixture(scope="session")

@@ -293,3 +293,17 @@ async def test_missing_image_fails_fast(job: Any) -> None:
     assert time.monotonic() - began < 30
     assert info.value.reason in ("ErrImagePull", "ImagePullBackOff")
     assert "does-not-exist" in str(info.value)
+
+
+async def test_payload_for_another_python_is_refused_with_a_version_error(
+    job: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payload pickled by a Python 3.12 client must not be unpickled by the 3.11 runtime."""
+    import levrt.payload
+
+    monkeypatch.setattr(levrt.payload, "python_version", lambda: "3.12")
+    with pytest.raises(TaskFailed) as info:
+        await hello("from the future")
+    message = str(info.value)
+    assert "3.12" in message and "3.11" in message, message
+    assert "python" in message.lower()

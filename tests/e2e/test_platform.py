@@ -1,0 +1,72 @@
+"""The example tool and workflow, from this machine and from inside the cluster (issue 5).
+
+Why: the README tells users to run ``examples/workflow.py`` with ``levrt run``; these tests run
+exactly that, once with the orchestration here and once as a Pod under the chart's
+ServiceAccount (``--in-cluster``), and check the records landed in the store.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _levrt(
+    args: list[str], *, kube_cluster: Any, runtime_image: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    from tests.cluster.images import busybox_ref
+
+    env = dict(
+        os.environ,
+        KUBECONFIG=kube_cluster.kubeconfig,
+        LEVRT_NAMESPACE=kube_cluster.namespace,
+        LEVRT_STORE_URI=kube_cluster.store_uri,
+        LEVRT_RUNTIME_IMAGE=runtime_image,
+        LEVRT_EXAMPLE_IMAGE=busybox_ref(),
+    )
+    return subprocess.run([sys.executable, "-m", "levrt", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _check_summary(stdout: str) -> dict[str, Any]:
+    import json
+
+    start = stdout.index("{")
+    summary = json.loads(stdout[start:stdout.rindex("}") + 1])
+    assert summary["open"] == [2222, 8080], summary
+    assert summary["banners"]["2222"] == "SSH-2.0-levrt-demo"
+    assert summary["banners"]["8080"].startswith("HTTP/1.")
+    return dict(summary)
+
+
+def test_workflow_from_this_machine(kube_cluster: Any, runtime_image: str) -> None:
+    run = _levrt(["run", "examples/workflow.py", "--no-progress"], kube_cluster=kube_cluster,
+                 runtime_image=runtime_image)
+    assert run.returncode == 0, run.stderr[-3000:]
+    _check_summary(run.stdout)
+
+
+def test_workflow_in_cluster(kube_cluster: Any, runtime_image: str) -> None:
+    run = _levrt(["run", "examples/workflow.py", "--in-cluster"], kube_cluster=kube_cluster,
+                 runtime_image=runtime_image)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "orchestration Pod" in run.stderr
+    _check_summary(run.stdout)
+
+
+def test_in_cluster_failure_exits_nonzero_with_the_traceback(kube_cluster: Any, runtime_image: str,
+                                                              tmp_path: Path) -> None:
+    flow = tmp_path / "broken.py"
+    flow.write_text("async def main():\n    raise RuntimeError('orchestration broke on purpose')\n")
+    run = _levrt(["run", str(flow), "--in-cluster"], kube_cluster=kube_cluster, runtime_image=runtime_image)
+    assert run.returncode != 0
+    assert "orchestration broke on purpose" in run.stdout + run.stderr
