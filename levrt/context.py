@@ -43,8 +43,11 @@ _saved: contextvars.ContextVar[tuple[tuple[str, ...], ...]] = contextvars.Contex
 class TaskBinding(Protocol):
     """What the in-container runtime provides for ``lev`` inside an entry."""
 
-    job_id: int
-    task_id: int
+    @property
+    def job_id(self) -> int: ...
+
+    @property
+    def task_id(self) -> int: ...
 
     def set(self, data: dict[str, Any]) -> None: ...
 

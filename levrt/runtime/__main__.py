@@ -1,0 +1,7 @@
+"""``python -m levrt.runtime``: the main container's command when a Cr has an entry."""
+
+import sys
+
+from levrt.runtime import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tests and image building for the injected runtime (``levrt.runtime`` + the bundle)."""

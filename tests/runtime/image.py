@@ -1,0 +1,51 @@
+"""The levrt runtime image for the test cluster, built without Docker.
+
+Why: task Pods need ``Settings.runtime_image`` on the node. Layer one is the bundle at
+``/levrt`` (what the init container copies); layer two holds the client-side packages at
+``/opt/levrt-orchestrator`` for in-cluster orchestration Pods. Both are cached by content and
+imported only when the node does not already hold the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from levrt import __version__
+from tests.cluster.gotools import cache_root
+from tests.cluster.images import Image, build_and_import
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _builder():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("levrt_build_bundle", REPO / "images" / "runtime" / "build_bundle.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def runtime_ref() -> str:
+    return f"levrt.local/runtime:{__version__}"
+
+
+def runtime_image() -> Image:
+    builder = _builder()
+    bundle = builder.build_bundle()
+    key = hashlib.sha256(
+        "".join(f"{d.metadata['Name']}={d.version};" for d in builder.client_distributions()).encode()
+    ).hexdigest()[:16]
+    client_root = cache_root() / f"runtime-client-{key}"
+    (client_root / "opt").mkdir(parents=True, exist_ok=True)
+    builder.build_client_site(client_root / "opt" / "levrt-orchestrator")
+    return Image(runtime_ref(), (bundle, client_root), entrypoint=("/levrt/bin/python3",),
+                 labels={"io.levrt.python": f"{sys.version_info.major}.{sys.version_info.minor}"})
+
+
+def build_runtime_image() -> str:
+    """Build the runtime image from this checkout and import it into the test node; its ref."""
+    return build_and_import(runtime_image())
