@@ -82,7 +82,8 @@ async def session(
         failed = False
     finally:
         _current.reset(token)
-        await asyncio.shield(engine.close(delete_pods=failed))
+        # Tasks started but never awaited would run on unobserved; a job owns its Pods to the end.
+        await asyncio.shield(engine.close(delete_pods=failed or not engine.settings.keep))
 
 
 class Engine:

@@ -184,10 +184,13 @@ class Kube:
         url = self._config.host.rstrip("/") + f"/api/v1/namespaces/{namespace}/pods/{pod}/exec?"
         url = url.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + urlencode(query)
         headers = await self._headers()
+        # The apiserver answers 406 to a v4 upgrade that also asks for JSON: negotiate the
+        # subprotocol only (v5 first, as kubectl does; v4 for apiservers before 1.30).
+        headers.pop("Accept", None)
         stdout, stderr, status = bytearray(), bytearray(), b""
         try:
             async with self._session.ws_connect(
-                url, headers=headers, protocols=("v4.channel.k8s.io",),
+                url, headers=headers, protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"),
                 timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
             ) as ws:
                 async with asyncio.timeout(timeout):

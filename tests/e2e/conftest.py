@@ -45,19 +45,26 @@ async def job(kube_cluster: Any, levrt_settings: Any) -> AsyncIterator[Any]:
 
     async with session(settings=levrt_settings, kubeconfig=kube_cluster.kubeconfig) as engine:
         yield engine
-        leftovers = await wait_no_leftovers(engine)
+    # After the job ends (its Pods deleted), nothing labelled levrt may remain: owned objects are
+    # garbage-collected with their Pod. A fresh client, since the job's is closed.
+    from levrt.kube import Kube
+
+    kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
+    try:
+        leftovers = await wait_no_leftovers(kube, levrt_settings.namespace)
+    finally:
+        await kube.close()
     assert leftovers == [], f"levrt objects left behind: {leftovers}"
 
 
-async def wait_no_leftovers(engine: Any, *, timeout: float = 60.0) -> list[str]:
+async def wait_no_leftovers(kube: Any, ns: str, *, timeout: float = 60.0) -> list[str]:
     """Names of levrt-labelled Pods, Secrets and ConfigMaps still present after ``timeout``."""
-    ns = engine.settings.namespace
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         names = []
         for plural in ("pods", "secrets", "configmaps"):
-            listing = await engine.kube.request(
+            listing = await kube.request(
                 "GET", f"/api/v1/namespaces/{ns}/{plural}",
                 query={"labelSelector": "app.kubernetes.io/managed-by=levrt"},
             )

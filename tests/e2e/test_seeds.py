@@ -186,7 +186,9 @@ async def test_ports_links_and_signal(job: Any) -> None:
     assert (await b.get())["read"] == "hello from A"
     await a.signal()
     doc_a = await asyncio.wait_for(a.done(), timeout=30)
-    assert await doc_a.get() == {"served": 1, "stopped": "SIGINT"}
+    record = await doc_a.get()
+    assert record["stopped"] == "SIGINT"
+    assert record["served"] >= 1  # B's connection, plus the kubelet's readiness probes
 
 
 # -- 6. host network --------------------------------------------------------------------------
