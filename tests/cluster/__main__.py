@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="which components run, and whether the apiserver is ready (JSON)")
     sub.add_parser("env", help='shell exports for the cluster: eval "$(python -m tests.cluster env)"')
     sub.add_parser("build", help="only build the Go tools (cached by go.sum)")
+    sub.add_parser("packages", help="install the Debian packages the node and the runtime bundle need")
     sub.add_parser("images", help="build and import the test images into the running node")
     args = parser.parse_args(argv)
     try:
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if report["healthy"] else 1
         elif args.command == "env":
             print("\n".join(node.env_lines()))
+        elif args.command == "packages":
+            node.ensure_packages()
         elif args.command == "build":
             gotools.build_all()
         elif args.command == "images":
