@@ -115,6 +115,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("args", nargs="*", help="string arguments passed to the function")
     parser.add_argument("--in-cluster", action="store_true",
                         help="run the orchestration itself in a Pod under the levrt ServiceAccount")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --in-cluster: an environment variable for the orchestration Pod (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep task Pods after their results are read")
     parser.add_argument("--logs", action="store_true", help="print each task's logs when it ends")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
@@ -127,8 +129,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.in_cluster:
         from levrt.incluster import run_in_cluster
 
+        env = dict(_parse_env(item) for item in args.env)
         return run_in_cluster(target, func_name or "main", args.args, settings=_settings(args),
-                              kubeconfig=args.kubeconfig)
+                              kubeconfig=args.kubeconfig, env=env)
+    if args.env:
+        raise CliError("--env sets variables of the orchestration Pod; it needs --in-cluster. "
+                       "For a local run, set them in your shell.")
     module = load_module(target)
     func = getattr(module, func_name or "main", None)
     if func is None or not asyncio.iscoroutinefunction(func):
@@ -143,6 +149,13 @@ def run_command(args: argparse.Namespace) -> int:
     if result is not None:
         print(json.dumps(result, indent=2, default=str) if not isinstance(result, str) else result)
     return EXIT_OK
+
+
+def _parse_env(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name or not name.replace("_", "").isalnum():
+        raise CliError(f"--env {item!r}: use NAME=VALUE, e.g. --env TARGETS=10.0.0.0/24.")
+    return name, value
 
 
 async def _run_with_display(main: Any, *, settings: Settings, args: argparse.Namespace) -> Any:
@@ -461,6 +474,14 @@ async def _doctor(args: argparse.Namespace) -> list[tuple[str, bool, str]]:
 # -- up (kind) ----------------------------------------------------------------------------------
 
 
+# The store's NodePort; kind-config.yaml maps it to 127.0.0.1 on the host (tests/chart checks both agree).
+KIND_STORE_PORT = 30017
+# Where host connections to the NodePort come from inside kind: its node network, a Docker network
+# from Docker's default pools. kind's Pod (10.244.0.0/16) and Service (10.96.0.0/16) ranges are
+# outside, so the store's NetworkPolicy still refuses other Pods.
+KIND_HOST_CIDRS = ("172.16.0.0/12", "192.168.0.0/16")
+
+
 def up_plan(*, cluster: str, config: str, chart: str, image: str, dockerfile_dir: str) -> list[list[str]]:
     """The commands ``levrt up`` runs, in order (pure, so it can be tested without Docker)."""
     return [
@@ -468,7 +489,9 @@ def up_plan(*, cluster: str, config: str, chart: str, image: str, dockerfile_dir
         ["docker", "build", "-t", image, "-f", os.path.join(dockerfile_dir, "Dockerfile"), "."],
         ["kind", "load", "docker-image", image, "--name", cluster],
         ["helm", "upgrade", "--install", "levrt", chart, "--namespace", "levrt", "--create-namespace",
-         "--set", f"runtime.image={image}", "--set", "store.nodePort.enabled=true", "--wait"],
+         "--set", f"runtime.image={image}", "--set", "store.nodePort.enabled=true",
+         "--set", f"store.nodePort.port={KIND_STORE_PORT}",
+         "--set", "store.networkPolicy.allowCIDRs={" + ",".join(KIND_HOST_CIDRS) + "}", "--wait"],
     ]
 
 

@@ -1,0 +1,27 @@
+{{/*
+Labels of every object of the chart. Never `app.kubernetes.io/managed-by: levrt`: that label marks
+the task objects `levrt gc` deletes.
+*/}}
+{{- define "levrt.labels" -}}
+app.kubernetes.io/name: levrt
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: levrt
+{{- end }}
+
+{{/* The labels selecting the store Pods (StatefulSet, Services, NetworkPolicy). */}}
+{{- define "levrt.storeSelector" -}}
+app.kubernetes.io/name: levrt
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: store
+{{- end }}
+
+{{/* In-cluster DNS name of the store Service. */}}
+{{- define "levrt.storeHost" -}}
+levrt-store.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}
+{{- end }}
+
+{{- define "levrt.runtimeImage" -}}
+{{- .Values.runtime.image | default (printf "levrt.local/runtime:%s" .Chart.AppVersion) }}
+{{- end }}
