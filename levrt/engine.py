@@ -134,13 +134,17 @@ class Engine:
             await self.kube.close()
 
     async def delete_job_pods(self) -> None:
+        """Delete every Pod of this job still present (one DELETE each: the chart's Role grants
+        ``delete``, not ``deletecollection``)."""
         ns = self.settings.namespace
         with contextlib.suppress(LevrtError):
-            await self.kube.request(
-                "DELETE", f"/api/v1/namespaces/{ns}/pods",
-                query={"labelSelector": f"{MANAGED},levrt.io/job={self.job_id}", "gracePeriodSeconds": 0},
+            listing = await self.kube.request(
+                "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"{MANAGED},levrt.io/job={self.job_id}"}
             )
-            log.info("deleted the Pods of job %d", self.job_id)
+            names = [item["metadata"]["name"] for item in listing.get("items", [])]
+            await asyncio.gather(*(self.delete_pod(name) for name in names))
+            if names:
+                log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)
 
     def later(self, coro: Any) -> None:
         """Run bookkeeping off the hot path; ``close`` waits for it."""

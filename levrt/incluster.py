@@ -36,6 +36,7 @@ MAX_SOURCE = 512 * 1024
 
 def orchestrator_objects(
     *, sources: Mapping[str, bytes], entry: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
+    env: Mapping[str, str] | None = None,
 ) -> TaskObjects:
     """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (file name → bytes).
 
@@ -59,7 +60,7 @@ def orchestrator_objects(
         "binaryData": {k: _b64(v) for k, v in sorted(sources.items())},
         "immutable": True,
     }
-    env: list[dict[str, Any]] = [
+    env_list: list[dict[str, Any]] = [
         {"name": "PYTHONPATH", "value": ORCHESTRATOR_SITE},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "LEVRT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -67,7 +68,9 @@ def orchestrator_objects(
         {"name": "LEVRT_STORE_URI", "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}}},
     ]
     if settings.keep:
-        env.append({"name": "LEVRT_KEEP", "value": "1"})
+        env_list.append({"name": "LEVRT_KEEP", "value": "1"})
+    # The user's variables come last so they can override the settings (LEVRT_TIMEOUT=...).
+    env_list += [{"name": k, "value": v} for k, v in sorted((env or {}).items())]
     pod = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
@@ -83,7 +86,7 @@ def orchestrator_objects(
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["/levrt/bin/python3", "-m", "levrt", "run", f"{SOURCE_MOUNT}/{key}:{func}",
                             "--no-progress", *args],
-                "env": env,
+                "env": env_list,
                 # Settings the platform team set in the chart (timeouts, resources...) apply too.
                 "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIGMAP, "optional": True}}],
                 "volumeMounts": [{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
@@ -109,6 +112,7 @@ def new_run_id(source: bytes) -> str:
 
 def run_in_cluster(
     target: str, func: str, args: Sequence[str], *, settings: Settings, kubeconfig: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     """Submit the orchestration Pod, stream its output here, and return its exit code."""
     path = Path(target)
@@ -122,7 +126,7 @@ def run_in_cluster(
     sources[path.name] = path.read_bytes()
     objects = orchestrator_objects(
         sources=sources, entry=path.name, func=func, args=args, settings=settings,
-        run_id=new_run_id(sources[path.name]),
+        run_id=new_run_id(sources[path.name]), env=env,
     )
     return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig))
 

@@ -56,8 +56,10 @@ def test_workflow_from_this_machine(kube_cluster: Any, runtime_image: str) -> No
 
 
 def test_workflow_in_cluster(kube_cluster: Any, runtime_image: str) -> None:
-    run = _levrt(["run", "examples/workflow.py", "--in-cluster"], kube_cluster=kube_cluster,
-                 runtime_image=runtime_image)
+    from tests.cluster.images import busybox_ref
+
+    run = _levrt(["run", "examples/workflow.py", "--in-cluster", "--env", f"LEVRT_EXAMPLE_IMAGE={busybox_ref()}"],
+                 kube_cluster=kube_cluster, runtime_image=runtime_image)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "orchestration Pod" in run.stderr
     _check_summary(run.stdout)

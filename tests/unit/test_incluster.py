@@ -15,7 +15,8 @@ SETTINGS = Settings(namespace="scans", runtime_image="levrt.local/runtime:test")
 
 def build(source: bytes = b"async def main(): pass\n") -> tuple[dict, dict]:
     objects = orchestrator_objects(sources={"flow.py": source, "tool.py": b"X = 1\n"}, entry="flow.py",
-                                   func="scan_all", args=["a", "b"], settings=SETTINGS, run_id="abc123")
+                                   func="scan_all", args=["a", "b"], settings=SETTINGS, run_id="abc123",
+                                   env={"LEVRT_TIMEOUT": "60"})
     assert len(objects.owned) == 1
     return objects.pod, objects.owned[0]
 
@@ -33,6 +34,7 @@ def test_pod_runs_the_file_under_the_orchestrator_account_behind_the_gate() -> N
     assert env["LEVRT_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "levrt-store", "key": "uri"}
     assert env["LEVRT_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert pod["metadata"]["labels"]["levrt.io/role"] == "orchestrator"
+    assert main["env"][-1] == {"name": "LEVRT_TIMEOUT", "value": "60"}  # the user's --env, last
     assert pod["metadata"]["namespace"] == source["metadata"]["namespace"] == "scans"
 
 
