@@ -607,9 +607,24 @@ def down() -> None:
     _clean_iptables()
     subprocess.run(["conntrack", "-F"], capture_output=True)
     _restore_sysctls(p.root)
-    if p.root.exists():
-        shutil.rmtree(p.root, ignore_errors=True)
+    _remove_state(p.root)
     progress("cluster stopped and its state removed")
+
+
+def _remove_state(root: Path) -> None:
+    """Remove the state directory; retry while dying processes and lazy unmounts settle."""
+    errors: list[str] = []
+    for _ in range(10):
+        if not root.exists():
+            return
+        errors.clear()
+        shutil.rmtree(root, onerror=lambda _f, path, info: errors.append(f"{path}: {info[1]}"))
+        if not root.exists():
+            return
+        _kill_containers()
+        _unmount_all(root)
+        time.sleep(0.5)
+    raise ClusterError(f"could not remove {root}: " + "; ".join(errors[:5]))
 
 
 def status() -> dict[str, object]:
