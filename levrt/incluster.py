@@ -144,7 +144,7 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
         try:
             pod = await _wait_running(kube, ns, name, timeout=settings.start_timeout)
             if pod["status"].get("phase") not in ("Succeeded", "Failed"):
-                await _follow_logs(kube, ns, name)
+                await kube.follow(f"/api/v1/namespaces/{ns}/pods/{name}/log", out=sys.stdout)
             pod = await _wait_finished(kube, ns, name)
             status = pod["status"]["containerStatuses"][0]["state"].get("terminated", {})
             code = int(status.get("exitCode", 1))
@@ -180,16 +180,6 @@ async def _wait_running(kube: Any, ns: str, name: str, *, timeout: float) -> dic
             raise OrchestrationError(f"The orchestration Pod {name} did not start within {timeout:.0f}s; "
                              f"see kubectl -n {ns} describe pod {name}.")
         await asyncio.sleep(0.5)
-
-
-async def _follow_logs(kube: Any, ns: str, name: str) -> None:
-    resp = await kube.stream_lines(f"/api/v1/namespaces/{ns}/pods/{name}/log", query={"follow": "true"})
-    try:
-        async for line in resp.content:
-            sys.stdout.write(line.decode(errors="replace"))
-            sys.stdout.flush()
-    finally:
-        resp.release()
 
 
 async def _wait_finished(kube: Any, ns: str, name: str) -> dict[str, Any]:

@@ -173,6 +173,16 @@ class Kube:
             raise ApiError(resp.status, decoded, method="GET", path=path)
         return resp
 
+    async def follow(self, path: str, *, query: Mapping[str, Any] | None = None, out: Any) -> None:
+        """Copy a streaming GET (a Pod's ``log?follow=true``) to the text stream ``out`` until it ends."""
+        resp = await self.stream_lines(path, query={**(query or {}), "follow": True})
+        try:
+            async for line in resp.content:
+                out.write(line.decode(errors="replace"))
+                out.flush()
+        finally:
+            resp.release()
+
     async def exec(
         self, namespace: str, pod: str, *, container: str, command: list[str], timeout: float = 30.0
     ) -> ExecResult:

@@ -265,13 +265,7 @@ def logs_command(args: argparse.Namespace) -> int:
             if not args.follow:
                 sys.stdout.write(await kube.request("GET", path, query=query))
                 return
-            resp = await kube.stream_lines(path, query={**query, "follow": True})
-            try:
-                async for line in resp.content:
-                    sys.stdout.write(line.decode(errors="replace"))
-                    sys.stdout.flush()
-            finally:
-                resp.release()
+            await kube.follow(path, query=query, out=sys.stdout)
 
     asyncio.run(_not_found_as_usage(go(), pod))
     return EXIT_OK
