@@ -7,9 +7,11 @@ levrt itself, cloudpickle, pymongo (with bson, gridfs) and dnspython. The interp
 interpreter and every object's rpath point at ``/levrt/lib``, so nothing of the image is used.
 Python finds its own prefix from the executable's location: no PYTHONHOME, no PYTHONPATH.
 
-Usage: ``python images/runtime/build_bundle.py [DEST]`` prints the bundle directory. The result
-is cached under ``${LEVRT_CACHE:-~/.cache/levrt}/runtime-bundle-<key>``; the key covers the
-interpreter, the versions of the packages and the sources of levrt and of this script.
+Usage: ``python images/runtime/build_bundle.py [DEST] [--client-site DIR]`` prints the directory
+holding ``levrt/``. Without DEST the result is cached under
+``${LEVRT_CACHE:-~/.cache/levrt}/runtime-bundle-<key>``; the key covers the interpreter, the
+versions of the packages and the sources of levrt and of this script. ``images/runtime/
+Dockerfile`` runs this script for users who build the runtime image with Docker.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def build_into(root: Path) -> None:
     # Shared libraries: everything any ELF object of the bundle needs, glibc's loader included.
     elves = [bin_dir / f"python{version}"] + [p for p in pylib.rglob("*.so") if p.is_file()]
     needed: dict[str, Path] = {libpython.name: libpython}
-    for elf in elves + [libpython]:
+    for elf in [*elves, libpython]:
         for lib in _ldd(elf):
             needed.setdefault(lib.name, lib)
     loader_name = ""
@@ -206,11 +208,28 @@ def build_client_site(dest: Path) -> Path:
     return dest
 
 
+KEEP_CACHED = 3  # bundles of recent checkouts kept in the cache; each is ~60 MB
+
+
+def _complete(target: Path) -> bool:
+    return (target / "levrt" / "bin" / "python3").exists()
+
+
+def _prune_cache(keep: Path) -> None:
+    """Drop all but the newest cached bundles: every change to levrt's sources makes a new one."""
+    cached = sorted(keep.parent.glob("runtime-bundle-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in cached if p != keep][KEEP_CACHED - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def build_bundle(dest: Path | None = None) -> Path:
-    """Return a directory holding ``levrt/`` (the bundle); build it unless cached."""
-    key = cache_key()
-    target = dest or cache_root() / f"runtime-bundle-{key}"
-    if (target / "levrt" / "bin" / "python3").exists():
+    """Return a directory holding ``levrt/`` (the bundle); build it unless cached.
+
+    The bundle is built in a temporary directory beside the target and renamed into place, so a
+    concurrent build or an interrupted one never leaves a half-written bundle behind.
+    """
+    target = dest or cache_root() / f"runtime-bundle-{cache_key()}"
+    if _complete(target):
         return target
     started = time.monotonic()
     progress(f"building the runtime bundle (Python {_version()}) into {target}")
@@ -218,15 +237,38 @@ def build_bundle(dest: Path | None = None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".runtime-bundle-", dir=target.parent))
     try:
         build_into(staging / "levrt")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        if target.exists() and not _complete(target):
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not _complete(target):  # not another build winning the race: a real error
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if dest is None:
+        _prune_cache(target)
     size = sum(p.stat().st_size for p in (target / "levrt").rglob("*") if p.is_file() and not p.is_symlink())
     progress(f"runtime bundle built in {time.monotonic() - started:.1f}s, {size / 1e6:.1f} MB")
     return target
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build the levrt runtime bundle (mounted at /levrt).")
+    parser.add_argument("dest", nargs="?", type=Path,
+                        help="directory to hold levrt/ (default: the cache, keyed by content)")
+    parser.add_argument("--client-site", type=Path, metavar="DIR",
+                        help="also copy the client-side packages for in-cluster orchestration into DIR "
+                             "(the image's /opt/levrt-orchestrator)")
+    options = parser.parse_args(argv)
+    print(build_bundle(options.dest))
+    if options.client_site:
+        options.client_site.parent.mkdir(parents=True, exist_ok=True)
+        print(build_client_site(options.client_site))
+    return 0
+
+
 if __name__ == "__main__":
-    print(build_bundle(Path(sys.argv[1]) if len(sys.argv) > 1 else None))
+    sys.exit(main())

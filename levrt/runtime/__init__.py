@@ -10,7 +10,14 @@ runs the entry. It imports only the standard library, cloudpickle and pymongo (D
 Exit codes: 0 the entry returned (also after catching KeyboardInterrupt); 1 the entry raised;
 2 the runtime environment is incomplete; 3 the payload cannot be read here (version
 mismatch, corrupt); 130 an interrupt the entry did not catch. A one-line reason goes to the
-termination message (``/dev/termination-log``), the traceback to stderr.
+termination message (``/dev/termination-log``, or ``LEVRT_TERMINATION_LOG``), the traceback to
+stderr.
+
+Interrupts (``task.signal()``, Pod deletion): SIGINT raises KeyboardInterrupt in a plain entry;
+SIGTERM does exactly what SIGINT does. A coroutine entry gets asyncio's standard treatment of
+Ctrl-C instead: its task is cancelled (``asyncio.CancelledError`` at the ``await``), and the
+runtime exits 130 only if the cancellation escapes the entry. Either way an entry that catches
+the interrupt and returns exits 0, with what it stored so far.
 """
 
 from __future__ import annotations
@@ -166,14 +173,30 @@ def _write_reason(path: str, reason: str) -> None:
         pass  # outside Kubernetes there is no termination log; stderr still has everything
 
 
+def _forward_to_sigint(signum: int, frame: Any) -> None:
+    """SIGTERM runs whatever handles SIGINT now: KeyboardInterrupt, or asyncio's task cancel."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        signal.default_int_handler(signal.SIGINT, frame)
+
+
 def _install_signal_handlers() -> None:
     """SIGINT (and SIGTERM) raise KeyboardInterrupt in the entry.
 
     As PID 1 of a container the process gets no default signal dispositions from the kernel:
-    without explicit handlers `task.signal()` would do nothing at all.
+    without explicit handlers `task.signal()` would do nothing at all. ``asyncio.run`` replaces
+    the SIGINT handler by one cancelling the main task only if it finds this default one.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _forward_to_sigint)
+
+
+def _ignore_signals() -> None:
+    """After the entry: a late interrupt must not turn a finished run into a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def run_entry(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -222,15 +245,17 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)  # sys.exit("message"), as Python itself reports it
         if code:
-            _write_reason(config.termination_log, f"SystemExit: {exc.code}")
+            _write_reason(config.termination_log, short_reason(exc))
         return code
     except BaseException as exc:
         traceback.print_exc()
         _write_reason(config.termination_log, short_reason(exc))
         return EXIT_ENTRY_FAILED
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _ignore_signals()
         sys.stdout.flush()
         sys.stderr.flush()
         binding.close()

@@ -1,0 +1,342 @@
+"""The runtime bundle's shape, and ``levrt.runtime``'s helpers and signal paths (no cluster).
+
+Why, next to ``test_runtime.py`` (which runs payloads in a busybox-only chroot): a bundle that
+happens to work on this host can still lean on it — a library found through the host's
+``ld.so.cache``, a ``.pyc`` naming the build directory, a stale copy of levrt. These tests read
+the ELF headers and the layout directly, check that a second build is a cache hit, exercise the
+runtime's pure helpers in-process, and cover the interrupt paths ``test_runtime.py`` does not:
+coroutine entries (asyncio cancels their task) and SIGTERM (handled as SIGINT).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import marshal
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import levrt.payload
+from levrt import context, lev
+from levrt.runtime import (
+    EXIT_ENTRY_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PAYLOAD,
+    EXIT_SETUP,
+    RuntimeConfig,
+    StoreBinding,
+    main,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
+VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+LOADER = "/levrt/lib/ld-linux-x86-64.so.2"
+
+
+def _builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("levrt_build_bundle", REPO / "images" / "runtime" / "build_bundle.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    """The cached bundle (built once, cold in a few seconds)."""
+    if shutil.which("patchelf") is None or shutil.which("strip") is None:
+        pytest.skip("needs patchelf and strip (tests/run installs them)")
+    return Path(_builder().build_bundle()) / "levrt"
+
+
+def _elves(root: Path) -> list[Path]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    found.append(path)
+    return found
+
+
+def _patchelf(*args: str) -> str:
+    return subprocess.run(["patchelf", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+# -- the bundle ----------------------------------------------------------------------------------
+
+
+def test_layout_is_a_normal_prefix(bundle: Path) -> None:
+    assert os.readlink(bundle / "bin" / "python3") == f"python{VERSION}"
+    assert (bundle / "bin" / f"python{VERSION}").is_file()
+    assert (bundle / "lib" / "ld-linux-x86-64.so.2").is_file()
+    stdlib = bundle / "lib" / f"python{VERSION}"
+    assert (stdlib / "os.py").is_file() and (stdlib / "lib-dynload").is_dir()
+    for package in ("levrt", "cloudpickle", "pymongo", "bson", "gridfs", "dns"):
+        assert (stdlib / "site-packages" / package / "__init__.py").is_file(), package
+    for trimmed in ("test", "idlelib", "tkinter", "ensurepip", "lib2to3", "turtledemo"):
+        assert not (stdlib / trimmed).exists(), trimmed
+
+
+def test_interpreter_and_rpaths_point_into_the_bundle(bundle: Path) -> None:
+    assert _patchelf("--print-interpreter", str(bundle / "bin" / f"python{VERSION}")) == LOADER
+    for elf in _elves(bundle):
+        if elf.name.startswith("ld-linux"):
+            continue
+        assert _patchelf("--print-rpath", str(elf)) == "/levrt/lib", elf
+
+
+def test_every_needed_library_is_in_the_bundle(bundle: Path) -> None:
+    shipped = {p.name for p in (bundle / "lib").iterdir()}
+    missing = {}
+    for elf in _elves(bundle):
+        needed = set(_patchelf("--print-needed", str(elf)).split())
+        if needed - shipped:
+            missing[str(elf.relative_to(bundle))] = sorted(needed - shipped)
+    assert not missing
+
+
+def test_bundled_levrt_is_this_checkout(bundle: Path) -> None:
+    shipped = bundle / "lib" / f"python{VERSION}" / "site-packages" / "levrt"
+    for source in (REPO / "levrt").rglob("*.py"):
+        if "__pycache__" in source.parts:
+            continue
+        copy = shipped / source.relative_to(REPO / "levrt")
+        assert copy.read_bytes() == source.read_bytes(), copy
+
+
+def test_precompiled_code_names_paths_inside_the_pod(bundle: Path) -> None:
+    cached = bundle / "lib" / f"python{VERSION}" / "__pycache__" / f"os.cpython-{VERSION.replace('.', '')}.pyc"
+    code = marshal.loads(cached.read_bytes()[16:])
+    assert code.co_filename == f"/levrt/lib/python{VERSION}/os.py"
+
+
+def test_a_second_build_is_a_cache_hit(bundle: Path) -> None:
+    started = time.monotonic()
+    again = Path(_builder().build_bundle()) / "levrt"
+    assert again == bundle
+    assert time.monotonic() - started < 5
+
+
+# -- levrt.runtime in-process --------------------------------------------------------------------
+
+
+class FakeCollection:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> None:
+        self.calls.append((query, update, upsert))
+
+
+class FakeClient(dict[str, Any]):
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+CONFIG = RuntimeConfig(payload="/p", store_uri="mongodb://store:27017/", database="levrt",
+                       collection="example|issues@1", job=7, task=3)
+
+
+def test_binding_connects_lazily_and_upserts_the_task_record() -> None:
+    collection = FakeCollection()
+    client = FakeClient(levrt={"example|issues@1": collection})
+    uris: list[str] = []
+
+    def connect(uri: str) -> FakeClient:
+        uris.append(uri)
+        return client
+
+    binding = StoreBinding(CONFIG, connect=connect)
+    assert (binding.job_id, binding.task_id) == (7, 3)
+    binding.close()
+    assert uris == []  # an entry that stores nothing never connects
+
+    previous = context.bind_task(binding)
+    try:
+        lev.set(port=22)
+        lev.set({"banner": "ssh"}, state="open")
+        assert (lev.job_id, lev.task_id) == (7, 3)
+    finally:
+        context.bind_task(previous)
+    binding.close()
+    assert uris == ["mongodb://store:27017/"] and client.closed
+    assert collection.calls == [
+        ({"_id": {"job": 7, "task": 3}}, {"$set": {"port": 22}}, True),
+        ({"_id": {"job": 7, "task": 3}}, {"$set": {"banner": "ssh", "state": "open"}}, True),
+    ]
+
+
+def test_config_defaults_and_termination_log_override() -> None:
+    config = RuntimeConfig.from_env({"LEVRT_PAYLOAD": "/p", "LEVRT_JOB": "1", "LEVRT_TASK": "0",
+                                     "LEVRT_TERMINATION_LOG": "/tmp/t"})
+    assert (config.database, config.collection, config.store_uri, config.termination_log) == (
+        "levrt", "default", None, "/tmp/t")
+    assert RuntimeConfig.from_env({"LEVRT_PAYLOAD": "/p", "LEVRT_JOB": "1", "LEVRT_TASK": "0"}).termination_log == (
+        "/dev/termination-log")
+
+
+@pytest.fixture
+def isolated() -> Iterator[None]:
+    """``main`` rebinds signals, ``sys.argv`` and ``lev``: put them back for the rest of the run."""
+    saved = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), list(sys.argv),
+             context.current_binding())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+        sys.argv[:] = saved[2]
+        context.bind_task(saved[3])
+
+
+def _main(tmp_path: Path, blob: bytes, argv: list[str] | None = None, **env: str) -> tuple[int, str]:
+    (tmp_path / "payload").write_bytes(blob)
+    log = tmp_path / "termination-log"
+    log.unlink(missing_ok=True)
+    code = main(argv or [], {"LEVRT_PAYLOAD": str(tmp_path / "payload"), "LEVRT_JOB": "1", "LEVRT_TASK": "0",
+                             "LEVRT_TERMINATION_LOG": str(log), **env})
+    return code, log.read_text() if log.exists() else ""
+
+
+def record_argv(path: str) -> None:
+    # Pickled by value (tests is not in the bundle): module globals would be a copy, so use a file.
+    Path(path).write_text(" ".join(sys.argv[1:]))
+
+
+def exit_with(code: Any) -> None:
+    sys.exit(code)
+
+
+def test_main_passes_cmd_as_argv(tmp_path: Path, isolated: None) -> None:
+    out = tmp_path / "argv"
+    assert _main(tmp_path, levrt.payload.dumps(record_argv, (str(out),)), ["-p", "80"]) == (EXIT_OK, "")
+    assert out.read_text() == "-p 80"
+
+
+def test_main_refuses_another_cloudpickle_before_unpickling(tmp_path: Path, isolated: None) -> None:
+    out = tmp_path / "argv"
+    blob = levrt.payload.dumps(record_argv, (str(out),)).replace(
+        f'"cloudpickle": "{levrt.payload.cloudpickle.__version__}"'.encode(), b'"cloudpickle": "0.0.1"')
+    code, reason = _main(tmp_path, blob)
+    assert code == EXIT_PAYLOAD and not out.exists()
+    assert reason.startswith("VersionMismatch:") and "cloudpickle 0.0.1" in reason
+
+
+def test_main_reports_setup_errors(tmp_path: Path, isolated: None) -> None:
+    log = tmp_path / "termination-log"
+    assert main([], {"LEVRT_TERMINATION_LOG": str(log)}) == EXIT_SETUP
+    assert "LEVRT_PAYLOAD" in log.read_text()
+    assert main([], {"LEVRT_PAYLOAD": str(tmp_path / "absent"), "LEVRT_JOB": "1", "LEVRT_TASK": "0",
+                     "LEVRT_TERMINATION_LOG": str(log)}) == EXIT_SETUP
+
+
+def test_main_maps_sys_exit(tmp_path: Path, isolated: None) -> None:
+    assert _main(tmp_path, levrt.payload.dumps(exit_with, (None,))) == (EXIT_OK, "")
+    assert _main(tmp_path, levrt.payload.dumps(exit_with, (4,))) == (4, "SystemExit: 4")
+    assert _main(tmp_path, levrt.payload.dumps(exit_with, ("no targets",))) == (
+        EXIT_ENTRY_FAILED, "SystemExit: no targets")
+
+
+def test_main_leaves_interrupts_ignored_after_the_entry(tmp_path: Path, isolated: None) -> None:
+    _main(tmp_path, levrt.payload.dumps(record_argv, (str(tmp_path / "argv"),)))
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+
+
+# -- interrupts in a busybox-only chroot ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rootfs(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.geteuid() != 0 or shutil.which("chroot") is None or not Path("/bin/busybox").exists():
+        pytest.skip("needs root, chroot and busybox-static (tests/run installs them)")
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    (root / "bin" / "sh").symlink_to("busybox")
+    (root / "tmp").mkdir()
+    shutil.copytree(bundle, root / "levrt", symlinks=True)
+    return root
+
+
+def _interrupted(rootfs: Path, entry: Callable[..., Any], signum: int) -> tuple[int, str, str]:
+    (rootfs / "payload").write_bytes(levrt.payload.dumps(entry))
+    for name in ("out", "termination-log"):
+        (rootfs / "tmp" / name).unlink(missing_ok=True)
+    env = {"LEVRT_PAYLOAD": "/payload", "LEVRT_JOB": "1", "LEVRT_TASK": "0",
+           "LEVRT_TERMINATION_LOG": "/tmp/termination-log", "PATH": "/bin"}
+    proc = subprocess.Popen([CHROOT, str(rootfs), "/levrt/bin/python3", "-m", "levrt.runtime"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (rootfs / "tmp" / "out").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    out = (rootfs / "tmp" / "out").read_text() if (rootfs / "tmp" / "out").exists() else ""
+    return proc.returncode, out, err.decode()
+
+
+def sync_catches() -> None:
+    import time as _time
+
+    open("/tmp/out", "w").write("waiting")
+    try:
+        _time.sleep(30)
+    except KeyboardInterrupt:
+        open("/tmp/out", "w").write("caught")
+
+
+async def async_catches() -> None:
+    import asyncio
+
+    open("/tmp/out", "w").write("waiting")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        open("/tmp/out", "w").write("caught")
+
+
+async def async_ignores() -> None:
+    import asyncio
+
+    open("/tmp/out", "w").write("waiting")
+    await asyncio.sleep(30)
+
+
+def test_sigterm_is_handled_like_sigint(rootfs: Path) -> None:
+    code, out, err = _interrupted(rootfs, sync_catches, signal.SIGTERM)
+    assert (code, out) == (EXIT_OK, "caught"), err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_async_entry_is_cancelled_and_may_finish(rootfs: Path, signum: int) -> None:
+    code, out, err = _interrupted(rootfs, async_catches, signum)
+    assert (code, out) == (EXIT_OK, "caught"), err
+
+
+def test_an_async_entry_that_lets_the_cancel_escape_exits_130(rootfs: Path) -> None:
+    code, _, err = _interrupted(rootfs, async_ignores, signal.SIGINT)
+    assert code == EXIT_INTERRUPTED, err
+    assert "KeyboardInterrupt" in (rootfs / "tmp" / "termination-log").read_text()
+
+
+def test_only_the_bundle_is_on_sys_path(rootfs: Path) -> None:
+    code = "import sys, levrt; print(all(p.startswith('/levrt') for p in sys.path if p), levrt.__file__)"
+    done = subprocess.run([CHROOT, str(rootfs), "/levrt/bin/python3", "-c", code], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", f"/levrt/lib/python{VERSION}/site-packages/levrt/__init__.py"]
