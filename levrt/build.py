@@ -13,7 +13,9 @@ The shape follows DESIGN.md "Pod shape" and SPEC 2:
   image) into the emptyDir ``levrt-runtime``, mounted at ``/levrt`` read-only in each container
   that runs an entry; such a container's command is ``/levrt/bin/python3 -m levrt.runtime`` and
   its args are ``cmd``. The pickled calls are keys ``main`` / ``svc-<name>`` of the Secret
-  ``lev-j{job}-t{task}-payload``, mounted at ``/levrt-payload``.
+  ``lev-j{job}-t{task}-payload``, mounted at ``/levrt-payload``. With
+  ``Settings.runtime_host_path`` the bundle is instead a read-only hostPath that the chart's
+  node cache fills once per node: no init container, no copy.
 - Services → native sidecars (``initContainers`` with ``restartPolicy: Always``) with a
   ``startupProbe`` on their ports; ``hostAliases`` map service names to 127.0.0.1.
 - Ports of the main container → ``readinessProbe``. One port: ``tcpSocket``. Several ports: an
@@ -205,7 +207,7 @@ def build_task(
     volume_names = sorted({m["name"] for ms in mounts.values() for m in ms})
 
     init_containers: list[dict[str, Any]] = []
-    if runtime:
+    if runtime and not settings.runtime_host_path:
         init_containers.append(
             {
                 "name": RUNTIME_VOLUME,
@@ -271,7 +273,10 @@ def build_task(
         spec["initContainers"] = init_containers
     spec["containers"] = [main]
     volumes: list[dict[str, Any]] = []
-    if runtime:
+    if runtime and settings.runtime_host_path:
+        # Filled once per node by the chart's DaemonSet: no copy, no init container.
+        volumes.append({"name": RUNTIME_VOLUME, "hostPath": {"path": settings.runtime_host_path, "type": "Directory"}})
+    elif runtime:
         volumes.append({"name": RUNTIME_VOLUME, "emptyDir": {}})
     if payloads:
         volumes.append({"name": PAYLOAD_VOLUME, "secret": {"secretName": f"{name}-payload"}})

@@ -34,6 +34,10 @@ class Settings:
     """Kubernetes namespace of every object (``LEVRT_NAMESPACE``)."""
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     """Image holding the injected Python runtime at ``/levrt`` (``LEVRT_RUNTIME_IMAGE``)."""
+    runtime_host_path: str | None = None
+    """A node directory holding the bundle (the chart's ``runtime.nodeCache`` DaemonSet fills it);
+    when set, tasks mount it at ``/levrt`` instead of copying it with an init container, which saves
+    the kubelet's init-container round (``LEVRT_RUNTIME_HOST_PATH``)."""
     store_uri: str | None = None
     """Store URI for *this* process; None → read Secret ``store_secret`` (``LEVRT_STORE_URI``)."""
     store_secret: str = "levrt-store"
@@ -65,6 +69,13 @@ class Settings:
             )
         if not self.runtime_image or any(c.isspace() for c in self.runtime_image):
             raise SettingsError(f"runtime_image={self.runtime_image!r} is not an image reference.")
+        if self.runtime_host_path is not None and (
+            not self.runtime_host_path.startswith("/") or any(c.isspace() for c in self.runtime_host_path)
+        ):
+            raise SettingsError(
+                f"runtime_host_path={self.runtime_host_path!r} must be an absolute path on the nodes, "
+                "e.g. /var/lib/levrt/runtime/2.0.0 (the chart's runtime.nodeCache sets it)."
+            )
         if not _DNS1123_SUBDOMAIN.match(self.store_secret) or len(self.store_secret) > 253:
             raise SettingsError(f"store_secret={self.store_secret!r} is not a valid Secret name.")
         if not self.database or any(c in self.database for c in '/\\. "$\0'):
@@ -105,6 +116,7 @@ class Settings:
         plain = {
             "LEVRT_NAMESPACE": "namespace",
             "LEVRT_RUNTIME_IMAGE": "runtime_image",
+            "LEVRT_RUNTIME_HOST_PATH": "runtime_host_path",
             "LEVRT_STORE_URI": "store_uri",
             "LEVRT_STORE_SECRET": "store_secret",
             "LEVRT_DB": "database",

@@ -1,0 +1,42 @@
+"""``Settings.runtime_host_path``: the bundle from a node directory instead of an init-container copy."""
+
+from __future__ import annotations
+
+import pytest
+
+import levrt
+from levrt import Cr, lev
+from levrt.build import build_task
+from levrt.errors import SettingsError
+from levrt.settings import Settings
+
+
+@levrt.remote
+def entry() -> None:
+    lev.set(ok=1)
+
+
+def build(settings: Settings) -> dict:
+    return build_task(Cr("busybox:1.36", entry=entry()), job=1, task=0, collection="default", settings=settings,
+                      file_contents={}).pod
+
+
+def test_default_copies_the_bundle_with_an_init_container() -> None:
+    spec = build(Settings())["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["levrt-runtime"]
+    assert {"name": "levrt-runtime", "emptyDir": {}} in spec["volumes"]
+
+
+def test_host_path_mounts_the_node_cache_and_skips_the_init_container() -> None:
+    spec = build(Settings(runtime_host_path="/var/lib/levrt/runtime/2.0.0"))["spec"]
+    assert "initContainers" not in spec
+    assert {"name": "levrt-runtime",
+            "hostPath": {"path": "/var/lib/levrt/runtime/2.0.0", "type": "Directory"}} in spec["volumes"]
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "levrt-runtime")
+    assert mount == {"name": "levrt-runtime", "mountPath": "/levrt", "readOnly": True}
+
+
+def test_host_path_from_env_and_validated() -> None:
+    assert Settings.from_env({"LEVRT_RUNTIME_HOST_PATH": "/x/y"}).runtime_host_path == "/x/y"
+    with pytest.raises(SettingsError, match="absolute path"):
+        Settings(runtime_host_path="relative/dir")
