@@ -431,30 +431,42 @@ def up() -> Path:
 
 
 def _install_addons() -> None:
-    """CoreDNS, the levrt namespace, the store (through the chart) and the runtime image."""
-    progress("installing CoreDNS and the store")
+    """CoreDNS, the levrt namespace, the runtime image, and the platform (the chart: the store
+    and the runtime node cache)."""
+    from tests.cluster import images
+    from tests.runtime.image import build_runtime_image, runtime_ref
+
+    progress("installing CoreDNS")
     kubectl("apply", "-f", str(ADDONS / "coredns.yaml"))
     kubectl("create", "namespace", NAMESPACE, check=False)
-    _install_store()
-    kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
-    try:
-        from tests.runtime.image import build_runtime_image
-    except ImportError:
-        return
     progress("building and importing the levrt runtime image")
+    before = images.present_digest(runtime_ref())
     build_runtime_image()
+    changed = images.present_digest(runtime_ref()) != before
+    progress("installing the chart (store, runtime node cache)")
+    _install_chart()
+    if changed:
+        # Same tag, new content (this checkout's levrt changed): refill the node cache.
+        kubectl("-n", NAMESPACE, "rollout", "restart", "daemonset/levrt-runtime-cache")
+        kubectl("-n", NAMESPACE, "rollout", "status", "daemonset/levrt-runtime-cache", "--timeout=120s")
+    kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
 
 
-def _install_store() -> None:
+def runtime_host_path() -> str:
+    """The node-cache directory the chart's settings name (LEVRT_RUNTIME_HOST_PATH)."""
+    return kubectl("-n", NAMESPACE, "get", "configmap", "levrt-settings",
+                   "-o", "jsonpath={.data.LEVRT_RUNTIME_HOST_PATH}").strip()
+
+
+def _install_chart() -> None:
     chart = REPO / "charts" / "levrt"
-    if not (chart / "Chart.yaml").exists():
-        progress("no charts/levrt yet: the store is not installed")
-        return
     helm = str(gotools.binary("helm"))
     subprocess.run([helm, "--kubeconfig", str(paths().kubeconfig), "upgrade", "--install", "levrt", str(chart),
                     "--namespace", NAMESPACE, "--wait", "--timeout", "180s",
                     "--set", "store.engine=ferretdb", "--set", "store.persistence.enabled=false",
-                    "--set", "store.nodePort.enabled=true", "--set", f"store.nodePort.port={STORE_NODE_PORT}"],
+                    "--set", "store.nodePort.enabled=true", "--set", f"store.nodePort.port={STORE_NODE_PORT}",
+                    "--set", "runtime.nodeCache.enabled=true",
+                    "--set", f"runtime.nodeCache.hostPath={paths().root / 'node-runtime'}"],
                    check=True, stdout=subprocess.DEVNULL)
 
 

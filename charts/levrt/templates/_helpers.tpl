@@ -25,3 +25,8 @@ levrt-store.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}
 {{- define "levrt.runtimeImage" -}}
 {{- .Values.runtime.image | default (printf "levrt.local/runtime:%s" .Chart.AppVersion) }}
 {{- end }}
+
+{{/* Where the node cache keeps this release's runtime image's bundle on every node. */}}
+{{- define "levrt.runtimeHostPath" -}}
+{{ .Values.runtime.nodeCache.hostPath | trimSuffix "/" }}/{{ include "levrt.runtimeImage" . | sha256sum | trunc 12 }}
+{{- end }}
