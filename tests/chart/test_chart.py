@@ -378,3 +378,25 @@ def test_up_plan_values_render_the_nodeport_kind_maps(helm: str) -> None:
     peers = objects[("NetworkPolicy", "levrt-store")]["spec"]["ingress"][0]["from"]
     assert [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p] == list(KIND_HOST_CIDRS)
     assert objects[("ConfigMap", SETTINGS_CONFIGMAP)]["data"]["LEVRT_RUNTIME_IMAGE"] == "levrt.local/runtime:x"
+
+
+@helm_only
+def test_runtime_node_cache_is_off_by_default_and_names_one_directory_when_on(
+    helm: str, default: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    assert not any(kind == "DaemonSet" for kind, _ in default)
+    assert "LEVRT_RUNTIME_HOST_PATH" not in default[("ConfigMap", SETTINGS_CONFIGMAP)]["data"]
+
+    objects = by_key(render(helm, "runtime.nodeCache.enabled=true", "runtime.nodeCache.hostPath=/srv/levrt/"))
+    host_path = objects[("ConfigMap", SETTINGS_CONFIGMAP)]["data"]["LEVRT_RUNTIME_HOST_PATH"]
+    assert re.fullmatch(r"/srv/levrt/[0-9a-f]{12}", host_path)
+    assert Settings.from_env({"LEVRT_RUNTIME_HOST_PATH": host_path}).runtime_host_path == host_path
+    spec = objects[("DaemonSet", "levrt-runtime-cache")]["spec"]["template"]["spec"]
+    install = spec["initContainers"][0]
+    assert install["image"] == DEFAULT_RUNTIME_IMAGE
+    assert install["command"][-2:] == ["/levrt", "/host/" + host_path.rsplit("/", 1)[1]]
+    assert spec["volumes"] == [{"name": "host", "hostPath": {"path": "/srv/levrt", "type": "DirectoryOrCreate"}}]
+    assert {"operator": "Exists"} in spec["tolerations"]  # every node that may run a task
+    # Another runtime image gets another directory: two versions never overwrite each other.
+    other = by_key(render(helm, "runtime.nodeCache.enabled=true", "runtime.image=my/runtime:2"))
+    assert other[("ConfigMap", SETTINGS_CONFIGMAP)]["data"]["LEVRT_RUNTIME_HOST_PATH"] != host_path

@@ -309,3 +309,26 @@ async def test_payload_for_another_python_is_refused_with_a_version_error(
     message = str(info.value)
     assert "3.12" in message and "3.11" in message, message
     assert "python" in message.lower()
+
+
+async def test_hello_world_from_the_runtime_node_cache(kube_cluster: Any, levrt_settings: Any) -> None:
+    """The same entry with the bundle mounted from the chart's node cache (no init container)."""
+    from levrt.engine import session
+    from levrt.kube import Kube
+
+    kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
+    try:
+        settings_cm = await kube.request(
+            "GET", f"/api/v1/namespaces/{kube_cluster.namespace}/configmaps/levrt-settings")
+    finally:
+        await kube.close()
+    host_path = settings_cm.get("data", {}).get("LEVRT_RUNTIME_HOST_PATH")
+    if not host_path:
+        pytest.skip("the platform was installed without runtime.nodeCache")
+    settings = levrt_settings.replace(runtime_host_path=host_path)
+    async with session(settings=settings, kubeconfig=kube_cluster.kubeconfig) as engine:
+        task = await engine.start(hello("node cache"))
+        pod = engine.watch.get(task.pod)
+        assert pod is not None and "initContainers" not in pod["spec"]
+        doc = await task.done()
+        assert (await doc.get())["msg"] == "Hello, node cache!"
