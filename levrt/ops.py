@@ -326,8 +326,9 @@ def _get_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("schema", help="schema of the records, e.g. ts/issues@1.0 (or 'default')")
     parser.add_argument("--ns", help="levrt namespace path, e.g. example or httpbin/org")
     parser.add_argument("--job", type=int, help="only the records of this job")
-    parser.add_argument("-o", "--output", choices=("json", "table"), default="json")
-    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("-o", "--output", choices=("json", "table"), default="json",
+                        help="a JSON list of the records (default), or a table of their top-level fields")
+    parser.add_argument("--limit", type=int, default=100, help="at most this many records (default 100)")
     _common(parser)
 
 
