@@ -9,7 +9,6 @@ objects with the real helm binary; no cluster is needed.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from levrt.incluster import SERVICE_ACCOUNT, SETTINGS_CONFIGMAP, orchestrator_ob
 from levrt.ops import KIND_HOST_CIDRS, KIND_STORE_PORT, up_plan
 from levrt.settings import DEFAULT_RUNTIME_IMAGE, Settings
 from tests.chart import CHART, K8S, ROOT, by_key, helm_binary, parse, render, render_script, run_helm
+from tests.cluster.node import kubectl_binary
 
 helm_only = pytest.mark.helm
 
@@ -334,9 +334,9 @@ def test_k8s_file_is_exactly_what_render_py_writes(helm: str) -> None:
 def test_kustomization_lists_the_render() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Kustomization" and kustomization["resources"] == ["levrt.yaml"]
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed: `kubectl kustomize` not checked")
+    kubectl = kubectl_binary()
+    if not Path(kubectl).is_file():
+        pytest.skip("no kubectl yet (python -m tests.cluster build makes one): `kubectl kustomize` not checked")
     built = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True)
     kinds = {(d["kind"], d["metadata"]["name"]) for d in parse(built.stdout)}
     assert ("Namespace", "levrt") in kinds and ("Secret", "levrt-store") in kinds

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 from tests.chart import CHART, helm_binary, parse, render_text
+from tests.cluster.node import kubectl_binary
 
 pytestmark = pytest.mark.cluster
 
-KUBECTL = "/usr/bin/kubectl"
+KUBECTL = kubectl_binary()
 
 
 def _kubectl(kubeconfig: str, *args: str, input: str | None = None, check: bool = True) -> str:

@@ -65,8 +65,8 @@ TOOLS: tuple[GoTool, ...] = (
     GoTool(
         "kubernetes",
         tuple(f"k8s.io/kubernetes/cmd/{c}" for c in
-              ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")),
-        ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"),
+              ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")),
+        ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"),
         ldflags=_kube_ldflags(KUBE_VERSION),
     ),
     GoTool("etcd", (".",), ("etcd",)),

@@ -51,7 +51,6 @@ DEBIAN_PACKAGES = {
     "containerd": "containerd", "runc": "runc", "ctr": "containerd", "iptables": "iptables",
     "conntrack": "conntrack", "patchelf": "patchelf", "busybox": "busybox-static",
     "redis-server": "redis-server", "ip": "iproute2", "gcc": "gcc", "ldd": "libc-bin",
-    "kubectl": None,
 }
 
 
@@ -121,8 +120,6 @@ def ensure_packages() -> None:
         subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
         subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, env=env,
                        stdout=subprocess.DEVNULL)
-    if shutil.which("kubectl") is None:
-        raise ClusterError("kubectl is not on PATH; install it (the kubectl Debian package or a release binary)")
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -193,8 +190,14 @@ def _https_ok(url: str) -> bool:
         return bool(resp.status == 200)
 
 
+def kubectl_binary() -> str:
+    """kubectl built with the cluster (same version as the apiserver), else the one on PATH."""
+    built = gotools.binary("kubectl")
+    return str(built) if built.is_file() else (shutil.which("kubectl") or str(built))
+
+
 def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
-    result = subprocess.run(["kubectl", "--kubeconfig", str(paths().kubeconfig), *args],
+    result = subprocess.run([kubectl_binary(), "--kubeconfig", str(paths().kubeconfig), *args],
                             input=input, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")

@@ -26,7 +26,9 @@ class Kubectl:
     """kubectl bound to one kubeconfig and namespace; raises with stderr on failure."""
 
     def __init__(self, kubeconfig: str, namespace: str) -> None:
-        self.base = ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace]
+        from tests.cluster.node import kubectl_binary
+
+        self.base = [kubectl_binary(), "--kubeconfig", kubeconfig, "-n", namespace]
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
         result = subprocess.run([*self.base, *args], input=input, capture_output=True, text=True, timeout=180)

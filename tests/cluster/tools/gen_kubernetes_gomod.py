@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         "//go:build tools\n\n// Package tools pins the Kubernetes commands we build.\npackage tools\n\nimport (\n"
         + "".join(
             f'\t_ "k8s.io/kubernetes/cmd/{c}"\n'
-            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
+            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
         )
         + ")\n"
     )
