@@ -142,14 +142,15 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
         await submit.submit(kube, ns, objects)
         print(f"progress: orchestration Pod {ns}/{name} submitted", file=sys.stderr, flush=True)
         try:
-            pod = await _wait_running(kube, ns, name, timeout=settings.start_timeout)
-            if pod["status"].get("phase") not in ("Succeeded", "Failed"):
-                await kube.follow(f"/api/v1/namespaces/{ns}/pods/{name}/log", out=sys.stdout)
+            await _wait_running(kube, ns, name, timeout=settings.start_timeout)
+            # Following the log of a container that already ended returns all of it, then ends.
+            await kube.follow(f"/api/v1/namespaces/{ns}/pods/{name}/log", out=sys.stdout)
             pod = await _wait_finished(kube, ns, name)
             status = pod["status"]["containerStatuses"][0]["state"].get("terminated", {})
             code = int(status.get("exitCode", 1))
-            if code and status.get("message") and "Traceback" not in status.get("message", ""):
-                print(f"orchestration failed: {status['message'].strip()}", file=sys.stderr)
+            if code:
+                print(f"levrt: the orchestration Pod {name} exited with code {code} "
+                      f"({status.get('reason', 'Error')}); its output is above.", file=sys.stderr)
             return code
         finally:
             if not settings.keep:

@@ -257,9 +257,15 @@ class PodWatch:
         self._resource_version = ""
         self._runner: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self.relists = 0
+        """How many times the watch re-listed (after 410 Gone); for diagnostics and tests."""
 
     async def start(self) -> None:
         await self._relist()
+        await self.start_resumed()
+
+    async def start_resumed(self) -> None:
+        """Watch again from the last resourceVersion seen (after ``close``), without re-listing."""
         self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"levrt-watch-{self.namespace}")
 
     async def close(self) -> None:
@@ -316,6 +322,7 @@ class PodWatch:
             if name not in seen and not pod.get("levrt/deleted"):
                 self._mark_deleted(pod)
         self._resource_version = listing["metadata"]["resourceVersion"]
+        self.relists += 1
 
     async def _run(self) -> None:
         backoff = 0.2
