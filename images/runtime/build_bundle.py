@@ -38,6 +38,10 @@ STDLIB_SKIP = {
     "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "site-packages",
     "__pycache__", "turtle.py", "unittest/test", "ctypes/test", "sqlite3/test", "distutils/tests",
 }
+# Libraries glibc loads with dlopen, which ldd cannot see. libgcc_s: a daemon thread still
+# running when the interpreter exits is ended with pthread_exit, which aborts the process
+# ("libgcc_s.so.1 must be installed for pthread_exit to work") without it.
+DLOPENED = ("libgcc_s.so.1",)
 DYNLOAD_SKIP = re.compile(r"^(_tkinter|_test|_xxtest|xx|_ctypes_test)")
 
 
@@ -73,6 +77,15 @@ def _ldd(path: Path) -> list[Path]:
         if match:
             libs.append(Path(match.group(1)))
     return libs
+
+
+def _find_library(name: str) -> Path:
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        parts = line.strip().split(" => ")
+        if len(parts) == 2 and parts[0].split()[0] == name and "x86-64" in parts[0]:
+            return Path(parts[1])
+    raise RuntimeError(f"{name} not found by ldconfig; the runtime bundle needs it (Debian package libgcc-s1)")
 
 
 def _is_elf(path: Path) -> bool:
@@ -126,6 +139,8 @@ def build_into(root: Path) -> None:
     for elf in [*elves, libpython]:
         for lib in _ldd(elf):
             needed.setdefault(lib.name, lib)
+    for name in DLOPENED:
+        needed.setdefault(name, _find_library(name))
     loader_name = ""
     for name, lib in needed.items():
         shutil.copy2(lib.resolve(), lib_dir / name)

@@ -102,6 +102,20 @@ def ignore_nothing(seconds: float) -> None:
     _time.sleep(seconds)
 
 
+def leave_daemon_threads(count: int) -> None:
+    import threading
+    import time as _time
+
+    def spin() -> None:
+        while True:
+            _time.sleep(0.001)
+
+    for _ in range(count):
+        threading.Thread(target=spin, daemon=True).start()
+    _time.sleep(0.05)
+    open("/tmp/out", "w").write("threads left running")
+
+
 async def async_entry(text: str) -> None:
     import asyncio
 
@@ -122,6 +136,14 @@ def test_entry_runs_with_the_crs_cmd_as_argv(rootfs: Path) -> None:
     done = _run(rootfs, write_out, "ran")
     assert done.returncode == 0, done.stderr
     assert (rootfs / "tmp" / "out").read_text() == "ran /levrt ['--flag', 'value']"
+
+
+def test_daemon_threads_alive_at_exit_do_not_abort_the_run(rootfs: Path) -> None:
+    """Python ends such threads with pthread_exit, which needs libgcc_s (dlopened, not in ldd)."""
+    for _ in range(3):
+        done = _run(rootfs, leave_daemon_threads, 8)
+        assert done.returncode == 0, done.stderr
+        assert b"libgcc_s" not in done.stderr
 
 
 def test_async_entry(rootfs: Path) -> None:
