@@ -369,6 +369,7 @@ def get_command(args: argparse.Namespace) -> int:
 
 def _cell(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")  # one record, one line
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -1,0 +1,28 @@
+"""``levrt get -o table`` keeps one record per line, and a closed pipe ends the CLI quietly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from levrt.ops import _cell
+
+
+def test_table_cells_are_one_line_and_bounded() -> None:
+    cell = _cell("HTTP/1.1 200 OK\r\nDate: today\r\n" + "x" * 100)
+    assert "\n" not in cell and "\r" not in cell
+    assert cell.startswith("HTTP/1.1 200 OK\\r\\nDate") and len(cell) == 40
+    assert _cell({"open": [22]}) == '{"open": [22]}'
+
+
+def test_closed_pipe_is_not_a_traceback() -> None:
+    # `levrt get ... | head`: the reader went away; writing then fails with EPIPE inside main().
+    code = (
+        "import os, sys\n"
+        "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+        "from levrt.commands import main\n"
+        "sys.exit(main(['check', 'examples/tcpscan.py']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-u", "-c", code], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0
