@@ -154,7 +154,9 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
             return code
         finally:
             if not settings.keep:
-                await asyncio.shield(submit.delete_pod(kube, ns, name))
+                # Graceful: if we were interrupted, the orchestration gets SIGTERM and deletes the
+                # Pods of its job before it exits (levrt run maps SIGTERM to cancellation).
+                await asyncio.shield(submit.delete_pod(kube, ns, name, graceful=True))
     finally:
         await kube.close()
 

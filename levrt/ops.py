@@ -29,6 +29,8 @@ from levrt.commands import EXIT_FAILED, EXIT_OK, CliError, command, load_module
 from levrt.errors import LevrtError
 from levrt.settings import Settings
 
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
+
 __all__ = ["parse_duration", "pod_of", "up_plan"]
 
 MANAGED = "app.kubernetes.io/managed-by=levrt"
@@ -145,7 +147,11 @@ def run_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.keep:
         settings = settings.replace(keep=True)
-    result = asyncio.run(_run_with_display(func(*args.args), settings=settings, args=args))
+    try:
+        result = asyncio.run(_run_with_display(func(*args.args), settings=settings, args=args))
+    except asyncio.CancelledError:
+        print("levrt run: terminated (SIGTERM); the job's Pods were deleted.", file=sys.stderr)
+        return EXIT_TERMINATED
     if result is not None:
         print(json.dumps(result, indent=2, default=str) if not isinstance(result, str) else result)
     return EXIT_OK
@@ -163,6 +169,12 @@ async def _run_with_display(main: Any, *, settings: Settings, args: argparse.Nam
     from levrt.engine import session
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # SIGTERM (an orchestration Pod being deleted, a `kill`) ends the job like Ctrl-C does: the
+    # run is cancelled and the session deletes the job's Pods before the process exits.
+    current = asyncio.current_task()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        if current is not None:
+            asyncio.get_running_loop().add_signal_handler(signals.SIGTERM, current.cancel)
     async with session(settings=settings, kubeconfig=args.kubeconfig) as engine:
         if args.no_progress or not sys.stderr.isatty():
             return await main

@@ -83,11 +83,13 @@ async def _create_owned(kube: Kube, namespace: str, obj: Mapping[str, Any]) -> N
             await create(kube, namespace, obj)
 
 
-async def delete_pod(kube: Kube, namespace: str, name: str) -> None:
-    """Delete a Pod now; its owned objects follow through the garbage collector."""
+async def delete_pod(kube: Kube, namespace: str, name: str, *, graceful: bool = False) -> None:
+    """Delete a Pod (now, or ``graceful``: with its own grace period, so its process gets SIGTERM
+    and time to clean up); its owned objects follow through the garbage collector."""
     try:
         await kube.request(
-            "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", query={"gracePeriodSeconds": 0},
+            "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}",
+            query=None if graceful else {"gracePeriodSeconds": 0},
         )
     except ApiError as exc:
         if exc.status != 404:

@@ -72,3 +72,50 @@ def test_in_cluster_failure_exits_nonzero_with_the_traceback(kube_cluster: Any, 
     run = _levrt(["run", str(flow), "--in-cluster"], kube_cluster=kube_cluster, runtime_image=runtime_image)
     assert run.returncode != 0
     assert "orchestration broke on purpose" in run.stdout + run.stderr
+
+
+def test_interrupting_an_in_cluster_run_deletes_its_task_pods(kube_cluster: Any, runtime_image: str,
+                                                             tmp_path: Path) -> None:
+    """Ctrl-C on the CLI deletes the orchestration Pod; its SIGTERM cancels the job, which deletes
+    the task Pods it started (nothing keeps running unobserved)."""
+    import signal
+    import time
+
+    from tests.cluster.images import busybox_ref
+    from tests.cluster.node import kubectl_binary
+
+    flow = tmp_path / "long.py"
+    flow.write_text(
+        "import os\nfrom levrt import Cr\n\n"
+        "async def main():\n"
+        "    await Cr(os.environ['LEVRT_EXAMPLE_IMAGE'], cmd=['sleep', '600'])\n"
+    )
+    env = dict(os.environ, KUBECONFIG=kube_cluster.kubeconfig, LEVRT_NAMESPACE=kube_cluster.namespace,
+               LEVRT_STORE_URI=kube_cluster.store_uri, LEVRT_RUNTIME_IMAGE=runtime_image)
+    cli = subprocess.Popen([sys.executable, "-m", "levrt", "run", str(flow), "--in-cluster",
+                            "-e", f"LEVRT_EXAMPLE_IMAGE={busybox_ref()}"], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def task_pods() -> list[str]:
+        out = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", kube_cluster.kubeconfig, "-n", kube_cluster.namespace, "get", "pods",
+             "-l", "app.kubernetes.io/managed-by=levrt,levrt.io/task", "-o",
+             "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}"],
+            capture_output=True, text=True, check=True).stdout
+        return [line for line in out.splitlines() if line.strip()]
+
+    try:
+        deadline = time.monotonic() + 120
+        while not any(line.endswith("Running") for line in task_pods()):
+            assert cli.poll() is None, cli.communicate()
+            assert time.monotonic() < deadline, "the orchestration never started its task"
+            time.sleep(0.5)
+        cli.send_signal(signal.SIGINT)
+        cli.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while task_pods() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert task_pods() == [], "task Pods outlived their interrupted orchestration"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
