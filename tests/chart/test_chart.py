@@ -82,6 +82,7 @@ def test_lint_strict(helm: str, sets: tuple[str, ...]) -> None:
     "store.mongodb.tag=7",
     "settings.resources.limitz.cpu=1",
     "networkPolicy.allowCIDRs=x",
+    "runtime.nodeCache.bogus=1",
 ])
 def test_unknown_value_key_is_rejected(helm: str, bad: str) -> None:
     result = run_helm(helm, "template", "levrt", str(CHART), "--set", bad)
@@ -96,6 +97,7 @@ def test_unknown_value_key_is_rejected(helm: str, bad: str) -> None:
     "settings.timeout=0",
     "settings.imagePullPolicy=Sometimes",
     "store.nodePort.port=70000",
+    "runtime.nodeCache.hostPath=relative/dir",
 ])
 def test_bad_value_is_rejected(helm: str, bad: str) -> None:
     result = run_helm(helm, "template", "levrt", str(CHART), "--set", bad)
