@@ -470,13 +470,19 @@ async def _doctor(args: argparse.Namespace) -> list[tuple[str, bool, str]]:
             nodes = await kube.request("GET", "/api/v1/nodes")
             image = settings.runtime_image
             present = [n["metadata"]["name"] for n in nodes.get("items", [])
-                       if any(image in img.get("names", []) or f"docker.io/{image}" in img.get("names", [])
-                              for img in n.get("status", {}).get("images", []))]
-            checks.append(("runtime image on nodes", bool(present),
-                           f"{image} on {', '.join(present) or 'no node (build and load it)'}"))
+                       if any(_same_image(image, name) for img in n.get("status", {}).get("images", [])
+                              for name in img.get("names", []))]
+            where = ", ".join(present) or "no node: build and load it (nodes list new images within about a minute)"
+            checks.append(("runtime image on nodes", bool(present), f"{image} on {where}"))
     except LevrtError as exc:
         checks.append(("cluster reachable", False, str(exc)))
     return checks
+
+
+def _same_image(wanted: str, listed: str) -> bool:
+    """Whether a node's image name is ``wanted``, also when the runtime lists it with the default
+    registry's host prepended (short names are expanded that way on kind nodes)."""
+    return listed == wanted or (listed.endswith("/" + wanted) and "." in listed.split("/", 1)[0])
 
 
 # -- up (kind) ----------------------------------------------------------------------------------

@@ -119,3 +119,21 @@ def test_interrupting_an_in_cluster_run_deletes_its_task_pods(kube_cluster: Any,
     finally:
         if cli.poll() is None:
             cli.kill()
+
+
+def test_doctor_passes_on_the_installed_platform(kube_cluster: Any, runtime_image: str) -> None:
+    import time
+
+    # The kubelet refreshes the image list in the node's status periodically: a runtime image
+    # imported moments ago may take up to a minute to be listed.
+    deadline = time.monotonic() + 120
+    while True:
+        run = _levrt(["doctor"], kube_cluster=kube_cluster, runtime_image=runtime_image, timeout=120)
+        if run.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert any(line.startswith("ok") and "runtime image on nodes" in line for line in lines), run.stdout
+    assert any(line.startswith("ok") and "store reachable" in line for line in lines), run.stdout
+    assert not any(line.startswith("FAIL") for line in lines), run.stdout

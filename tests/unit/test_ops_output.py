@@ -26,3 +26,12 @@ def test_closed_pipe_is_not_a_traceback() -> None:
     proc = subprocess.run([sys.executable, "-u", "-c", code], capture_output=True, text=True, timeout=60)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0
+
+
+def test_doctor_recognises_the_runtime_image_with_or_without_a_registry_host() -> None:
+    from levrt.ops import _same_image
+
+    assert _same_image("levrt.local/runtime:2.0.0", "levrt.local/runtime:2.0.0")
+    assert _same_image("busybox:1.36", "registry.example/library/busybox:1.36")
+    assert not _same_image("runtime:1", "levrt.local/runtime:10")
+    assert not _same_image("runtime:1", "other/runtime:1")  # a path prefix is not a registry host
