@@ -69,7 +69,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("LEVRT_CACHE", Path.home() / ".cache" / "levrt"))
 
 
-def _ldd(path: Path) -> list[Path]:
+def shared_libraries(path: Path) -> list[Path]:
+    """Absolute paths of the libraries (loader included) ``ldd`` says ``path`` needs."""
     out = subprocess.run(["ldd", str(path)], capture_output=True, text=True).stdout
     libs = []
     for line in out.splitlines():
@@ -137,7 +138,7 @@ def build_into(root: Path) -> None:
     elves = [bin_dir / f"python{version}"] + [p for p in pylib.rglob("*.so") if p.is_file()]
     needed: dict[str, Path] = {libpython.name: libpython}
     for elf in [*elves, libpython]:
-        for lib in _ldd(elf):
+        for lib in shared_libraries(elf):
             needed.setdefault(lib.name, lib)
     for name in DLOPENED:
         needed.setdefault(name, _find_library(name))

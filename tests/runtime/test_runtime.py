@@ -22,18 +22,9 @@ import pytest
 
 import levrt.payload
 from levrt.runtime import REASON_LIMIT, RuntimeConfig, SetupError, short_reason
+from tests.runtime import bundle_builder
 
-REPO = Path(__file__).resolve().parents[2]
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
-
-
-def _build_bundle() -> Path:
-    sys.path.insert(0, str(REPO / "images" / "runtime"))
-    try:
-        import build_bundle
-    finally:
-        sys.path.pop(0)
-    return Path(build_bundle.build_bundle())
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / "bin" / applet).symlink_to("busybox")
     (root / "tmp").mkdir()
     (root / "payload").mkdir()
-    shutil.copytree(_build_bundle() / "levrt", root / "levrt", symlinks=True)
+    shutil.copytree(Path(bundle_builder().build_bundle()) / "levrt", root / "levrt", symlinks=True)
     assert not (root / "usr").exists()  # nothing but busybox and the bundle
     return root
 
