@@ -20,19 +20,12 @@ from typing import Any
 import pytest
 
 from tests.chart import CHART, helm_binary, parse, render_text
-from tests.cluster.node import kubectl_binary
+from tests.cluster.node import kubectl
 
 pytestmark = pytest.mark.cluster
 
-KUBECTL = kubectl_binary()
-
-
 def _kubectl(kubeconfig: str, *args: str, input: str | None = None, check: bool = True) -> str:
-    result = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, *args], input=input, capture_output=True,
-                            text=True, timeout=120, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
+    return kubectl(*args, kubeconfig=kubeconfig, input=input, check=check)
 
 
 @pytest.fixture(scope="module")

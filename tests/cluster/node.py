@@ -196,9 +196,10 @@ def kubectl_binary() -> str:
     return str(built) if built.is_file() else (shutil.which("kubectl") or str(built))
 
 
-def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
-    result = subprocess.run([kubectl_binary(), "--kubeconfig", str(paths().kubeconfig), *args],
-                            input=input, capture_output=True, text=True)
+def kubectl(*args: str, kubeconfig: str | None = None, input: str | None = None, check: bool = True) -> str:
+    """Run kubectl against this cluster (or ``kubeconfig``'s); stdout, or ClusterError with stderr."""
+    result = subprocess.run([kubectl_binary(), "--kubeconfig", kubeconfig or str(paths().kubeconfig), *args],
+                            input=input, capture_output=True, text=True, timeout=180)
     if check and result.returncode != 0:
         raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout

@@ -82,7 +82,7 @@ def test_interrupting_an_in_cluster_run_deletes_its_task_pods(kube_cluster: Any,
     import time
 
     from tests.cluster.images import busybox_ref
-    from tests.cluster.node import kubectl_binary
+    from tests.cluster.node import kubectl
 
     flow = tmp_path / "long.py"
     flow.write_text(
@@ -97,11 +97,10 @@ def test_interrupting_an_in_cluster_run_deletes_its_task_pods(kube_cluster: Any,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def task_pods() -> list[str]:
-        out = subprocess.run(
-            [kubectl_binary(), "--kubeconfig", kube_cluster.kubeconfig, "-n", kube_cluster.namespace, "get", "pods",
-             "-l", "app.kubernetes.io/managed-by=levrt,levrt.io/task", "-o",
-             "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}"],
-            capture_output=True, text=True, check=True).stdout
+        out = kubectl("-n", kube_cluster.namespace, "get", "pods",
+                      "-l", "app.kubernetes.io/managed-by=levrt,levrt.io/task",
+                      "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}",
+                      kubeconfig=kube_cluster.kubeconfig)
         return [line for line in out.splitlines() if line.strip()]
 
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,15 +25,12 @@ class Kubectl:
     """kubectl bound to one kubeconfig and namespace; raises with stderr on failure."""
 
     def __init__(self, kubeconfig: str, namespace: str) -> None:
-        from tests.cluster.node import kubectl_binary
-
-        self.base = [kubectl_binary(), "--kubeconfig", kubeconfig, "-n", namespace]
+        self.kubeconfig, self.namespace = kubeconfig, namespace
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        result = subprocess.run([*self.base, *args], input=input, capture_output=True, text=True, timeout=180)
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result.stdout
+        from tests.cluster.node import kubectl
+
+        return kubectl("-n", self.namespace, *args, kubeconfig=self.kubeconfig, input=input, check=check)
 
     def apply(self, *objects: dict[str, Any]) -> None:
         self("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
@@ -151,7 +147,7 @@ def test_exec_delivers_signal_to_pid1_and_logs_are_readable(kube: Kubectl) -> No
 
 
 def test_service_dns_and_cluster_ip(kube: Kubectl) -> None:
-    ns = kube.base[-1]
+    ns = kube.namespace
     kube.apply(
         {**pod("web", [{
             "name": "main", "image": busybox_ref(),
