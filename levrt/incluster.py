@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import secrets
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,20 +132,38 @@ def run_in_cluster(
 
 async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | None) -> int:
     from levrt import submit
-    from levrt.kube import Kube
+    from levrt.engine import container_status, finished, start_state
+    from levrt.kube import Kube, PodWatch
 
     kube = await Kube.connect(kubeconfig=kubeconfig)
     ns = settings.namespace
     name = objects.name
+    # The same watch-and-predicate machinery as task Pods, on this one Pod.
+    watch = PodWatch(kube, namespace=ns, selector=f"levrt.io/run={objects.pod['metadata']['labels']['levrt.io/run']}")
     try:
+        await watch.start()
         await submit.submit(kube, ns, objects)
         print(f"progress: orchestration Pod {ns}/{name} submitted", file=sys.stderr, flush=True)
         try:
-            await _wait_running(kube, ns, name, timeout=settings.start_timeout)
+            try:
+                pod = await watch.wait(name, lambda p: start_state(p, need_ready=False) is not None,
+                                       timeout=settings.start_timeout)
+            except TimeoutError:
+                raise OrchestrationError(
+                    f"The orchestration Pod {name} did not start within {settings.start_timeout:.0f}s; "
+                    f"see kubectl -n {ns} describe pod {name}."
+                ) from None
+            state = start_state(pod, need_ready=False) or ""
+            if state.startswith("failed:"):
+                reason, _, detail = state[len("failed:"):].partition(":")
+                raise OrchestrationError(
+                    f"The orchestration Pod {name} cannot start: {reason} ({detail}). "
+                    f"Check that the runtime image {settings.runtime_image} is on the nodes."
+                )
             # Following the log of a container that already ended returns all of it, then ends.
             await kube.follow(f"/api/v1/namespaces/{ns}/pods/{name}/log", out=sys.stdout)
-            pod = await _wait_finished(kube, ns, name)
-            status = pod["status"]["containerStatuses"][0]["state"].get("terminated", {})
+            pod = await watch.wait(name, finished)
+            status = (container_status(pod).get("state") or {}).get("terminated") or {}
             code = int(status.get("exitCode", 1))
             if code:
                 print(f"levrt: the orchestration Pod {name} exited with code {code} "
@@ -158,36 +175,5 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
                 # Pods of its job before it exits (levrt run maps SIGTERM to cancellation).
                 await asyncio.shield(submit.delete_pod(kube, ns, name, graceful=True))
     finally:
+        await watch.close()
         await kube.close()
-
-
-async def _get(kube: Any, ns: str, name: str) -> dict[str, Any]:
-    return dict(await kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}"))
-
-
-async def _wait_running(kube: Any, ns: str, name: str, *, timeout: float) -> dict[str, Any]:
-    from levrt.engine import FATAL_WAITING, container_status
-
-    deadline = time.monotonic() + timeout
-    while True:
-        pod = await _get(kube, ns, name)
-        if pod["status"].get("phase") in ("Running", "Succeeded", "Failed"):
-            return pod
-        waiting = container_status(pod).get("state", {}).get("waiting", {})
-        if waiting.get("reason") in FATAL_WAITING:
-            raise OrchestrationError(
-                f"The orchestration Pod {name} cannot start: {waiting['reason']} ({waiting.get('message', '')}). "
-                f"Check that the runtime image {pod['spec']['containers'][0]['image']} is on the nodes."
-            )
-        if time.monotonic() > deadline:
-            raise OrchestrationError(f"The orchestration Pod {name} did not start within {timeout:.0f}s; "
-                             f"see kubectl -n {ns} describe pod {name}.")
-        await asyncio.sleep(0.5)
-
-
-async def _wait_finished(kube: Any, ns: str, name: str) -> dict[str, Any]:
-    while True:
-        pod = await _get(kube, ns, name)
-        if pod["status"].get("phase") in ("Succeeded", "Failed"):
-            return pod
-        await asyncio.sleep(0.3)
