@@ -471,7 +471,7 @@ async def _doctor(args: argparse.Namespace) -> list[tuple[str, bool, str]]:
             image = settings.runtime_image
             present = [n["metadata"]["name"] for n in nodes.get("items", [])
                        if any(_same_image(image, name) for img in n.get("status", {}).get("images", [])
-                              for name in img.get("names", []))]
+                              for name in img.get("names") or [])]
             where = ", ".join(present) or "no node: build and load it (nodes list new images within about a minute)"
             checks.append(("runtime image on nodes", bool(present), f"{image} on {where}"))
     except LevrtError as exc:
