@@ -456,12 +456,6 @@ def _install_addons() -> None:
     kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
 
 
-def runtime_host_path() -> str:
-    """The node-cache directory the chart's settings name (LEVRT_RUNTIME_HOST_PATH)."""
-    return kubectl("-n", NAMESPACE, "get", "configmap", "levrt-settings",
-                   "-o", "jsonpath={.data.LEVRT_RUNTIME_HOST_PATH}").strip()
-
-
 def _install_chart() -> None:
     chart = REPO / "charts" / "levrt"
     helm = str(gotools.binary("helm"))
