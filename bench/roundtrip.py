@@ -21,7 +21,8 @@ from typing import Any
 
 import levrt
 from levrt import Cr, lev
-from levrt.engine import container_status, finished, session
+from levrt._shapes.podstatus import container_status, finished
+from levrt.run import session
 from levrt.settings import Settings
 
 BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX") or os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36")
@@ -82,7 +83,7 @@ async def levrt_task(engine: Any) -> dict[str, float]:
 
 async def node_cache_path(engine: Any) -> str | None:
     """The chart's runtime node cache directory, if the platform has it enabled."""
-    from levrt.kube import ApiError
+    from levrt._clients.api import ApiError
 
     try:
         ns = engine.settings.namespace

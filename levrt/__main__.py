@@ -2,6 +2,6 @@
 
 import sys
 
-from levrt.commands import main
+from levrt._cli import main
 
 sys.exit(main())

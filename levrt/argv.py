@@ -35,7 +35,7 @@ def _scalar(value: Any, *, where: str) -> str:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
+        return str(os.fspath(value))
     raise ArgvError(
         f"cli(): {where} is a {type(value).__name__} ({value!r:.60}); use str, int, float or a path "
         "(convert it yourself, e.g. json.dumps(...) or ','.join(...))."

@@ -4,7 +4,7 @@ Why validate here: a ``Cr`` is built on the laptop long before anything reaches 
 mistake found at construction points at the line that made it. Every check of SPEC 6 that needs
 no cluster happens in ``Cr(...)``; the builder (``levrt.build``) can then trust its input.
 Constructing a ``Cr`` does nothing else: ``await cr`` (≡ ``await cr.done()``) runs it through the
-current job's engine, ``await cr.start()`` returns the running ``Task``.
+current job (``levrt._job``), ``await cr.start()`` returns the running ``Task``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Generator, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from levrt import _job
 from levrt.errors import (
     CrError,
     EnvError,
@@ -130,9 +131,7 @@ class Cr:
 
     async def start(self) -> Task:
         """Submit this run and return its ``Task`` once the main container runs (and is Ready)."""
-        from levrt import engine
-
-        return await engine.start(self)
+        return await _job.current().start(self)
 
     async def done(self) -> Document:
         """Run to the end and return the ``Document`` of the results (``await cr`` does this)."""
@@ -159,13 +158,6 @@ class Cr:
             if getattr(self, name):
                 parts.append(f"{name}={sorted(getattr(self, name))!r}")
         return f"Cr({', '.join(parts)})"
-
-    def all_ports(self) -> list[tuple[str, int]]:
-        """``(container, port)`` for the main container and every service (one network namespace)."""
-        found = [("main", p) for p in self.ports]
-        for name, svc in self.services.items():
-            found += [(name, p) for p in svc.ports]
-        return found
 
 
 # -- validation helpers (each raises the specific error, naming the value) ---------------------------

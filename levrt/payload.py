@@ -128,7 +128,7 @@ def dumps(
                 "bytes) and create clients, files, sockets or locks inside the entry instead."
             ) from exc
     head = json.dumps(header(entry=name), sort_keys=True).encode()
-    blob = _PREFIX + head + b"\n" + body
+    blob: bytes = _PREFIX + head + b"\n" + body
     if len(blob) > limit:
         raise PayloadError(
             f"The entry call {name} pickles to {len(blob)} bytes, over the payload limit of {limit} "

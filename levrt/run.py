@@ -2,7 +2,8 @@
 
 Why a function of its own: a job needs a scope — connections opened, a job id allocated and
 logged (``job: <id>`` on logger ``lev``), and on Ctrl-C or an exception the job's Pods deleted —
-and ``asyncio.run`` gives no such scope.
+and ``asyncio.run`` gives no such scope. ``session()`` is that scope for callers that run their
+own event loop (``async with session(): ...``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from levrt._core.engine import session
 from levrt.errors import LevrtError
 from levrt.settings import Settings
 
-__all__ = ["run"]
+__all__ = ["run", "session"]
 
 T = TypeVar("T")
 
@@ -35,8 +37,6 @@ def run(main: Awaitable[T] | Callable[[], Awaitable[T]], *, settings: Settings |
 
 
 async def _run(main: Awaitable[T], *, settings: Settings | None, kubeconfig: str | None) -> T:
-    from levrt.engine import session
-
     async with contextlib.AsyncExitStack() as stack:
         try:
             await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig))

@@ -23,6 +23,7 @@ the interrupt and returns exits 0, with what it stored so far.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import os
 import signal
@@ -32,6 +33,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from levrt import context
+from levrt.errors import PayloadError
+from levrt.payload import loads_call
 
 __all__ = [
     "EXIT_ENTRY_FAILED",
@@ -61,7 +66,7 @@ class SetupError(Exception):
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """What the Pod tells the runtime, through environment variables set by ``levrt.build``."""
+    """What the Pod tells the runtime, through environment variables set by ``levrt._shapes.build``."""
 
     payload: str
     store_uri: str | None
@@ -154,9 +159,7 @@ class StoreBinding:
 def _skip_pymongo_exit_hook() -> None:
     """Drop pymongo's exit hook once our client is closed: it would only wait (up to half a
     second, measured in bench/roundtrip) for the closed client's daemon threads to notice."""
-    import atexit
-
-    try:
+    try:  # only after a client existed, so pymongo is loaded already
         from pymongo.synchronous import monitor
     except ImportError:  # pymongo before 4.9 keeps it elsewhere; the hook then just runs
         return
@@ -166,6 +169,7 @@ def _skip_pymongo_exit_hook() -> None:
 
 
 def _mongo_client(uri: str) -> Any:
+    # Imported on the first write: an entry that stores nothing never pays for pymongo.
     from pymongo import MongoClient
 
     return MongoClient(uri, serverSelectionTimeoutMS=30_000, appname="levrt-runtime")
@@ -224,9 +228,6 @@ def run_entry(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    from levrt import context
-    from levrt.errors import PayloadError
-
     env = os.environ if env is None else env
     termination_log = env.get("LEVRT_TERMINATION_LOG") or TERMINATION_LOG
     try:
@@ -237,8 +238,6 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         print(f"levrt runtime: {exc}", file=sys.stderr)
         _write_reason(termination_log, short_reason(exc))
         return EXIT_SETUP
-
-    from levrt.payload import loads_call
 
     try:
         func, args, kwargs = loads_call(blob)

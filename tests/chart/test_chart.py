@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from levrt import Cr
+from levrt._cli.admin import KIND_HOST_CIDRS, KIND_STORE_PORT, up_plan
+from levrt._shapes.build import build_task
+from levrt._shapes.orchestrator import SERVICE_ACCOUNT, SETTINGS_CONFIGMAP, orchestrator_objects
 from levrt._version import __version__
-from levrt.build import build_task
-from levrt.incluster import SERVICE_ACCOUNT, SETTINGS_CONFIGMAP, orchestrator_objects
-from levrt.ops import KIND_HOST_CIDRS, KIND_STORE_PORT, up_plan
 from levrt.settings import DEFAULT_RUNTIME_IMAGE, Settings
 from tests.chart import CHART, K8S, ROOT, by_key, helm_binary, parse, render, render_script, run_helm
 from tests.cluster.node import kubectl_binary

@@ -41,13 +41,13 @@ def levrt_settings(kube_cluster: Any, runtime_image: str) -> Any:
 @pytest.fixture
 async def job(kube_cluster: Any, levrt_settings: Any) -> AsyncIterator[Any]:
     """An open levrt job; afterwards no levrt-labelled object of any kind may remain."""
-    from levrt.engine import session
+    from levrt.run import session
 
     async with session(settings=levrt_settings, kubeconfig=kube_cluster.kubeconfig) as engine:
         yield engine
     # After the job ends (its Pods deleted), nothing labelled levrt may remain: owned objects are
     # garbage-collected with their Pod. A fresh client, since the job's is closed.
-    from levrt.kube import Kube
+    from levrt._clients.kube import Kube
 
     kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
     try:

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from levrt.build import with_owner
-from levrt.kube import ApiError, Kube
+from levrt._clients.api import ApiError
+from levrt._clients.kube import Kube
+from levrt._clients.submit import with_owner
+from levrt._shapes.names import api_path, plural
 from tests.unit.golden_cases import golden_cases
 
 pytestmark = pytest.mark.cluster
 
-PLURALS = {"Pod": "pods", "Secret": "secrets", "ConfigMap": "configmaps"}
 CASES = golden_cases()
 
 
@@ -27,7 +28,7 @@ async def test_golden_case_accepted_by_apiserver(case: str, kube_cluster: Any) -
     kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
     try:
         ns = kube_cluster.namespace
-        created = await kube.request("POST", f"/api/v1/namespaces/{ns}/pods", body=objects.pod,
+        created = await kube.request("POST", api_path("pods", namespace=ns), body=objects.pod,
                                      query={"dryRun": "All"})
         assert created["metadata"]["name"] == objects.name
         # Native sidecars survive validation as init containers with restartPolicy Always.
@@ -37,7 +38,7 @@ async def test_golden_case_accepted_by_apiserver(case: str, kube_cluster: Any) -
         for obj in objects.owned:
             owned = with_owner(obj, pod_name=objects.name, pod_uid="00000000-0000-4000-8000-000000000000")
             try:
-                await kube.request("POST", f"/api/v1/namespaces/{ns}/{PLURALS[obj['kind']]}", body=owned,
+                await kube.request("POST", api_path(plural(obj["kind"]), namespace=ns), body=owned,
                                    query={"dryRun": "All"})
             except ApiError as exc:
                 if exc.status != 409:  # a shared file object may exist from an earlier run
@@ -53,7 +54,7 @@ async def test_apiserver_rejects_an_invalid_pod(kube_cluster: Any) -> None:
     kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
     try:
         with pytest.raises(ApiError) as info:
-            await kube.request("POST", f"/api/v1/namespaces/{kube_cluster.namespace}/pods", body=pod,
+            await kube.request("POST", api_path("pods", namespace=kube_cluster.namespace), body=pod,
                                query={"dryRun": "All"})
         assert info.value.status == 422
     finally:

@@ -313,8 +313,8 @@ async def test_payload_for_another_python_is_refused_with_a_version_error(
 
 async def test_hello_world_from_the_runtime_node_cache(kube_cluster: Any, levrt_settings: Any) -> None:
     """The same entry with the bundle mounted from the chart's node cache (no init container)."""
-    from levrt.engine import session
-    from levrt.kube import Kube
+    from levrt._clients.kube import Kube
+    from levrt.run import session
 
     kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
     try:

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from levrt.engine import finished
-from levrt.kube import Kube, PodWatch
+from levrt._clients.kube import Kube
+from levrt._clients.watch import PodWatch
+from levrt._shapes.podstatus import finished
 from tests.e2e.conftest import BUSYBOX
 
 pytestmark = pytest.mark.cluster

@@ -16,7 +16,7 @@ from typing import Any
 
 import levrt
 from levrt import Cr, Digest, cli, lev
-from levrt.build import TaskObjects, build_task, read_files
+from levrt._shapes.build import TaskObjects, build_task, read_files
 from levrt.context import collection_name
 from levrt.payload import read_header
 from levrt.settings import Settings

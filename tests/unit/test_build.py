@@ -10,7 +10,8 @@ import pytest
 
 import levrt
 from levrt import Cr, Digest
-from levrt.build import TaskObjects, build_task, read_files, with_owner
+from levrt._clients.submit import with_owner
+from levrt._shapes.build import TaskObjects, build_task, read_files
 from levrt.errors import FileSpecError, LevrtError
 from levrt.payload import loads_call
 from levrt.settings import Settings

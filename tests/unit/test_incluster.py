@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
+from levrt._shapes.orchestrator import SERVICE_ACCOUNT, orchestrator_objects
 from levrt.errors import OrchestrationError
-from levrt.incluster import SERVICE_ACCOUNT, orchestrator_objects
 from levrt.settings import Settings
 
 SETTINGS = Settings(namespace="scans", runtime_image="levrt.local/runtime:test")

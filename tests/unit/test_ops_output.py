@@ -5,14 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from levrt.ops import _cell
+from levrt._cli.tasks import table_cell
 
 
 def test_table_cells_are_one_line_and_bounded() -> None:
-    cell = _cell("HTTP/1.1 200 OK\r\nDate: today\r\n" + "x" * 100)
+    cell = table_cell("HTTP/1.1 200 OK\r\nDate: today\r\n" + "x" * 100)
     assert "\n" not in cell and "\r" not in cell
     assert cell.startswith("HTTP/1.1 200 OK\\r\\nDate") and len(cell) == 40
-    assert _cell({"open": [22]}) == '{"open": [22]}'
+    assert table_cell({"open": [22]}) == '{"open": [22]}'
 
 
 def test_closed_pipe_is_not_a_traceback() -> None:
@@ -20,7 +20,7 @@ def test_closed_pipe_is_not_a_traceback() -> None:
     code = (
         "import os, sys\n"
         "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
-        "from levrt.commands import main\n"
+        "from levrt._cli import main\n"
         "sys.exit(main(['check', 'examples/tcpscan.py']))\n"
     )
     proc = subprocess.run([sys.executable, "-u", "-c", code], capture_output=True, text=True, timeout=60)
@@ -29,9 +29,9 @@ def test_closed_pipe_is_not_a_traceback() -> None:
 
 
 def test_doctor_recognises_the_runtime_image_with_or_without_a_registry_host() -> None:
-    from levrt.ops import _same_image
+    from levrt._cli.admin import same_image
 
-    assert _same_image("levrt.local/runtime:2.0.0", "levrt.local/runtime:2.0.0")
-    assert _same_image("busybox:1.36", "registry.example/library/busybox:1.36")
-    assert not _same_image("runtime:1", "levrt.local/runtime:10")
-    assert not _same_image("runtime:1", "other/runtime:1")  # a path prefix is not a registry host
+    assert same_image("levrt.local/runtime:2.0.0", "levrt.local/runtime:2.0.0")
+    assert same_image("busybox:1.36", "registry.example/library/busybox:1.36")
+    assert not same_image("runtime:1", "levrt.local/runtime:10")
+    assert not same_image("runtime:1", "other/runtime:1")  # a path prefix is not a registry host

@@ -6,7 +6,7 @@ import pytest
 
 import levrt
 from levrt import Cr, lev
-from levrt.build import build_task
+from levrt._shapes.build import build_task
 from levrt.errors import SettingsError
 from levrt.settings import Settings
 

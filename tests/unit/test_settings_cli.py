@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from levrt.commands import main
+from levrt._cli import main
 from levrt.settings import DEFAULT_RUNTIME_IMAGE, Settings
 
 
@@ -109,5 +109,5 @@ def test_console_script_points_at_commands_main() -> None:
     import levrt
 
     scripts = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"levrt": "levrt.commands:main"}
+    assert scripts == {"levrt": "levrt._cli:main"}
     assert levrt.cli("-v", p=1) == ["-v", "-p", "1"]

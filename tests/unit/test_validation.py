@@ -10,7 +10,7 @@ import pytest
 
 import levrt
 from levrt import Concurrent, Cr, Digest, annot, cli, lev
-from levrt.build import build_task
+from levrt._shapes.build import build_task
 from levrt.errors import (
     ArgvError,
     CrError,
@@ -203,5 +203,4 @@ def test_good_inputs_pass(tmp_path: pathlib.Path) -> None:
     )
     assert cr.entry is not None and cr.entry.args == ()
     assert cr.files["/e"] == "ab" * 32
-    assert cr.all_ports() == [("main", 80), ("main", 443), ("redis", 6379)]
     assert "talentsec/nmap@1.0" in repr(cr)

@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from levrt.engine import finished
-from levrt.kube import Kube, PodWatch
+from levrt._clients.kube import Kube
+from levrt._clients.watch import PodWatch
+from levrt._shapes.podstatus import finished
 
 POD = {
     "metadata": {"name": "lev-j1-t0", "resourceVersion": "20"},

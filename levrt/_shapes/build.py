@@ -43,34 +43,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from levrt import payload
+from levrt._shapes.names import (
+    FILE_LABEL,
+    GATE,
+    MANAGED_BY,
+    PAYLOAD_MOUNT,
+    PYTHON,
+    RUNTIME_COMMAND,
+    RUNTIME_MOUNT,
+    TERMINATION_POLICY,
+    file_object_name,
+    payload_secret_name,
+    pod_name,
+    task_labels,
+)
 from levrt.cr import MAX_FILE_BYTES, Cr, Digest, File
 from levrt.errors import FileSpecError, LevrtError, PayloadError
 from levrt.settings import Settings
 
-__all__ = [
-    "GATE",
-    "MANAGED_BY",
-    "PAYLOAD_MOUNT",
-    "RUNTIME_COMMAND",
-    "RUNTIME_COPY_COMMAND",
-    "RUNTIME_MOUNT",
-    "TaskObjects",
-    "build_task",
-    "file_object_name",
-    "pod_name",
-    "read_files",
-    "with_owner",
-]
+__all__ = ["RUNTIME_COPY_COMMAND", "TaskObjects", "build_task", "read_files"]
 
-GATE = "levrt.io/objects"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "levrt"}
 RUNTIME_VOLUME = "levrt-runtime"
-RUNTIME_MOUNT = "/levrt"
 RUNTIME_TARGET = "/levrt-target"
 PAYLOAD_VOLUME = "levrt-payload"
-PAYLOAD_MOUNT = "/levrt-payload"
-PYTHON = f"{RUNTIME_MOUNT}/bin/python3"
-RUNTIME_COMMAND = [PYTHON, "-m", "levrt.runtime"]
 # The runtime image holds the bundle at /levrt (its ELF interpreter path); the init container
 # copies it, with the image's own Python, into the emptyDir mounted at /levrt-target.
 RUNTIME_COPY_COMMAND = [
@@ -104,15 +99,6 @@ class TaskObjects:
 
     def all(self) -> list[dict[str, Any]]:
         return [self.pod, *self.owned]
-
-
-def pod_name(job: int, task: int) -> str:
-    return f"lev-j{job}-t{task}"
-
-
-def file_object_name(sha256_hex: str) -> str:
-    """``levrt-f-<first 40 hex digits>``: the content-addressed object of one file."""
-    return f"levrt-f-{sha256_hex[:40]}"
 
 
 # -- the only I/O ---------------------------------------------------------------------------------
@@ -175,7 +161,7 @@ def build_task(
         raise LevrtError(f"build_task(collection={collection!r}): the collection name is a non-empty str.")
     name = pod_name(job, task)
     ns = settings.namespace
-    labels = {**MANAGED_BY, "levrt.io/job": str(job), "levrt.io/task": str(task)}
+    labels = task_labels(job, task)
     contents = dict(file_contents or {})
 
     # Payloads (one per container with an entry), in one Secret.
@@ -215,7 +201,7 @@ def build_task(
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": list(RUNTIME_COPY_COMMAND),
                 "volumeMounts": [{"name": RUNTIME_VOLUME, "mountPath": RUNTIME_TARGET}],
-                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "terminationMessagePolicy": TERMINATION_POLICY,
             }
         )
     for svc_name, svc in cr.services.items():
@@ -279,7 +265,7 @@ def build_task(
     elif runtime:
         volumes.append({"name": RUNTIME_VOLUME, "emptyDir": {}})
     if payloads:
-        volumes.append({"name": PAYLOAD_VOLUME, "secret": {"secretName": f"{name}-payload"}})
+        volumes.append({"name": PAYLOAD_VOLUME, "secret": {"secretName": payload_secret_name(name)}})
     volumes += [{"name": v, "configMap": {"name": v}} for v in volume_names]
     if volumes:
         spec["volumes"] = volumes
@@ -299,7 +285,7 @@ def build_task(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": f"{name}-payload", "namespace": ns, "labels": dict(labels)},
+                "metadata": {"name": payload_secret_name(name), "namespace": ns, "labels": dict(labels)},
                 "type": "Opaque",
                 "immutable": True,
                 "data": {key: base64.b64encode(blob).decode("ascii") for key, blob in payloads.items()},
@@ -342,7 +328,7 @@ def _file_object(
             "metadata": {
                 "name": name,
                 "namespace": namespace,
-                "labels": {**MANAGED_BY, "levrt.io/file": sha[:40]},
+                "labels": {**MANAGED_BY, FILE_LABEL: sha[:40]},
                 "annotations": {"levrt.io/sha256": sha},
             },
             "immutable": True,
@@ -400,7 +386,7 @@ def _container(
     mounts += files
     if mounts:
         container["volumeMounts"] = mounts
-    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    container["terminationMessagePolicy"] = TERMINATION_POLICY
     return container
 
 
@@ -430,13 +416,3 @@ def _host_aliases(cr: Cr) -> list[dict[str, Any]]:
         if alias not in by_ip[ip]:
             by_ip[ip].append(alias)
     return [{"ip": ip, "hostnames": names} for ip, names in by_ip.items()]
-
-
-def with_owner(obj: Mapping[str, Any], *, pod_name: str, pod_uid: str) -> dict[str, Any]:
-    """A copy of ``obj`` owned by the Pod (garbage-collected with it); appends if already owned."""
-    out = copy.deepcopy(dict(obj))
-    meta = out.setdefault("metadata", {})
-    refs = meta.setdefault("ownerReferences", [])
-    if not any(ref.get("uid") == pod_uid for ref in refs):
-        refs.append({"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid})
-    return out

@@ -8,12 +8,17 @@ API (``AsyncMongoClient``) is imported lazily so ``import levrt`` stays light.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Any
 
+from levrt._clients.api import ApiError
+from levrt._clients.kube import Kube
+from levrt._shapes.names import api_path
 from levrt.errors import StoreError
+from levrt.settings import Settings
 
-__all__ = ["COUNTERS", "TASKS", "Store"]
+__all__ = ["COUNTERS", "TASKS", "Store", "resolve_uri"]
 
 COUNTERS = "levrt_counters"
 TASKS = "levrt_tasks"
@@ -30,6 +35,7 @@ class Store:
     @classmethod
     def connect(cls, uri: str, *, database: str = "levrt", timeout: float = 10.0) -> Store:
         """Prepare a client; the first operation connects (and fails with ``StoreError``)."""
+        # pymongo costs a tenth of a second to import: only processes that use the store pay it.
         from pymongo import AsyncMongoClient
 
         if not uri:
@@ -54,11 +60,9 @@ class Store:
 
     async def next_job_id(self) -> int:
         """Allocate a job id from the atomic counter (1, 2, 3, ...)."""
-        from pymongo import ReturnDocument
-
         try:
             counter = await self._db[COUNTERS].find_one_and_update(
-                {"_id": "job"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                {"_id": "job"}, {"$inc": {"seq": 1}}, upsert=True, return_document=True
             )
         except Exception as exc:
             raise self._unreachable(exc) from exc
@@ -74,17 +78,28 @@ class Store:
         except Exception as exc:
             raise self._unreachable(exc) from exc
 
-    async def tasks(self, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Internal task records, newest first (for ``levrt ps``)."""
-        cursor = self._db[TASKS].find(query or {}).sort("updated", -1)
-        return [doc async for doc in cursor]
-
     def _unreachable(self, exc: Exception) -> StoreError:
         return StoreError(
             f"The store at {self._uri} did not answer: {exc}. Check that it runs "
             "(kubectl -n levrt get pods) and that LEVRT_STORE_URI points at an address this "
             "machine can reach."
         )
+
+
+async def resolve_uri(kube: Kube, settings: Settings) -> str:
+    """The store URI this process uses: ``settings.store_uri``, else the platform's Secret."""
+    if settings.store_uri:
+        return settings.store_uri
+    try:
+        secret = await kube.request(
+            "GET", api_path("secrets", namespace=settings.namespace, name=settings.store_secret)
+        )
+    except ApiError as exc:
+        raise StoreError(
+            f"LEVRT_STORE_URI is not set and the Secret {settings.namespace}/{settings.store_secret} "
+            f"could not be read ({exc}). Set LEVRT_STORE_URI to a store address this machine reaches."
+        ) from exc
+    return base64.b64decode(secret.get("data", {}).get("uri", "")).decode()
 
 
 def _redact(uri: str) -> str:

@@ -1,0 +1,70 @@
+"""The ``levrt`` command: the parser, the list of subcommands, and the exit-code policy.
+
+Why a list written out here: the subcommands live in modules by theme (``check``, ``run``,
+``tasks`` for ps/logs/kill/get, ``admin`` for gc/doctor/up); this module names them in the
+order ``levrt --help`` shows them, so nothing registers itself behind an import.
+
+Not named ``levrt/cli.py``: ``levrt.cli`` is the public argv builder, and importing a submodule
+of that name would rebind the package attribute ``levrt.cli`` to the module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from levrt._cli import admin, check, run, tasks
+from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
+from levrt._version import __version__
+from levrt.errors import LevrtError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS: tuple[Command, ...] = (
+    check.CHECK,
+    run.RUN,
+    tasks.PS,
+    tasks.LOGS,
+    tasks.KILL,
+    tasks.GET,
+    admin.GC,
+    admin.DOCTOR,
+    admin.UP,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="levrt", description="Kubernetes-native job runner for security tooling.")
+    parser.add_argument("--version", action="version", version=f"levrt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sp = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.arguments(sp)
+        sp.set_defaults(handler=command.handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``levrt`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"levrt {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LevrtError as exc:
+        print(f"levrt {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `levrt get ... | head`: the reader left; end quietly, as kubectl does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

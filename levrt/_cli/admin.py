@@ -1,0 +1,184 @@
+"""Looking after the platform: ``levrt gc``, ``doctor`` and ``up``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from levrt._cli.base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Command,
+    add_cluster_options,
+    cluster,
+    parse_duration,
+)
+from levrt._clients.kube import MIN_MINOR
+from levrt._clients.store import COUNTERS, Store, resolve_uri
+from levrt._shapes.names import MANAGED_SELECTOR, api_path
+from levrt._shapes.podstatus import parse_timestamp
+from levrt.errors import LevrtError
+from levrt.settings import DEFAULT_RUNTIME_IMAGE
+
+__all__ = ["DOCTOR", "GC", "KIND_HOST_CIDRS", "KIND_STORE_PORT", "UP", "same_image", "up_plan"]
+
+
+# -- gc -----------------------------------------------------------------------------------------
+
+
+def _gc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--older-than", default="1h", help="only objects older than this (default: 1h; 0 = all)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    add_cluster_options(parser)
+
+
+def gc_command(args: argparse.Namespace) -> int:
+    min_age = parse_duration(args.older_than)
+
+    async def go() -> list[str]:
+        removed = []
+        async with cluster(args) as (kube, settings):
+            for plural in ("pods", "secrets", "configmaps"):
+                listing = await kube.request("GET", api_path(plural, namespace=settings.namespace),
+                                             query={"labelSelector": MANAGED_SELECTOR})
+                for item in listing["items"]:
+                    meta = item["metadata"]
+                    if time.time() - parse_timestamp(meta["creationTimestamp"]) < min_age:
+                        continue
+                    removed.append(f"{plural}/{meta['name']}")
+                    if not args.dry_run:
+                        with contextlib.suppress(LevrtError):
+                            await kube.request("DELETE", api_path(plural, namespace=settings.namespace,
+                                                                  name=meta["name"]),
+                                               query={"gracePeriodSeconds": 0})
+        return removed
+
+    removed = asyncio.run(go())
+    for name in removed:
+        print(("would delete " if args.dry_run else "deleted ") + name)
+    if not removed:
+        print("Nothing to remove.", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- doctor -------------------------------------------------------------------------------------
+
+Check = tuple[str, bool, str]
+# What levrt does in its namespace: (resource, verb, subresource).
+NEEDED_ACCESS = (("pods", "create", ""), ("pods", "watch", ""), ("pods", "create", "exec"),
+                 ("pods", "get", "log"), ("secrets", "create", ""), ("configmaps", "create", ""))
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    checks = asyncio.run(_doctor(args))
+    width = max(len(name) for name, _, _ in checks)
+    for name, ok, detail in checks:
+        print(f"{'ok ' if ok else 'FAIL'} {name.ljust(width)}  {detail}")
+    return EXIT_OK if all(ok for _, ok, _ in checks) else EXIT_FAILED
+
+
+async def _doctor(args: argparse.Namespace) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        async with cluster(args) as (kube, settings):
+            version = await kube.server_version()
+            checks.append(("cluster version", version.supported,
+                           f"{version.git_version} (levrt needs >= 1.{MIN_MINOR})"))
+            for resource, verb, sub in NEEDED_ACCESS:
+                review = await kube.request(
+                    "POST", api_path("selfsubjectaccessreviews", group="authorization.k8s.io"), body={
+                        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                        "spec": {"resourceAttributes": {"namespace": settings.namespace, "verb": verb,
+                                                        "resource": resource, "subresource": sub}}})
+                allowed = bool(review.get("status", {}).get("allowed"))
+                checks.append((f"may {verb} {resource}{'/' + sub if sub else ''}", allowed,
+                               f"in namespace {settings.namespace}"))
+            try:
+                store = Store.connect(await resolve_uri(kube, settings), database=settings.database, timeout=5)
+                try:
+                    await store.collection(COUNTERS).find_one({"_id": "job"})
+                    checks.append(("store reachable", True, "answered"))
+                finally:
+                    await store.close()
+            except Exception as exc:
+                checks.append(("store reachable", False, str(exc).splitlines()[0][:200]))
+            nodes = await kube.request("GET", api_path("nodes"))
+            image = settings.runtime_image
+            present = [n["metadata"]["name"] for n in nodes.get("items", [])
+                       if any(same_image(image, name) for img in n.get("status", {}).get("images", [])
+                              for name in img.get("names") or [])]
+            where = ", ".join(present) or "no node: build and load it (nodes list new images within about a minute)"
+            checks.append(("runtime image on nodes", bool(present), f"{image} on {where}"))
+    except LevrtError as exc:
+        checks.append(("cluster reachable", False, str(exc)))
+    return checks
+
+
+def same_image(wanted: str, listed: str) -> bool:
+    """Whether a node's image name is ``wanted``, also when the runtime lists it with the default
+    registry's host prepended (short names are expanded that way on kind nodes)."""
+    return listed == wanted or (listed.endswith("/" + wanted) and "." in listed.split("/", 1)[0])
+
+
+# -- up (kind) ----------------------------------------------------------------------------------
+
+
+# The store's NodePort; kind-config.yaml maps it to 127.0.0.1 on the host (tests/chart checks both agree).
+KIND_STORE_PORT = 30017
+# Where host connections to the NodePort come from inside kind: its node network, a Docker network
+# from Docker's default pools. kind's Pod (10.244.0.0/16) and Service (10.96.0.0/16) ranges are
+# outside, so the store's NetworkPolicy still refuses other Pods.
+KIND_HOST_CIDRS = ("172.16.0.0/12", "192.168.0.0/16")
+
+
+def up_plan(*, cluster: str, config: str, chart: str, image: str, dockerfile_dir: str) -> list[list[str]]:
+    """The commands ``levrt up`` runs, in order (pure, so it can be tested without Docker)."""
+    return [
+        ["kind", "create", "cluster", "--name", cluster, "--config", config],
+        ["docker", "build", "-t", image, "-f", os.path.join(dockerfile_dir, "Dockerfile"), "."],
+        ["kind", "load", "docker-image", image, "--name", cluster],
+        ["helm", "upgrade", "--install", "levrt", chart, "--namespace", "levrt", "--create-namespace",
+         "--set", f"runtime.image={image}", "--set", "store.nodePort.enabled=true",
+         "--set", f"store.nodePort.port={KIND_STORE_PORT}",
+         "--set", "store.networkPolicy.allowCIDRs={" + ",".join(KIND_HOST_CIDRS) + "}", "--wait"],
+    ]
+
+
+def _up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="levrt", help="kind cluster name")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+
+
+def up_command(args: argparse.Namespace) -> int:
+    root = os.getcwd()
+    plan = up_plan(cluster=args.name, config=os.path.join(root, "kind-config.yaml"),
+                   chart=os.path.join(root, "charts", "levrt"), image=DEFAULT_RUNTIME_IMAGE,
+                   dockerfile_dir=os.path.join(root, "images", "runtime"))
+    if args.dry_run:
+        for cmd in plan:
+            print(" ".join(cmd))
+        return EXIT_OK
+    missing = [tool for tool in ("docker", "kind", "helm") if shutil.which(tool) is None]
+    if missing:
+        raise CliError(f"`levrt up` needs {', '.join(missing)} on PATH. Install them, then run it again "
+                       "(or use an existing cluster: set KUBECONFIG and install charts/levrt with helm).")
+    for cmd in plan:
+        print("+ " + " ".join(cmd), file=sys.stderr)
+        if subprocess.run(cmd, cwd=root).returncode != 0:
+            return EXIT_FAILED
+    print("levrt is up. Try: levrt run examples/workflow.py", file=sys.stderr)
+    return EXIT_OK
+
+
+GC = Command("gc", "remove leftover levrt Pods, Secrets and ConfigMaps", _gc_arguments, gc_command)
+DOCTOR = Command("doctor", "check the cluster, permissions, store and runtime image", add_cluster_options,
+                 doctor_command)
+UP = Command("up", "create a kind cluster with levrt installed (needs Docker, kind and helm)", _up_arguments,
+             up_command)

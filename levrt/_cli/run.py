@@ -1,0 +1,97 @@
+"""``levrt run FILE[:FUNC]``: run an orchestration as one job, here or in a Pod of the cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable
+from typing import Any
+
+from levrt._cli.base import (
+    EXIT_OK,
+    EXIT_TERMINATED,
+    CliError,
+    Command,
+    add_cluster_options,
+    load_module,
+    settings_of,
+)
+from levrt._cli.display import live_progress
+from levrt._core.incluster import run_in_cluster
+from levrt.run import session
+from levrt.settings import Settings
+
+__all__ = ["RUN"]
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="FILE[:FUNC]",
+                        help="orchestration file or module, and the async function to run (default: main)")
+    parser.add_argument("args", nargs="*", help="string arguments passed to the function")
+    parser.add_argument("--in-cluster", action="store_true",
+                        help="run the orchestration itself in a Pod under the levrt ServiceAccount")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --in-cluster: an environment variable for the orchestration Pod (repeatable)")
+    parser.add_argument("--keep", action="store_true", help="keep task Pods after their results are read")
+    parser.add_argument("--logs", action="store_true", help="print each task's logs when it ends")
+    parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
+    add_cluster_options(parser)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    target, _, func_name = args.target.partition(":")
+    if args.in_cluster:
+        env = dict(_parse_env(item) for item in args.env)
+        return run_in_cluster(target, func_name or "main", args.args, settings=settings_of(args),
+                              kubeconfig=args.kubeconfig, env=env)
+    if args.env:
+        raise CliError("--env sets variables of the orchestration Pod; it needs --in-cluster. "
+                       "For a local run, set them in your shell.")
+    module = load_module(target)
+    func = getattr(module, func_name or "main", None)
+    if func is None or not inspect.iscoroutinefunction(func):
+        raise CliError(
+            f"{target} has no async function {func_name or 'main'!r}. "
+            "Name it with FILE:FUNC, e.g. levrt run examples/workflow.py:scan_all."
+        )
+    settings = settings_of(args)
+    if args.keep:
+        settings = settings.replace(keep=True)
+    try:
+        result = asyncio.run(_run(func(*args.args), settings=settings, args=args))
+    except asyncio.CancelledError:
+        print("levrt run: terminated (SIGTERM); the job's Pods were deleted.", file=sys.stderr)
+        return EXIT_TERMINATED
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str) if not isinstance(result, str) else result)
+    return EXIT_OK
+
+
+def _parse_env(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name or not name.replace("_", "").isalnum():
+        raise CliError(f"--env {item!r}: use NAME=VALUE, e.g. --env TARGETS=10.0.0.0/24.")
+    return name, value
+
+
+async def _run(main: Awaitable[Any], *, settings: Settings, args: argparse.Namespace) -> Any:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # SIGTERM (an orchestration Pod being deleted, a `kill`) ends the job like Ctrl-C does: the
+    # run is cancelled and the session deletes the job's Pods before the process exits.
+    current = asyncio.current_task()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        if current is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
+    async with session(settings=settings, kubeconfig=args.kubeconfig) as engine:
+        if args.no_progress or not sys.stderr.isatty():
+            return await main
+        return await live_progress(engine, main)
+
+
+RUN = Command("run", "run an orchestration as one job, with live progress", _arguments, run_command)

@@ -1,0 +1,139 @@
+"""The wire contract between levrt and a cluster: requests, answers, the transport seam, and the
+exception class of every error status.
+
+Why a module of its own: the real transport (``levrt._clients.http``), the client on top of it
+(``levrt._clients.kube``) and the in-memory fake of the tests all speak these types, and the
+mapping of statuses to exceptions is written here once (callers write ``except NotFound``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from levrt.errors import ClusterError
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "Conflict",
+    "ExecResult",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "NotFound",
+    "Request",
+    "Response",
+    "Stream",
+    "Transport",
+    "Unauthorized",
+    "api_error",
+]
+
+
+class ApiError(ClusterError):
+    """A Kubernetes API call answered with an error status; subclasses name the usual ones."""
+
+    def __init__(self, status: int, body: Mapping[str, Any] | str, *, method: str, path: str) -> None:
+        self.status = status
+        self.body = body
+        message = body.get("message", "") if isinstance(body, Mapping) else str(body)[:500]
+        self.reason: str = body.get("reason", "") if isinstance(body, Mapping) else ""
+        super().__init__(f"{method} {path} failed with HTTP {status}: {message}")
+
+
+class BadRequest(ApiError):
+    """400: the request is malformed."""
+
+
+class Unauthorized(ApiError):
+    """401: the credentials were not accepted."""
+
+
+class Forbidden(ApiError):
+    """403: RBAC (or an admission policy) refused the operation."""
+
+
+class NotFound(ApiError):
+    """404: no such object (or namespace)."""
+
+
+class Conflict(ApiError):
+    """409: the object exists already, or was changed by someone else."""
+
+
+class Gone(ApiError):
+    """410: a watch's resourceVersion is too old; list again."""
+
+
+class Invalid(ApiError):
+    """422: the object failed validation."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 410: Gone, 422: Invalid,
+}
+
+
+def api_error(status: int, body: Mapping[str, Any] | str, *, method: str, path: str) -> ApiError:
+    """The exception for an error answer: the class of its status, or ``ApiError``."""
+    return _BY_STATUS.get(status, ApiError)(status, body, method=method, path=path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One API call as the transport sends it."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    content_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    """What came back: the status and the body (decoded JSON, or text)."""
+
+    status: int
+    body: Any
+
+
+class Stream(Protocol):
+    """An open streaming answer (a watch, a followed log)."""
+
+    status: int
+
+    async def read(self) -> Any:
+        """The whole body, decoded (for error answers)."""
+        ...
+
+    def lines(self) -> AsyncIterator[bytes]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """What a command run with the exec API printed and how it ended."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Transport(Protocol):
+    """How requests reach a cluster. ``levrt._clients.http.HttpTransport`` is the real one."""
+
+    @property
+    def host(self) -> str: ...
+
+    async def send(self, request: Request, *, timeout: float) -> Response: ...
+
+    def stream(self, request: Request, *, timeout: float | None) -> AbstractAsyncContextManager[Stream]: ...
+
+    async def exec(self, request: Request, *, timeout: float) -> ExecResult:
+        """Run the exec ``request`` (a websocket); an error answer to the upgrade raises ``api_error``."""
+        ...
+
+    async def close(self) -> None: ...

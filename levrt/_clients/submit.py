@@ -1,0 +1,100 @@
+"""Gated submit: create a Pod and the objects it owns so that nothing half-created remains.
+
+Why a module of its own: task Pods (the engine) and orchestration Pods (in-cluster runs) are
+submitted the same way (DESIGN.md, "Submit order"): the Pod is created behind a scheduling gate,
+its ConfigMaps/Secrets are created with an ownerReference to it, then the gate is lifted. A
+failure in between deletes the Pod and the garbage collector removes what it owned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from levrt._clients.api import Conflict, Forbidden, NotFound
+from levrt._clients.kube import Kube
+from levrt._shapes.build import TaskObjects
+from levrt._shapes.names import api_path, plural
+from levrt.errors import ClusterError, LevrtError
+
+__all__ = ["create", "delete_pod", "submit", "with_owner"]
+
+log = logging.getLogger("lev")
+
+
+def with_owner(obj: Mapping[str, Any], *, pod_name: str, pod_uid: str) -> dict[str, Any]:
+    """A copy of ``obj`` owned by the Pod (garbage-collected with it); appends if already owned."""
+    out = copy.deepcopy(dict(obj))
+    meta = out.setdefault("metadata", {})
+    refs = meta.setdefault("ownerReferences", [])
+    if not any(ref.get("uid") == pod_uid for ref in refs):
+        refs.append({"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid})
+    return out
+
+
+async def submit(kube: Kube, namespace: str, objects: TaskObjects) -> dict[str, Any]:
+    """Create ``objects.pod`` gated, then ``objects.owned`` owned by it, then lift the gate."""
+    pod = await create(kube, namespace, objects.pod)
+    name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+    try:
+        owned = [with_owner(obj, pod_name=name, pod_uid=uid) for obj in objects.owned]
+        await asyncio.gather(*(_create_owned(kube, namespace, obj) for obj in owned))
+        await kube.request(
+            "PATCH", api_path("pods", namespace=namespace, name=name),
+            body=[{"op": "remove", "path": "/spec/schedulingGates"}],
+            content_type="application/json-patch+json",
+        )
+    except BaseException:
+        await asyncio.shield(delete_pod(kube, namespace, name))
+        raise
+    return dict(pod)
+
+
+async def create(kube: Kube, namespace: str, body: Mapping[str, Any]) -> Any:
+    """POST one object, turning the usual mistakes into messages that say what to do."""
+    try:
+        return await kube.request("POST", api_path(plural(body["kind"]), namespace=namespace), body=body)
+    except NotFound as exc:
+        raise ClusterError(
+            f"Namespace {namespace!r} does not exist. Install the platform "
+            "(helm install levrt charts/levrt) or set LEVRT_NAMESPACE to an existing namespace."
+        ) from exc
+    except Forbidden as exc:
+        raise ClusterError(
+            f"Not allowed to create {body.get('kind', 'objects')} in namespace "
+            f"{namespace!r}: {exc}. Give your account the levrt Role."
+        ) from exc
+
+
+async def _create_owned(kube: Kube, namespace: str, obj: Mapping[str, Any]) -> None:
+    try:
+        await create(kube, namespace, obj)
+    except Conflict:
+        # A content-addressed file stored by an earlier task: share it, owned by both Pods.
+        patch = {"metadata": {"ownerReferences": obj["metadata"]["ownerReferences"]}}
+        try:
+            await kube.request(
+                "PATCH", api_path(plural(obj["kind"]), namespace=namespace, name=obj["metadata"]["name"]),
+                body=patch, content_type="application/strategic-merge-patch+json",
+            )
+        except NotFound:
+            # Collected between our create and patch: create it afresh.
+            await create(kube, namespace, obj)
+
+
+async def delete_pod(kube: Kube, namespace: str, name: str, *, graceful: bool = False) -> None:
+    """Delete a Pod (now, or ``graceful``: with its own grace period, so its process gets SIGTERM
+    and time to clean up); its owned objects follow through the garbage collector. Never raises
+    for a Pod already gone; other failures are logged (cleanup must not hide the real error)."""
+    try:
+        await kube.request(
+            "DELETE", api_path("pods", namespace=namespace, name=name),
+            query=None if graceful else {"gracePeriodSeconds": 0},
+        )
+    except NotFound:
+        pass
+    except LevrtError as exc:
+        log.warning("could not delete Pod %s: %s", name, exc)

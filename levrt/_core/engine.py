@@ -1,0 +1,265 @@
+"""The engine: one job's clients, its task counter, and the life of each task's Pod.
+
+Why here and not in ``Cr`` or ``Task``: those are pure descriptions and handles (SPEC 1, "lazy");
+running them needs a cluster connection, a store connection and a job id, which belong to one
+orchestration run. ``session()`` opens an ``Engine`` and installs it as the current job's
+``Runner`` (``levrt._job``); ``Cr.start`` and ``Task.done`` call down through that seam.
+
+Submitting follows DESIGN.md: the Pod is created behind a scheduling gate, the objects it owns
+are created with an ownerReference to it, then the gate is lifted (``levrt._clients.submit``).
+The end of a task is decided here too: which exits count as success, what is recorded, and when
+the Pod is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from typing import Any
+
+from levrt import _job, context
+from levrt._clients import signals, submit
+from levrt._clients.kube import Kube
+from levrt._clients.store import Store, resolve_uri
+from levrt._clients.watch import PodWatch
+from levrt._shapes import podstatus
+from levrt._shapes.build import build_task, read_files
+from levrt._shapes.names import api_path, job_selector
+from levrt.cr import Cr
+from levrt.document import Document
+from levrt.errors import LevrtError, StoreError, TaskFailed
+from levrt.settings import Settings
+from levrt.task import Task
+
+__all__ = ["Engine", "session"]
+
+log = logging.getLogger("lev")
+
+
+@contextlib.asynccontextmanager
+async def session(*, settings: Settings | None = None, kubeconfig: str | None = None) -> AsyncIterator[Engine]:
+    """Open a job: connect to the cluster and the store, allocate the job id, clean up at the end."""
+    engine = await Engine.open(settings=settings or Settings.from_env(), kubeconfig=kubeconfig)
+    failed = True
+    try:
+        with _job.running(engine):
+            yield engine
+        failed = False
+    finally:
+        # Tasks started but never awaited would run on unobserved; a job owns its Pods to the end.
+        await asyncio.shield(engine.close(delete_pods=failed or not engine.settings.keep))
+
+
+class Engine:
+    """One job. Create with ``await Engine.open(...)``; end with ``await engine.close()``."""
+
+    def __init__(self, *, settings: Settings, kube: Kube, store: Store, watch: PodWatch, job_id: int) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.store = store
+        self.watch = watch
+        self.job_id = job_id
+        self._task_index = itertools.count()
+        self._background: set[asyncio.Task[None]] = set()
+        self.tasks: list[Task] = []
+
+    @classmethod
+    async def open(cls, *, settings: Settings, kubeconfig: str | None = None) -> Engine:
+        kube = await Kube.connect(kubeconfig=kubeconfig)
+        store: Store | None = None
+        watch: PodWatch | None = None
+        try:
+            (await kube.server_version()).require_supported()
+            store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
+            job_id = await store.next_job_id()
+            watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
+            await watch.start()
+        except BaseException:
+            if watch is not None:
+                await watch.close()
+            if store is not None:
+                await store.close()
+            await kube.close()
+            raise
+        log.info("job: %d", job_id)
+        return cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id)
+
+    async def close(self, *, delete_pods: bool = False) -> None:
+        """Stop watching and close connections; with ``delete_pods`` remove this job's Pods."""
+        try:
+            if delete_pods:
+                await self.delete_job_pods()
+            if self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
+        finally:
+            await self.watch.close()
+            await self.store.close()
+            await self.kube.close()
+
+    def _pods_path(self, name: str | None = None, sub: str | None = None) -> str:
+        return api_path("pods", namespace=self.settings.namespace, name=name, sub=sub)
+
+    async def delete_job_pods(self) -> None:
+        """Delete every Pod of this job still present (one DELETE each: the chart's Role grants
+        ``delete``, not ``deletecollection``)."""
+        with contextlib.suppress(LevrtError):
+            listing = await self.kube.request(
+                "GET", self._pods_path(), query={"labelSelector": job_selector(self.job_id)}
+            )
+            names = [item["metadata"]["name"] for item in listing.get("items", [])]
+            await asyncio.gather(*(self.delete_pod(name) for name in names))
+            if names:
+                log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)
+
+    def later(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run bookkeeping off the hot path; ``close`` waits for it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def record(self, *, task: int, **fields: Any) -> None:
+        async def write() -> None:
+            try:
+                await self.store.record_task(job=self.job_id, task=task, **fields)
+            except StoreError as exc:
+                log.warning("could not record the status of task %d: %s", task, exc)
+
+        self.later(write())
+
+    # -- the Runner of levrt._job ------------------------------------------------------------
+
+    async def start(self, cr: Cr) -> Task:
+        index = next(self._task_index)
+        collection = context.collection_name(cr.schema)
+        files = await asyncio.to_thread(read_files, cr)
+        objects = build_task(
+            cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
+            file_contents=files,
+        )
+        name = objects.name
+        self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
+                    submitted=time.time())
+        await submit.submit(self.kube, self.settings.namespace, objects)
+        task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod=name, collection=collection)
+        self.tasks.append(task)
+        try:
+            pod = await self._wait_started(name, need_ready=bool(cr.ports))
+        except BaseException:
+            await asyncio.shield(self.delete_pod(name))
+            raise
+        task.host = pod.get("status", {}).get("podIP")
+        self.record(task=index, state="running", host=task.host)
+        return task
+
+    async def finish(self, task: Task) -> Document:
+        """Wait for the end; a non-zero exit is a failure unless the caller signalled the task."""
+        pod = await self.watch.wait(task.pod, podstatus.finished)
+        ended = podstatus.terminated(pod)
+        exit_code = ended.get("exitCode")
+        ok = exit_code == 0 or (pod.get("status", {}).get("phase") == "Succeeded" and exit_code is None)
+        try:
+            if not ok and not task.signalled:
+                reason = ended.get("reason") or pod.get("status", {}).get("reason") or (
+                    "PodDeleted" if pod.get(podstatus.DELETED) else "Failed"
+                )
+                detail = ended.get("message") or pod.get("status", {}).get("message") or ""
+                self.record(task=task.task_id, state="failed", exitCode=exit_code, reason=reason)
+                raise await self.failure(task.pod, reason=reason, detail=detail, exit_code=exit_code, task=task)
+            self.record(task=task.task_id, state="succeeded", exitCode=exit_code)
+        finally:
+            if not self.settings.keep:
+                await self.delete_pod(task.pod)
+            self.watch.forget(task.pod)
+        return Document(self.store.collection(task.collection), {"_id": {"job": task.job_id, "task": task.task_id}})
+
+    async def signal(self, task: Task, signal: str | int) -> None:
+        signum = signals.signal_number(signal)
+        pod = self.watch.get(task.pod) or {}
+        if "terminated" in podstatus.main_state(pod) or pod.get(podstatus.DELETED):
+            log.debug("task %s already ended; signal %s not sent", task.id, signal)
+            return
+        task.signalled = True
+        result = await signals.deliver(
+            self.kube, self.settings.namespace, task.pod, signum, runtime=task.cr.entry is not None
+        )
+        if result.exit_code != 0:
+            raise LevrtError(
+                f"Could not deliver {signals.signal_name(signum)} to task {task.id}: "
+                f"{(result.stderr or result.stdout).decode(errors='replace').strip()}. "
+                "An image without an entry needs a `kill` command for signals."
+            )
+
+    async def logs(self, task: Task, *, tail: int | None = None) -> str:
+        return await self.pod_logs(task.pod, tail=tail)
+
+    # -- Pods --------------------------------------------------------------------------------
+
+    async def delete_pod(self, name: str) -> None:
+        await submit.delete_pod(self.kube, self.settings.namespace, name)
+
+    async def _wait_started(self, name: str, *, need_ready: bool) -> dict[str, Any]:
+        """Wait until the main container runs (and is Ready when it has ports)."""
+        deadline = time.monotonic() + self.settings.start_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise await self.failure(name, reason="StartTimeout",
+                                         detail=f"not started after {self.settings.start_timeout:.0f}s")
+            try:
+                pod = await self.watch.wait(
+                    name, lambda p: podstatus.start_state(p, need_ready=need_ready), timeout=min(remaining, 5.0)
+                )
+            except TimeoutError:
+                pod = self.watch.get(name) or {}
+                since = podstatus.unschedulable_since(pod)
+                if since is not None and time.time() - since > self.settings.schedule_timeout:
+                    raise await self.failure(
+                        name, reason="Unschedulable",
+                        detail=str(podstatus.condition(pod, "PodScheduled").get("message", "")),
+                    ) from None
+                continue
+            state = podstatus.start_state(pod, need_ready=need_ready)
+            if isinstance(state, podstatus.StartFailure):
+                raise await self.failure(name, reason=state.reason, detail=state.detail)
+            return pod
+
+    async def failure(self, name: str, *, reason: str, detail: str, exit_code: int | None = None,
+                      task: Task | None = None) -> TaskFailed:
+        """A ``TaskFailed`` quoting the Pod's events and the tail of its logs."""
+        logs = await self.pod_logs(name, tail=40)
+        events = await self.events(name)
+        text = f"Task {name} failed: {reason}"
+        if detail:
+            text += f" ({detail.strip()})"
+        if reason in podstatus.IMAGE_PULL_REASONS:
+            text += (". Check the image name and tag; on a cluster without a registry, build the "
+                     "image and load it into the node (kind load docker-image ...)")
+        if events:
+            text += "\nEvents:\n" + "\n".join(f"  {e}" for e in events[-8:])
+        return TaskFailed(text, exit_code=exit_code, reason=reason, logs=logs, task=task)
+
+    async def pod_logs(self, name: str, *, tail: int | None = None, container: str = "main") -> str:
+        try:
+            text = await self.kube.request(
+                "GET", self._pods_path(name, "log"), query={"container": container, "tailLines": tail}
+            )
+        except LevrtError:
+            return ""
+        return text if isinstance(text, str) else str(text)
+
+    async def events(self, name: str) -> list[str]:
+        try:
+            listing = await self.kube.request(
+                "GET", api_path("events", namespace=self.settings.namespace),
+                query={"fieldSelector": f"involvedObject.name={name}"},
+            )
+        except LevrtError:
+            return []
+        items: list[Mapping[str, Any]] = sorted(
+            listing.get("items", []), key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""
+        )
+        return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '').strip()}" for e in items]

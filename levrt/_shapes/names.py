@@ -1,0 +1,119 @@
+"""Every name levrt gives to things in the cluster, written once: labels, selectors, object
+names, runtime paths, and the API path of every object it touches.
+
+Why one module: the builder writes these names, the engine and the CLI look objects up by them,
+and the chart and tests read them too. A label spelled twice drifts; here it cannot.
+Pure: no I/O, standard library only.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+__all__ = [
+    "FILE_LABEL",
+    "GATE",
+    "JOB_LABEL",
+    "MANAGED_BY",
+    "MANAGED_SELECTOR",
+    "PAYLOAD_MOUNT",
+    "PYTHON",
+    "ROLE_LABEL",
+    "RUNTIME_COMMAND",
+    "RUNTIME_MOUNT",
+    "RUN_LABEL",
+    "TASK_LABEL",
+    "TERMINATION_POLICY",
+    "VERSION_PATH",
+    "api_path",
+    "file_object_name",
+    "job_selector",
+    "orchestrator_name",
+    "payload_secret_name",
+    "plural",
+    "pod_name",
+    "task_labels",
+]
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "levrt"}
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=levrt"
+JOB_LABEL = "levrt.io/job"
+TASK_LABEL = "levrt.io/task"
+FILE_LABEL = "levrt.io/file"
+ROLE_LABEL = "levrt.io/role"
+RUN_LABEL = "levrt.io/run"
+# A Pod behind this scheduling gate cannot start until the objects it owns exist.
+GATE = "levrt.io/objects"
+
+# The runtime bundle is a Python prefix mounted at /levrt: its ELF interpreter path is fixed there.
+RUNTIME_MOUNT = "/levrt"
+PYTHON = f"{RUNTIME_MOUNT}/bin/python3"
+RUNTIME_COMMAND = (PYTHON, "-m", "levrt.runtime")
+PAYLOAD_MOUNT = "/levrt-payload"
+# The last lines of a container's output become its termination message when it wrote none.
+TERMINATION_POLICY = "FallbackToLogsOnError"
+
+VERSION_PATH = "/version"
+_PLURALS = {"Pod": "pods", "Secret": "secrets", "ConfigMap": "configmaps", "Event": "events", "Node": "nodes"}
+
+
+def pod_name(job: int, task: int) -> str:
+    """``lev-j{job}-t{task}``: the Pod of one task."""
+    return f"lev-j{job}-t{task}"
+
+
+def payload_secret_name(pod: str) -> str:
+    """The Secret carrying the pickled calls of a Pod's containers."""
+    return f"{pod}-payload"
+
+
+def orchestrator_name(run_id: str) -> str:
+    """The Pod of one in-cluster orchestration run."""
+    return f"lev-orch-{run_id}"
+
+
+def file_object_name(sha256_hex: str) -> str:
+    """``levrt-f-<first 40 hex digits>``: the content-addressed object of one file."""
+    return f"levrt-f-{sha256_hex[:40]}"
+
+
+def task_labels(job: int, task: int) -> dict[str, str]:
+    return {**MANAGED_BY, JOB_LABEL: str(job), TASK_LABEL: str(task)}
+
+
+def job_selector(job: int | None = None) -> str:
+    """The label selector of every levrt object, or of one job's."""
+    return MANAGED_SELECTOR if job is None else f"{MANAGED_SELECTOR},{JOB_LABEL}={job}"
+
+
+def plural(kind: str) -> str:
+    """The resource name of a core ``kind`` (``Pod`` → ``pods``)."""
+    return _PLURALS[kind]
+
+
+def api_path(
+    resource: str,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    sub: str | None = None,
+    group: str = "",
+    version: str = "v1",
+) -> str:
+    """The path of a resource: a collection, one object, or one of its subresources.
+
+    ``api_path("pods", namespace="levrt", name="lev-j1-t0", sub="log")`` →
+    ``/api/v1/namespaces/levrt/pods/lev-j1-t0/log``; ``group`` selects a named API group
+    (``/apis/<group>/<version>/...``) instead of the core one.
+    """
+    parts = [f"/apis/{group}/{version}" if group else f"/api/{version}"]
+    if namespace is not None:
+        parts += ["namespaces", quote(namespace, safe="")]
+    parts.append(resource)
+    if name is not None:
+        parts.append(quote(name, safe=""))
+    elif sub is not None:
+        raise ValueError("api_path: a subresource needs an object name")
+    if sub is not None:
+        parts.append(sub)
+    return "/".join(parts)

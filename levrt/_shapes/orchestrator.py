@@ -1,0 +1,118 @@
+"""The in-cluster orchestration Pod (``levrt run FILE --in-cluster``), built as plain objects.
+
+Why apart from the run itself (``levrt._core.incluster``): like task Pods, the orchestration Pod
+is computed without I/O so it can be snapshot-tested and dry-run by the apiserver. It carries the
+orchestration file and the modules beside it in a ConfigMap, and runs ``python -m levrt run``
+from the runtime image under the chart's ``levrt-orchestrator`` ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from levrt._shapes.build import TaskObjects
+from levrt._shapes.names import (
+    GATE,
+    MANAGED_BY,
+    PYTHON,
+    ROLE_LABEL,
+    RUN_LABEL,
+    TERMINATION_POLICY,
+    orchestrator_name,
+)
+from levrt.errors import OrchestrationError
+from levrt.settings import Settings
+
+__all__ = [
+    "ORCHESTRATOR_SITE",
+    "SERVICE_ACCOUNT",
+    "SETTINGS_CONFIGMAP",
+    "new_run_id",
+    "orchestrator_objects",
+]
+
+SERVICE_ACCOUNT = "levrt-orchestrator"
+SETTINGS_CONFIGMAP = "levrt-settings"
+# Where the runtime image keeps the SDK's client-side dependencies (kubernetes_asyncio, aiohttp,
+# pyyaml, rich). They sit outside /levrt so task Pods never copy them.
+ORCHESTRATOR_SITE = "/opt/levrt-orchestrator"
+SOURCE_MOUNT = "/orchestration"
+MAX_SOURCE = 512 * 1024
+
+
+def orchestrator_objects(
+    *, sources: Mapping[str, bytes], entry: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
+    env: Mapping[str, str] | None = None,
+) -> TaskObjects:
+    """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (file name → bytes).
+
+    ``sources`` holds the orchestration file and the modules beside it (the tools it imports).
+    """
+    if entry not in sources:
+        raise OrchestrationError(f"{entry!r} is not among the shipped files {sorted(sources)}.")
+    size = sum(len(v) for v in sources.values())
+    if size > MAX_SOURCE:
+        raise OrchestrationError(
+            f"The orchestration and the modules beside it ({', '.join(sorted(sources))}) are {size} bytes; "
+            f"in-cluster runs ship at most {MAX_SOURCE // 1024} KiB. Move the file into a directory of its own "
+            "with only the tool modules it imports, or move data into files=... of your Crs."
+        )
+    name = orchestrator_name(run_id)
+    labels = {**MANAGED_BY, ROLE_LABEL: "orchestrator", RUN_LABEL: run_id}
+    key = entry
+    configmap: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-source", "namespace": settings.namespace, "labels": labels},
+        "binaryData": {k: _b64(v) for k, v in sorted(sources.items())},
+        "immutable": True,
+    }
+    env_list: list[dict[str, Any]] = [
+        {"name": "PYTHONPATH", "value": ORCHESTRATOR_SITE},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "LEVRT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "LEVRT_RUNTIME_IMAGE", "value": settings.runtime_image},
+        {"name": "LEVRT_STORE_URI", "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}}},
+    ]
+    if settings.keep:
+        env_list.append({"name": "LEVRT_KEEP", "value": "1"})
+    # The user's variables come last so they can override the settings (LEVRT_TIMEOUT=...).
+    env_list += [{"name": k, "value": v} for k, v in sorted((env or {}).items())]
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
+        "spec": {
+            "schedulingGates": [{"name": GATE}],
+            "restartPolicy": "Never",
+            "serviceAccountName": SERVICE_ACCOUNT,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{
+                "name": "main",
+                "image": settings.runtime_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": [PYTHON, "-m", "levrt", "run", f"{SOURCE_MOUNT}/{key}:{func}",
+                            "--no-progress", *args],
+                "env": env_list,
+                # Settings the platform team set in the chart (timeouts, resources...) apply too.
+                "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIGMAP, "optional": True}}],
+                "volumeMounts": [{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
+                "terminationMessagePolicy": TERMINATION_POLICY,
+            }],
+            "volumes": [{"name": "source", "configMap": {"name": configmap["metadata"]["name"]}}],
+            **({"nodeSelector": dict(settings.node_selector)} if settings.node_selector else {}),
+        },
+    }
+    return TaskObjects(pod=pod, owned=[configmap])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def new_run_id(source: bytes) -> str:
+    """Short, unique, and recognisable per file: 6 hex of the content, 4 random."""
+    return hashlib.sha256(source).hexdigest()[:6] + secrets.token_hex(2)

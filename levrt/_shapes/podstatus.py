@@ -1,0 +1,154 @@
+"""Reading a Pod: has it started, has it ended, how, and why it will never start.
+
+Why one reader: the engine waits on these answers, in-cluster runs wait on the same ones, and
+the CLI prints them; three readers of ``containerStatuses`` would disagree on the edge cases
+(a Pod deleted before it started, an image that can never be pulled). Pure: Pods are plain dicts
+as the API returns them, plus the key ``"levrt/deleted"`` that the watch adds to a tombstone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from levrt._shapes.names import RUNTIME_COMMAND
+
+__all__ = [
+    "DELETED",
+    "FATAL_WAITING",
+    "IMAGE_PULL_REASONS",
+    "StartFailure",
+    "condition",
+    "container_status",
+    "finished",
+    "main_state",
+    "parse_timestamp",
+    "runs_runtime",
+    "start_state",
+    "summary",
+    "terminated",
+    "unschedulable_since",
+]
+
+Pod = Mapping[str, Any]
+
+# Set by the watch on the last known state of a Pod that disappeared.
+DELETED = "levrt/deleted"
+
+# Waiting reasons after which a container will not start without a change by the user.
+FATAL_WAITING = {
+    "ErrImagePull": "the image could not be pulled",
+    "ImagePullBackOff": "the image could not be pulled",
+    "InvalidImageName": "the image name is invalid",
+    "ErrImageNeverPull": "the image is not on the node and imagePullPolicy is Never",
+    "CreateContainerConfigError": "the container configuration is invalid",
+    "CreateContainerError": "the container could not be created",
+    "RunContainerError": "the container could not be started",
+}
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+
+
+@dataclasses.dataclass(frozen=True)
+class StartFailure:
+    """Why a Pod will never start (truthy, like a started Pod: waiting on it is over)."""
+
+    reason: str
+    detail: str
+
+
+def parse_timestamp(stamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time as the API writes it (``2026-01-02T03:04:05Z``)."""
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def container_status(pod: Pod, name: str = "main") -> Mapping[str, Any]:
+    """The status of container ``name`` (a regular or an init container), or ``{}``."""
+    status = pod.get("status", {})
+    for key in ("containerStatuses", "initContainerStatuses"):
+        statuses: list[Mapping[str, Any]] = status.get(key) or []
+        for cs in statuses:
+            if cs.get("name") == name:
+                return cs
+    return {}
+
+
+def main_state(pod: Pod) -> Mapping[str, Any]:
+    """The ``state`` of the main container (``{"running": ...}``, ``{"terminated": ...}`` ...)."""
+    return container_status(pod).get("state") or {}
+
+
+def terminated(pod: Pod) -> Mapping[str, Any]:
+    """The main container's ``terminated`` state (exit code, reason, message), or ``{}``."""
+    return main_state(pod).get("terminated") or {}
+
+
+def condition(pod: Pod, kind: str) -> Mapping[str, Any]:
+    """The Pod condition of type ``kind`` (``Ready``, ``PodScheduled``), or ``{}``."""
+    conditions: list[Mapping[str, Any]] = pod.get("status", {}).get("conditions") or []
+    for cond in conditions:
+        if cond.get("type") == kind:
+            return cond
+    return {}
+
+
+def start_state(pod: Pod, *, need_ready: bool) -> StartFailure | bool:
+    """True once the main container runs (and is Ready when ``need_ready``) or already ended;
+    a ``StartFailure`` when it never will; False while it is still starting."""
+    if pod.get(DELETED):
+        return StartFailure("PodDeleted", "the Pod was deleted before it started")
+    status = pod.get("status", {})
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(key) or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FATAL_WAITING:
+                detail = waiting.get("message") or FATAL_WAITING[waiting["reason"]]
+                return StartFailure(waiting["reason"], f"container {cs.get('name')}: {detail}")
+    state = main_state(pod)
+    if "terminated" in state:
+        return True
+    if "running" in state and status.get("podIP"):
+        return not need_ready or condition(pod, "Ready").get("status") == "True"
+    return False
+
+
+def finished(pod: Pod) -> bool:
+    """Whether the run is over: the main container ended, the Pod failed, or it is gone."""
+    if pod.get(DELETED):
+        return True
+    if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+        return True
+    return "terminated" in main_state(pod)
+
+
+def unschedulable_since(pod: Pod) -> float | None:
+    """When the scheduler said the Pod fits no node (epoch seconds), or None."""
+    cond = condition(pod, "PodScheduled")
+    if cond.get("reason") != "Unschedulable":
+        return None
+    stamp = cond.get("lastTransitionTime")
+    return parse_timestamp(stamp) if stamp else time.time()
+
+
+def runs_runtime(pod: Pod) -> bool:
+    """Whether the main container runs levrt's bundled Python (the Cr has an entry)."""
+    for container in pod.get("spec", {}).get("containers") or []:
+        if container.get("name") == "main":
+            return tuple(container.get("command") or ())[:1] == RUNTIME_COMMAND[:1]
+    return False
+
+
+def summary(pod: Pod) -> str:
+    """One word for people: ``running``, ``done``, ``failed(<reason>)``, ``pending(<reason>)``."""
+    state = main_state(pod)
+    if "terminated" in state:
+        code = state["terminated"].get("exitCode")
+        return "done" if code == 0 else f"failed({state['terminated'].get('reason', code)})"
+    if "running" in state:
+        return "running"
+    waiting = (state.get("waiting") or {}).get("reason")
+    return f"pending({waiting})" if waiting else "pending"
