@@ -3,13 +3,18 @@
 Why a layer of its own: the engine needs three things from MongoDB — an atomic job counter,
 a place for task status that never touches users' records, and collections to hand to
 ``Document`` — and nothing else should know how they are laid out (SPEC 4). PyMongo's async
-API (``AsyncMongoClient``) is imported lazily so ``import levrt`` stays light.
+API (``AsyncMongoClient``) is imported lazily so ``import levrt`` stays light. Like the
+cluster transport, the client is a seam: ``use_client`` hands ``Store.connect`` another
+(in-memory) client for fast tests of everything above.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import datetime as dt
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from levrt._clients.api import ApiError
@@ -18,10 +23,25 @@ from levrt._shapes.names import api_path
 from levrt.errors import StoreError
 from levrt.settings import Settings
 
-__all__ = ["COUNTERS", "TASKS", "Store", "resolve_uri"]
+__all__ = ["COUNTERS", "TASKS", "Store", "resolve_uri", "use_client"]
 
 COUNTERS = "levrt_counters"
 TASKS = "levrt_tasks"
+
+# Makes an AsyncMongoClient-like object from a URI; None: PyMongo's own.
+_client_factory: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar(
+    "levrt_store_client_factory", default=None
+)
+
+
+@contextlib.contextmanager
+def use_client(factory: Callable[[str], Any]) -> Iterator[None]:
+    """Within this context ``Store.connect(uri)`` uses ``factory(uri)`` as its client."""
+    token = _client_factory.set(factory)
+    try:
+        yield
+    finally:
+        _client_factory.reset(token)
 
 
 class Store:
@@ -35,14 +55,17 @@ class Store:
     @classmethod
     def connect(cls, uri: str, *, database: str = "levrt", timeout: float = 10.0) -> Store:
         """Prepare a client; the first operation connects (and fails with ``StoreError``)."""
-        # pymongo costs a tenth of a second to import: only processes that use the store pay it.
-        from pymongo import AsyncMongoClient
-
         if not uri:
             raise StoreError(
                 "No store URI. Set LEVRT_STORE_URI (e.g. mongodb://127.0.0.1:30017/) or create the "
                 "Secret 'levrt-store' with key 'uri' in the levrt namespace (the Helm chart does)."
             )
+        factory = _client_factory.get()
+        if factory is not None:
+            return cls(factory(uri), database=database, uri_for_errors=_redact(uri))
+        # pymongo costs a tenth of a second to import: only processes that use the store pay it.
+        from pymongo import AsyncMongoClient
+
         try:
             client: Any = AsyncMongoClient(
                 uri, serverSelectionTimeoutMS=int(timeout * 1000), connectTimeoutMS=int(timeout * 1000)
