@@ -27,7 +27,7 @@ from levrt.errors import (
     SchemaError,
     ServiceError,
 )
-from levrt.remote import RemoteCall, as_call
+from levrt.remote import Remote, RemoteCall, as_call
 
 if TYPE_CHECKING:
     from levrt.document import Document
@@ -106,7 +106,7 @@ class Cr:
         schema: str | None = None,
         *,
         host: bool = False,
-        entry: object = None,
+        entry: RemoteCall[Any] | Remote[[], Any] | None = None,
         cmd: Iterable[str] = (),
         env: Iterable[str] = (),
         files: Mapping[str, File] | None = None,

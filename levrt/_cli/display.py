@@ -54,6 +54,7 @@ def _task_rows(engine: Engine) -> Iterator[tuple[str, str, str, str, str]]:
 
 
 def _job_table(engine: Engine, fraction: float) -> Any:
+    # rich, as in live_progress: loaded only when a terminal shows the table.
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 

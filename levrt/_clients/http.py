@@ -32,9 +32,10 @@ POOL_SIZE = 100
 class HttpTransport:
     """Requests to one apiserver over one aiohttp session. Create with ``await connect(...)``."""
 
-    def __init__(self, configuration: Any, session: Any) -> None:
+    def __init__(self, configuration: Any, session: Any, aiohttp: Any) -> None:
         self._config = configuration
         self._session = session
+        self._aiohttp = aiohttp  # the module, loaded once by connect()
 
     @classmethod
     async def connect(cls, *, kubeconfig: str | None = None, context: str | None = None) -> HttpTransport:
@@ -61,7 +62,7 @@ class HttpTransport:
                 "Set KUBECONFIG to a kubeconfig file of the cluster levrt should use."
             ) from exc
         connector = aiohttp.TCPConnector(ssl=_ssl_context(configuration), limit=POOL_SIZE)
-        return cls(configuration, aiohttp.ClientSession(connector=connector))
+        return cls(configuration, aiohttp.ClientSession(connector=connector), aiohttp)
 
     @property
     def host(self) -> str:
@@ -87,8 +88,7 @@ class HttpTransport:
         return url + ("?" + urlencode(request.query) if request.query else "")
 
     async def send(self, request: Request, *, timeout: float) -> Response:
-        import aiohttp
-
+        aiohttp = self._aiohttp
         try:
             async with self._session.request(
                 request.method, self._url(request), data=request.body, headers=await self._headers(request),
@@ -100,8 +100,7 @@ class HttpTransport:
 
     @contextlib.asynccontextmanager
     async def stream(self, request: Request, *, timeout: float | None) -> AsyncIterator[_HttpStream]:
-        import aiohttp
-
+        aiohttp = self._aiohttp
         try:
             resp = await self._session.get(
                 self._url(request), headers=await self._headers(request),
@@ -115,8 +114,7 @@ class HttpTransport:
             resp.release()
 
     async def exec(self, request: Request, *, timeout: float) -> ExecResult:
-        import aiohttp
-
+        aiohttp = self._aiohttp
         url = self._url(request, scheme_map=("http", "ws"))  # https → wss, http → ws
         # The apiserver answers 406 to a v4 upgrade that also asks for JSON: negotiate the
         # subprotocol only (v5 first, as kubectl does; v4 for apiservers before 1.30).
