@@ -19,72 +19,30 @@ runtime ships this package); Kubernetes, YAML and display libraries load lazily 
 
 from __future__ import annotations
 
-from levrt import annot
+from levrt import annot, errors
 from levrt._version import __version__ as __version__
 from levrt.argv import cli
 from levrt.concurrent import Concurrent
 from levrt.context import ctx, lev
 from levrt.cr import Cr, Digest, File
 from levrt.document import Document
-from levrt.errors import (
-    ArgvError,
-    ClusterError,
-    CrError,
-    EntryError,
-    EnvError,
-    FileSpecError,
-    ImagePullError,
-    LevrtError,
-    LinkError,
-    MetaError,
-    NamespaceError,
-    OrchestrationError,
-    OutsideTaskError,
-    PayloadError,
-    PortError,
-    SchemaError,
-    ServiceError,
-    SettingsError,
-    StoreError,
-    TaskFailed,
-    VersionMismatch,
-)
+from levrt.errors import *  # noqa: F403  (the error classes, listed once in errors.__all__)
 from levrt.remote import remote
 from levrt.run import run
 from levrt.task import Task
 
 __all__ = [
-    "ArgvError",
-    "ClusterError",
     "Concurrent",
     "Cr",
-    "CrError",
     "Digest",
     "Document",
-    "EntryError",
-    "EnvError",
     "File",
-    "FileSpecError",
-    "ImagePullError",
-    "LevrtError",
-    "LinkError",
-    "MetaError",
-    "NamespaceError",
-    "OrchestrationError",
-    "OutsideTaskError",
-    "PayloadError",
-    "PortError",
-    "SchemaError",
-    "ServiceError",
-    "SettingsError",
-    "StoreError",
     "Task",
-    "TaskFailed",
-    "VersionMismatch",
     "annot",
     "cli",
     "ctx",
     "lev",
     "remote",
     "run",
+    *errors.__all__,
 ]

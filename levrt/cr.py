@@ -270,15 +270,20 @@ def check_file_path(path: object) -> str:
     return path
 
 
-def _files(files: object) -> dict[str, File]:
-    if files is None:
+def _mapping(value: object, *, what: str, error: type[CrError], shape: str) -> Mapping[Any, Any]:
+    """``value`` as a mapping (None: empty), or ``error`` saying which ``shape`` is expected."""
+    if value is None:
         return {}
-    if not isinstance(files, Mapping):
-        raise FileSpecError(
-            f"files={files!r:.80} must be a dict {{'/absolute/path': content}}, e.g. {{'/etc/x': b'...'}}."
-        )
+    if not isinstance(value, Mapping):
+        raise error(f"{what}={value!r:.80} must be a dict {shape}.")
+    return value
+
+
+def _files(files: object) -> dict[str, File]:
     checked: dict[str, File] = {}
-    for path, value in files.items():
+    for path, value in _mapping(
+        files, what="files", error=FileSpecError, shape="{'/absolute/path': content}, e.g. {'/etc/x': b'...'}"
+    ).items():
         checked[check_file_path(path)] = _file_value(path, value)
     paths = sorted(checked)
     for a in paths:
@@ -331,14 +336,9 @@ def _file_value(path: str, value: object) -> File:
 
 
 def _links(links: object) -> dict[str, str]:
-    if links is None:
-        return {}
-    if not isinstance(links, Mapping):
-        raise LinkError(
-            f"links={links!r:.80} must be a dict {{alias: ip}}, e.g. links={{'proxy': task.host}}."
-        )
     checked: dict[str, str] = {}
-    for alias, host in links.items():
+    shape = "{alias: ip}, e.g. links={'proxy': task.host}"
+    for alias, host in _mapping(links, what="links", error=LinkError, shape=shape).items():
         if not isinstance(alias, str) or not HOSTNAME_RE.match(alias) or len(alias) > 253:
             raise LinkError(
                 f"links alias {alias!r} is not a valid host name (letters, digits, '-' and '.'). "
@@ -382,15 +382,11 @@ def _ports(ports: object) -> tuple[int, ...]:
 
 
 def _services(services: object, *, main: Cr) -> dict[str, Cr]:
-    if services is None:
-        return {}
-    if not isinstance(services, Mapping):
-        raise ServiceError(
-            f"services={services!r:.80} must be a dict {{name: Cr}}, e.g. {{'redis': Cr('redis:7')}}."
-        )
+    shape = "{name: Cr}, e.g. {'redis': Cr('redis:7')}"
+    given = _mapping(services, what="services", error=ServiceError, shape=shape)
     checked: dict[str, Cr] = {}
     owner: dict[int, str] = {p: "the main container" for p in main.ports}
-    for name, svc in services.items():
+    for name, svc in given.items():
         if not isinstance(name, str) or len(name) > 63 or not DNS1123_LABEL.match(name):
             raise ServiceError(
                 f"service name {name!r} is not a DNS-1123 label (lowercase letters, digits and '-', "

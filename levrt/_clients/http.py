@@ -96,7 +96,7 @@ class HttpTransport:
             ) as resp:
                 return Response(resp.status, _decode(await resp.read(), resp.content_type))
         except aiohttp.ClientError as exc:
-            raise self._unreachable(exc) from exc
+            raise unreachable(self.host, exc) from exc
 
     @contextlib.asynccontextmanager
     async def stream(self, request: Request, *, timeout: float | None) -> AsyncIterator[_HttpStream]:
@@ -107,7 +107,7 @@ class HttpTransport:
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_read=timeout),
             )
         except aiohttp.ClientError as exc:
-            raise self._unreachable(exc) from exc
+            raise unreachable(self.host, exc) from exc
         try:
             yield _HttpStream(resp)
         finally:
@@ -139,14 +139,8 @@ class HttpTransport:
         except aiohttp.WSServerHandshakeError as exc:
             raise api_error(exc.status, exc.message, method="EXEC", path=request.path) from exc
         except aiohttp.ClientError as exc:
-            raise self._unreachable(exc) from exc
+            raise unreachable(self.host, exc) from exc
         return ExecResult(exec_exit_code(status), bytes(stdout), bytes(stderr))
-
-    def _unreachable(self, exc: Exception) -> ClusterError:
-        return ClusterError(
-            f"Could not reach the Kubernetes API at {self.host} ({exc}). "
-            "Is the cluster running and KUBECONFIG pointing at it?"
-        )
 
 
 class _HttpStream:
@@ -160,6 +154,12 @@ class _HttpStream:
     async def lines(self) -> AsyncIterator[bytes]:
         async for line in self._resp.content:
             yield line
+
+
+def unreachable(host: str, exc: Exception) -> ClusterError:
+    return ClusterError(
+        f"Could not reach the Kubernetes API at {host} ({exc}). Is the cluster running and KUBECONFIG pointing at it?"
+    )
 
 
 def _ssl_context(configuration: Any) -> ssl.SSLContext:
