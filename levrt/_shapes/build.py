@@ -3,7 +3,8 @@
 Why pure: what levrt sends to the cluster is the heart of its behaviour, so it is computed as
 plain dicts (Kubernetes JSON shape, camelCase) with no client and no I/O — snapshot-tested
 (tests/golden), checked by the apiserver with ``dryRun=All``, and submitted by the engine
-unchanged. The only I/O, reading local ``Path`` files, is ``read_files`` and stays outside.
+unchanged. The only I/O, reading local ``Path`` files, is ``levrt._shapes.files.read_files``
+(re-exported here) and stays outside.
 
 The shape follows DESIGN.md "Pod shape" and SPEC 2:
 
@@ -35,30 +36,25 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
-import hashlib
 import math
-import os
-import pathlib
 from collections.abc import Mapping
 from typing import Any
 
 from levrt import payload
+from levrt._shapes.files import containers_files, file_object, read_files
 from levrt._shapes.names import (
-    FILE_LABEL,
     GATE,
-    MANAGED_BY,
     PAYLOAD_MOUNT,
     PYTHON,
     RUNTIME_COMMAND,
     RUNTIME_MOUNT,
     TERMINATION_POLICY,
-    file_object_name,
     payload_secret_name,
     pod_name,
     task_labels,
 )
-from levrt.cr import MAX_FILE_BYTES, Cr, Digest, File
-from levrt.errors import FileSpecError, LevrtError, PayloadError
+from levrt.cr import Cr
+from levrt.errors import LevrtError, PayloadError
 from levrt.settings import Settings
 
 __all__ = ["RUNTIME_COPY_COMMAND", "TaskObjects", "build_task", "read_files"]
@@ -99,45 +95,6 @@ class TaskObjects:
 
     def all(self) -> list[dict[str, Any]]:
         return [self.pod, *self.owned]
-
-
-# -- the only I/O ---------------------------------------------------------------------------------
-
-
-def read_files(cr: Cr) -> dict[str, bytes]:
-    """Read the local ``Path`` files of ``cr`` and its services: ``{os.fspath(path): content}``.
-
-    Called at submit time (in a thread); ``build_task(file_contents=...)`` takes the result.
-    """
-    contents: dict[str, bytes] = {}
-    for _, files in _containers_files(cr):
-        for target, value in files.items():
-            if not isinstance(value, pathlib.PurePath):
-                continue
-            key = os.fspath(value)
-            if key in contents:
-                continue
-            try:
-                data = pathlib.Path(value).read_bytes()
-            except OSError as exc:
-                raise FileSpecError(
-                    f"files[{target!r}] = Path({key!r}) could not be read: {exc.strerror or exc}. "
-                    "Check that the file still exists and is readable."
-                ) from None
-            if len(data) > MAX_FILE_BYTES:
-                raise FileSpecError(
-                    f"files[{target!r}] = Path({key!r}) is {len(data)} bytes, over the {MAX_FILE_BYTES}-byte "
-                    "limit of one file (a Kubernetes object holds at most 1 MiB)."
-                )
-            contents[key] = data
-    return contents
-
-
-def _containers_files(cr: Cr) -> list[tuple[str, Mapping[str, File]]]:
-    return [("main", cr.files)] + [(name, svc.files) for name, svc in cr.services.items()]
-
-
-# -- the builder ---------------------------------------------------------------------------------------
 
 
 def build_task(
@@ -183,10 +140,10 @@ def build_task(
     # File objects, deduplicated by content across all containers.
     file_objects: dict[str, dict[str, Any]] = {}
     mounts: dict[str, list[dict[str, Any]]] = {}
-    for container, files in _containers_files(cr):
+    for container, files in containers_files(cr):
         mounts[container] = []
         for target, value in files.items():
-            obj_name = _file_object(target, value, contents, file_objects, namespace=ns)
+            obj_name = file_object(target, value, contents, file_objects, namespace=ns)
             mounts[container].append(
                 {"name": obj_name, "mountPath": target, "subPath": "content", "readOnly": True}
             )
@@ -293,52 +250,6 @@ def build_task(
         )
     owned += [file_objects[k] for k in sorted(file_objects)]
     return TaskObjects(pod=pod, owned=owned)
-
-
-def _file_object(
-    target: str,
-    value: File,
-    contents: Mapping[str, bytes],
-    objects: dict[str, dict[str, Any]],
-    *,
-    namespace: str,
-) -> str:
-    """The object name for one file; adds the ConfigMap to ``objects`` unless it is a Digest."""
-    if isinstance(value, Digest):
-        return file_object_name(str(value))
-    if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
-        data = value.encode("utf-8")
-    elif isinstance(value, pathlib.PurePath):
-        key = os.fspath(value)
-        if key not in contents:
-            raise FileSpecError(
-                f"files[{target!r}] = Path({key!r}) was not read: pass file_contents=read_files(cr)."
-            )
-        data = contents[key]
-    else:  # Cr validated the types; keep the builder total anyway
-        raise FileSpecError(f"files[{target!r}] has unsupported type {type(value).__name__}.")
-    sha = hashlib.sha256(data).hexdigest()
-    name = file_object_name(sha)
-    if name not in objects:
-        obj: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {**MANAGED_BY, FILE_LABEL: sha[:40]},
-                "annotations": {"levrt.io/sha256": sha},
-            },
-            "immutable": True,
-        }
-        try:
-            obj["data"] = {"content": data.decode("utf-8")}
-        except UnicodeDecodeError:
-            obj["binaryData"] = {"content": base64.b64encode(data).decode("ascii")}
-        objects[name] = obj
-    return name
 
 
 def _container(
