@@ -43,6 +43,8 @@ from typing import Any
 from levrt import payload
 from levrt._shapes.files import containers_files, file_object, read_files
 from levrt._shapes.names import (
+    COLLECTION_ANNOTATION,
+    ENTRY_ANNOTATION,
     GATE,
     PAYLOAD_MOUNT,
     PYTHON,
@@ -227,9 +229,9 @@ def build_task(
     if volumes:
         spec["volumes"] = volumes
 
-    annotations = {"levrt.io/collection": collection}
+    annotations = {COLLECTION_ANNOTATION: collection}
     if cr.entry is not None:
-        annotations["levrt.io/entry"] = cr.entry.name
+        annotations[ENTRY_ANNOTATION] = cr.entry.name
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",

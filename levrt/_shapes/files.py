@@ -14,7 +14,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from levrt._shapes.names import FILE_LABEL, MANAGED_BY, file_object_name
+from levrt._shapes.names import FILE_LABEL, MANAGED_BY, SHA256_ANNOTATION, file_object_name
 from levrt.cr import MAX_FILE_BYTES, Cr, Digest, File
 from levrt.errors import FileSpecError
 
@@ -89,7 +89,7 @@ def file_object(
                 "name": name,
                 "namespace": namespace,
                 "labels": {**MANAGED_BY, FILE_LABEL: sha[:40]},
-                "annotations": {"levrt.io/sha256": sha},
+                "annotations": {SHA256_ANNOTATION: sha},
             },
             "immutable": True,
         }

@@ -11,6 +11,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 __all__ = [
+    "COLLECTION_ANNOTATION",
+    "ENTRY_ANNOTATION",
     "FILE_LABEL",
     "GATE",
     "JOB_LABEL",
@@ -22,6 +24,7 @@ __all__ = [
     "RUNTIME_COMMAND",
     "RUNTIME_MOUNT",
     "RUN_LABEL",
+    "SHA256_ANNOTATION",
     "TASK_LABEL",
     "TERMINATION_POLICY",
     "VERSION_PATH",
@@ -42,6 +45,9 @@ TASK_LABEL = "levrt.io/task"
 FILE_LABEL = "levrt.io/file"
 ROLE_LABEL = "levrt.io/role"
 RUN_LABEL = "levrt.io/run"
+COLLECTION_ANNOTATION = "levrt.io/collection"
+ENTRY_ANNOTATION = "levrt.io/entry"
+SHA256_ANNOTATION = "levrt.io/sha256"
 # A Pod behind this scheduling gate cannot start until the objects it owns exist.
 GATE = "levrt.io/objects"
 
