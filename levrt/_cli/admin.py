@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
 import subprocess
@@ -20,7 +19,8 @@ from levrt._cli.base import (
     cluster,
     parse_duration,
 )
-from levrt._clients.kube import MIN_MINOR
+from levrt._clients.api import Forbidden, NotFound
+from levrt._clients.kube import MIN_MINOR, Kube
 from levrt._clients.store import COUNTERS, Store, resolve_uri
 from levrt._shapes.names import MANAGED_SELECTOR, api_path
 from levrt._shapes.podstatus import parse_timestamp
@@ -42,8 +42,8 @@ def _gc_arguments(parser: argparse.ArgumentParser) -> None:
 def gc_command(args: argparse.Namespace) -> int:
     min_age = parse_duration(args.older_than)
 
-    async def go() -> list[str]:
-        removed = []
+    async def go() -> tuple[list[str], list[str]]:
+        removed, failed = [], []
         async with cluster(args) as (kube, settings):
             for plural in ("pods", "secrets", "configmaps"):
                 listing = await kube.request("GET", api_path(plural, namespace=settings.namespace),
@@ -52,20 +52,27 @@ def gc_command(args: argparse.Namespace) -> int:
                     meta = item["metadata"]
                     if time.time() - parse_timestamp(meta["creationTimestamp"]) < min_age:
                         continue
-                    removed.append(f"{plural}/{meta['name']}")
                     if not args.dry_run:
-                        with contextlib.suppress(LevrtError):
+                        try:
                             await kube.request("DELETE", api_path(plural, namespace=settings.namespace,
                                                                   name=meta["name"]),
                                                query={"gracePeriodSeconds": 0})
-        return removed
+                        except NotFound:
+                            pass  # gone already (the garbage collector took it with its Pod)
+                        except LevrtError as exc:
+                            failed.append(f"could not delete {plural}/{meta['name']}: {exc}")
+                            continue
+                    removed.append(f"{plural}/{meta['name']}")
+        return removed, failed
 
-    removed = asyncio.run(go())
+    removed, failed = asyncio.run(go())
     for name in removed:
         print(("would delete " if args.dry_run else "deleted ") + name)
-    if not removed:
+    for message in failed:
+        print(message, file=sys.stderr)
+    if not removed and not failed:
         print("Nothing to remove.", file=sys.stderr)
-    return EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # -- doctor -------------------------------------------------------------------------------------
@@ -109,16 +116,23 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
                     await store.close()
             except Exception as exc:
                 checks.append(("store reachable", False, str(exc).splitlines()[0][:200]))
-            nodes = await kube.request("GET", api_path("nodes"))
-            image = settings.runtime_image
-            present = [n["metadata"]["name"] for n in nodes.get("items", [])
-                       if any(same_image(image, name) for img in n.get("status", {}).get("images", [])
-                              for name in img.get("names") or [])]
-            where = ", ".join(present) or "no node: build and load it (nodes list new images within about a minute)"
-            checks.append(("runtime image on nodes", bool(present), f"{image} on {where}"))
+            checks.append(await _runtime_image_check(kube, settings.runtime_image))
     except LevrtError as exc:
         checks.append(("cluster reachable", False, str(exc)))
     return checks
+
+
+async def _runtime_image_check(kube: Kube, image: str) -> Check:
+    try:
+        nodes = await kube.request("GET", api_path("nodes"))
+    except Forbidden as exc:
+        return ("runtime image on nodes", False,
+                f"cannot list nodes to look for {image} ({exc}); ask for `list nodes` or check with kubectl")
+    present = [n["metadata"]["name"] for n in nodes.get("items", [])
+               if any(same_image(image, name) for img in n.get("status", {}).get("images", [])
+                      for name in img.get("names") or [])]
+    where = ", ".join(present) or "no node: build and load it (nodes list new images within about a minute)"
+    return ("runtime image on nodes", bool(present), f"{image} on {where}")
 
 
 def same_image(wanted: str, listed: str) -> bool:

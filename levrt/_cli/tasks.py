@@ -163,7 +163,10 @@ def get_command(args: argparse.Namespace) -> int:
         try:
             query = {"_id.job": args.job} if args.job is not None else {}
             cursor = store.collection(collection).find(query).limit(args.limit)
-            return [doc async for doc in cursor]
+            try:
+                return [doc async for doc in cursor]
+            except Exception as exc:
+                raise store.unreachable(exc) from exc
         finally:
             await store.close()
 

@@ -88,7 +88,7 @@ class Store:
                 {"_id": "job"}, {"$inc": {"seq": 1}}, upsert=True, return_document=True
             )
         except Exception as exc:
-            raise self._unreachable(exc) from exc
+            raise self.unreachable(exc) from exc
         return int(counter["seq"])
 
     async def record_task(self, *, job: int, task: int, **fields: Any) -> None:
@@ -99,9 +99,9 @@ class Store:
                 {"_id": {"job": job, "task": task}}, {"$set": fields}, upsert=True
             )
         except Exception as exc:
-            raise self._unreachable(exc) from exc
+            raise self.unreachable(exc) from exc
 
-    def _unreachable(self, exc: Exception) -> StoreError:
+    def unreachable(self, exc: Exception) -> StoreError:
         return StoreError(
             f"The store at {self._uri} did not answer: {exc}. Check that it runs "
             "(kubectl -n levrt get pods) and that LEVRT_STORE_URI points at an address this "

@@ -43,6 +43,7 @@ class PodWatch:
         self._path = api_path("pods", namespace=namespace)
         self._pods: dict[str, Pod] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self._forgotten: set[str] = set()  # forgotten Pods whose deletion the watch has not reported yet
         self._resource_version = ""
         self._runner: asyncio.Task[None] | None = None
         self.relists = 0
@@ -80,9 +81,14 @@ class PodWatch:
         """Drop what is known of a Pod once nobody will ask about it again."""
         self._pods.pop(name, None)
         self._changed.pop(name, None)
+        self._forgotten.add(name)
 
     def _update(self, pod: Pod) -> None:
         name = pod["metadata"]["name"]
+        if name in self._forgotten:
+            if pod.get(DELETED):
+                self._forgotten.discard(name)  # its last event: nothing more will come
+            return
         self._pods[name] = pod
         event = self._changed.pop(name, None)
         if event is not None:
@@ -100,6 +106,7 @@ class PodWatch:
         for name, pod in list(self._pods.items()):
             if name not in seen and not pod.get(DELETED):
                 self._mark_deleted(pod)
+        self._forgotten &= seen  # deleted while the watch was gone: their DELETED event will not come
         self._resource_version = listing["metadata"]["resourceVersion"]
         self.relists += 1
 

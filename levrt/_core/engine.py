@@ -178,8 +178,9 @@ class Engine:
 
     async def signal(self, task: Task, signal: str | int) -> None:
         signum = signals.signal_number(signal)
-        pod = self.watch.get(task.pod) or {}
-        if "terminated" in podstatus.main_state(pod) or pod.get(podstatus.DELETED):
+        pod = self.watch.get(task.pod)
+        # None: finish() has forgotten it (the task ended and its Pod was deleted).
+        if pod is None or "terminated" in podstatus.main_state(pod) or pod.get(podstatus.DELETED):
             log.debug("task %s already ended; signal %s not sent", task.id, signal)
             return
         task.signalled = True
