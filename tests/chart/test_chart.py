@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from levrt import Cr
+from levrt import Cr, __version__
 from levrt._cli.admin import KIND_HOST_CIDRS, KIND_STORE_PORT, up_plan
-from levrt._shapes.build import build_task
 from levrt._shapes.orchestrator import SERVICE_ACCOUNT, SETTINGS_CONFIGMAP, orchestrator_objects
-from levrt._version import __version__
 from levrt.settings import DEFAULT_RUNTIME_IMAGE, Settings
 from tests.chart import CHART, K8S, ROOT, by_key, helm_binary, parse, render, render_script, run_helm
 from tests.cluster.node import kubectl_binary
+from tests.helpers import build
 
 helm_only = pytest.mark.helm
 
@@ -274,8 +273,7 @@ def test_networkpolicy_admits_only_levrt_pods_to_the_store(
 
     # The Pods the SDK really builds are admitted; the store itself and strangers are not.
     settings = Settings()
-    task_pod = build_task(Cr("busybox:1", cmd=["true"]), job=1, task=2, collection="default",
-                          settings=settings).pod
+    task_pod = build(Cr("busybox:1", cmd=["true"]), task=2, settings=settings).pod
     orchestrator = orchestrator_objects(sources={"w.py": b""}, entry="w.py", func="main", args=[],
                                         settings=settings, run_id="abc123").pod
     assert admitted(task_pod["metadata"]["labels"]) and admitted(orchestrator["metadata"]["labels"])

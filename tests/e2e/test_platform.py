@@ -78,7 +78,6 @@ def test_interrupting_an_in_cluster_run_deletes_its_task_pods(kube_cluster: Any,
                                                              tmp_path: Path) -> None:
     """Ctrl-C on the CLI deletes the orchestration Pod; its SIGTERM cancels the job, which deletes
     the task Pods it started (nothing keeps running unobserved)."""
-    import signal
     import time
 
     from tests.cluster.images import busybox_ref
@@ -103,6 +102,20 @@ def test_interrupting_an_in_cluster_run_deletes_its_task_pods(kube_cluster: Any,
                       kubeconfig=kube_cluster.kubeconfig)
         return [line for line in out.splitlines() if line.strip()]
 
+    with cli:
+        _interrupt_when_running(cli, task_pods)
+
+    deadline = time.monotonic() + 60
+    while task_pods() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert task_pods() == [], "task Pods outlived their interrupted orchestration"
+
+
+def _interrupt_when_running(cli: subprocess.Popen[str], task_pods: Any) -> None:
+    """Ctrl-C the CLI once its orchestration's task runs; kill it if anything goes wrong."""
+    import signal
+    import time
+
     try:
         deadline = time.monotonic() + 120
         while not any(line.endswith("Running") for line in task_pods()):
@@ -110,11 +123,7 @@ def test_interrupting_an_in_cluster_run_deletes_its_task_pods(kube_cluster: Any,
             assert time.monotonic() < deadline, "the orchestration never started its task"
             time.sleep(0.5)
         cli.send_signal(signal.SIGINT)
-        cli.wait(timeout=60)
-        deadline = time.monotonic() + 60
-        while task_pods() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert task_pods() == [], "task Pods outlived their interrupted orchestration"
+        cli.communicate(timeout=60)
     finally:
         if cli.poll() is None:
             cli.kill()

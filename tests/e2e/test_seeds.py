@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 import levrt
-from levrt import Concurrent, Cr, ctx, lev
+from levrt import Concurrent, Cr, lev
 from levrt.errors import TaskFailed
 from tests.e2e.conftest import BUSYBOX, REDIS
+from tests.unit.golden_cases import hello
 
 pytestmark = pytest.mark.cluster
 
@@ -26,16 +27,8 @@ pytestmark = pytest.mark.cluster
 # -- 1. hello world ---------------------------------------------------------------------------
 
 
-def hello(name: str) -> Cr:
-    @levrt.remote
-    def entry() -> None:
-        ctx.set(msg=f"Hello, {name}!")
-
-    return Cr(BUSYBOX, entry=entry())
-
-
 async def test_hello_world(job: Any) -> None:
-    doc = await hello("levrt")
+    doc = await hello("levrt", image=BUSYBOX)
     assert (await doc.get())["msg"] == "Hello, levrt!"
 
 
@@ -305,7 +298,7 @@ async def test_payload_for_another_python_is_refused_with_a_version_error(
 
     monkeypatch.setattr(levrt.payload, "python_version", lambda: "3.12")
     with pytest.raises(TaskFailed) as info:
-        await hello("from the future")
+        await hello("from the future", image=BUSYBOX)
     message = str(info.value)
     assert "3.12" in message and "3.11" in message, message
     assert "python" in message.lower()
@@ -327,7 +320,7 @@ async def test_hello_world_from_the_runtime_node_cache(kube_cluster: Any, levrt_
         pytest.skip("the platform was installed without runtime.nodeCache")
     settings = levrt_settings.replace(runtime_host_path=host_path)
     async with session(settings=settings, kubeconfig=kube_cluster.kubeconfig) as engine:
-        task = await engine.start(hello("node cache"))
+        task = await engine.start(hello("node cache", image=BUSYBOX))
         pod = engine.watch.get(task.pod)
         assert pod is not None and "initContainers" not in pod["spec"]
         doc = await task.done()

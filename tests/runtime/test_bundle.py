@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import marshal
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +35,11 @@ from levrt.runtime import (
     main,
 )
 from tests.runtime import bundle_builder
+from tests.runtime.chroot import OUT, TERMINATION_LOG, interrupt_entry, read, run_python
 
 REPO = Path(__file__).resolve().parents[2]
-CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 LOADER = "/levrt/lib/ld-linux-x86-64.so.2"
-
-
-@pytest.fixture(scope="module")
-def bundle() -> Path:
-    """The cached bundle (built once, cold in a few seconds)."""
-    if shutil.which("patchelf") is None or shutil.which("strip") is None:
-        pytest.skip("needs patchelf and strip (tests/run installs them)")
-    return Path(bundle_builder().build_bundle()) / "levrt"
 
 
 def _elves(root: Path) -> list[Path]:
@@ -251,36 +242,6 @@ def test_main_leaves_interrupts_ignored_after_the_entry(tmp_path: Path, isolated
 # -- interrupts in a busybox-only chroot ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def rootfs(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if os.geteuid() != 0 or shutil.which("chroot") is None or not Path("/bin/busybox").exists():
-        pytest.skip("needs root, chroot and busybox-static (tests/run installs them)")
-    root = tmp_path_factory.mktemp("rootfs")
-    (root / "bin").mkdir()
-    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
-    (root / "bin" / "sh").symlink_to("busybox")
-    (root / "tmp").mkdir()
-    shutil.copytree(bundle, root / "levrt", symlinks=True)
-    return root
-
-
-def _interrupted(rootfs: Path, entry: Callable[..., Any], signum: int) -> tuple[int, str, str]:
-    (rootfs / "payload").write_bytes(levrt.payload.dumps(entry))
-    for name in ("out", "termination-log"):
-        (rootfs / "tmp" / name).unlink(missing_ok=True)
-    env = {"LEVRT_PAYLOAD": "/payload", "LEVRT_JOB": "1", "LEVRT_TASK": "0",
-           "LEVRT_TERMINATION_LOG": "/tmp/termination-log", "PATH": "/bin"}
-    proc = subprocess.Popen([CHROOT, str(rootfs), "/levrt/bin/python3", "-m", "levrt.runtime"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not (rootfs / "tmp" / "out").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=30)
-    out = (rootfs / "tmp" / "out").read_text() if (rootfs / "tmp" / "out").exists() else ""
-    return proc.returncode, out, err.decode()
-
-
 def sync_catches() -> None:
     import time as _time
 
@@ -309,25 +270,24 @@ async def async_ignores() -> None:
 
 
 def test_sigterm_is_handled_like_sigint(rootfs: Path) -> None:
-    code, out, err = _interrupted(rootfs, sync_catches, signal.SIGTERM)
-    assert (code, out) == (EXIT_OK, "caught"), err
+    done = interrupt_entry(rootfs, sync_catches, signum=signal.SIGTERM)
+    assert (done.returncode, read(rootfs, OUT)) == (EXIT_OK, "caught"), done.stderr.decode()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_async_entry_is_cancelled_and_may_finish(rootfs: Path, signum: int) -> None:
-    code, out, err = _interrupted(rootfs, async_catches, signum)
-    assert (code, out) == (EXIT_OK, "caught"), err
+    done = interrupt_entry(rootfs, async_catches, signum=signum)
+    assert (done.returncode, read(rootfs, OUT)) == (EXIT_OK, "caught"), done.stderr.decode()
 
 
 def test_an_async_entry_that_lets_the_cancel_escape_exits_130(rootfs: Path) -> None:
-    code, _, err = _interrupted(rootfs, async_ignores, signal.SIGINT)
-    assert code == EXIT_INTERRUPTED, err
-    assert "KeyboardInterrupt" in (rootfs / "tmp" / "termination-log").read_text()
+    done = interrupt_entry(rootfs, async_ignores, signum=signal.SIGINT)
+    assert done.returncode == EXIT_INTERRUPTED, done.stderr.decode()
+    assert "KeyboardInterrupt" in read(rootfs, TERMINATION_LOG)
 
 
 def test_only_the_bundle_is_on_sys_path(rootfs: Path) -> None:
     code = "import sys, levrt; print(all(p.startswith('/levrt') for p in sys.path if p), levrt.__file__)"
-    done = subprocess.run([CHROOT, str(rootfs), "/levrt/bin/python3", "-c", code], capture_output=True, text=True,
-                          timeout=60, env={"PATH": "/bin"})
+    done = run_python(rootfs, "-c", code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", f"/levrt/lib/python{VERSION}/site-packages/levrt/__init__.py"]

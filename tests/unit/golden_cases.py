@@ -16,12 +16,13 @@ from typing import Any
 
 import levrt
 from levrt import Cr, Digest, cli, lev
-from levrt._shapes.build import TaskObjects, build_task, read_files
+from levrt._shapes.build import TaskObjects
 from levrt.context import collection_name
 from levrt.payload import read_header
 from levrt.settings import Settings
+from tests.helpers import build
 
-__all__ = ["GOLDEN_SETTINGS", "PATH_FILE_CONTENT", "golden_cases", "snapshot"]
+__all__ = ["GOLDEN_SETTINGS", "PATH_FILE_CONTENT", "golden_cases", "hello", "snapshot"]
 
 GOLDEN_SETTINGS = Settings(namespace="levrt", runtime_image="levrt.local/runtime:golden")
 BUSYBOX = "levrt.local/busybox:1.36"
@@ -32,12 +33,14 @@ BINARY = bytes(range(256))
 # -- the Crs, written as a user would ---------------------------------------------------------
 
 
-def hello(name: str) -> Cr:
+def hello(name: str, *, image: str = BUSYBOX) -> Cr:
+    """The README's hello world: an entry storing ``{"msg": "Hello, NAME!"}`` (the e2e tests run it)."""
+
     @levrt.remote
     def entry() -> None:
         lev.set(msg=f"Hello, {name}!")
 
-    return Cr(BUSYBOX, entry=entry())
+    return Cr(image, entry=entry())
 
 
 @levrt.remote
@@ -144,13 +147,13 @@ def golden_cases(workdir: pathlib.Path | None = None) -> dict[str, TaskObjects]:
     local = workdir / "wordlist.txt"
     local.write_bytes(PATH_FILE_CONTENT)
     crs: dict[str, tuple[Cr, str]] = {
-        "hello-world": (hello("levrt"), ""),
+        "hello-world": (hello("levrt", image=BUSYBOX), ""),
         "nmap-host-files": (nmap_port_os("192.168.1.0/24"), ""),
         "redis-service": (redis_service(), ""),
         "server-port": (server(), ""),
         "link-to-task": (linked(), ""),
         "files-bytes-str-path": (files_cr(local), ""),
-        "namespaced": (hello("ns"), "example/org"),
+        "namespaced": (hello("ns", image=BUSYBOX), "example/org"),
         "plain-image": (plain_image(), ""),
         "multi-port-service": (multi_port_service(), ""),
     }
@@ -175,14 +178,7 @@ def golden_cases(workdir: pathlib.Path | None = None) -> dict[str, TaskObjects]:
                 collection = collection_name(cr.schema)
         else:
             collection = collection_name(cr.schema)
-        out[name] = build_task(
-            cr,
-            job=7,
-            task=index,
-            collection=collection,
-            settings=settings.get(name, GOLDEN_SETTINGS),
-            file_contents=read_files(cr),
-        )
+        out[name] = build(cr, job=7, task=index, collection=collection, settings=settings.get(name, GOLDEN_SETTINGS))
     return out
 
 

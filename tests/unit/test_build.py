@@ -11,12 +11,12 @@ import pytest
 import levrt
 from levrt import Cr, Digest
 from levrt._clients.submit import with_owner
-from levrt._shapes.build import TaskObjects, build_task, read_files
+from levrt._shapes.build import read_files
 from levrt.errors import FileSpecError, LevrtError
 from levrt.payload import loads_call
 from levrt.settings import Settings
+from tests.helpers import build
 
-S = Settings(runtime_image="levrt.local/runtime:t")
 IMG = "levrt.local/busybox:1.36"
 
 
@@ -25,12 +25,8 @@ def entry(x: int = 1) -> int:
     return x * 2
 
 
-def build(cr: Cr) -> TaskObjects:
-    return build_task(cr, job=3, task=4, collection="ns|ts/x@1.0", settings=S, file_contents=read_files(cr))
-
-
 def test_names_labels_gate_and_pod_basics() -> None:
-    objs = build(Cr(IMG, entry=entry(21)))
+    objs = build(Cr(IMG, entry=entry(21)), job=3, task=4, collection="ns|ts/x@1.0")
     pod = objs.pod
     assert pod["metadata"]["name"] == "lev-j3-t4" == objs.name
     assert pod["metadata"]["labels"] == {
@@ -113,7 +109,7 @@ def test_path_files_need_read_files(tmp_path: pathlib.Path) -> None:
     local.write_text("x")
     cr = Cr(IMG, files={"/x": local})
     with pytest.raises(FileSpecError, match="read_files"):
-        build_task(cr, job=1, task=0, collection="c", settings=S)
+        build(cr, file_contents={})  # what read_files returned is not passed
     local.unlink()
     with pytest.raises(FileSpecError, match=str(local)):
         read_files(cr)
@@ -147,7 +143,7 @@ def test_readiness_probe_for_ports() -> None:
 
 
 def test_settings_knobs() -> None:
-    s = S.replace(
+    s = Settings(
         timeout=60,
         resources={"limits": {"cpu": "1"}},
         node_selector={"k": "v"},
@@ -155,7 +151,7 @@ def test_settings_knobs() -> None:
         image_pull_policy="Never",
         namespace="scans",
     )
-    objs = build_task(Cr(IMG, entry=entry()), job=1, task=0, collection="c", settings=s)
+    objs = build(Cr(IMG, entry=entry()), settings=s)
     spec = objs.pod["spec"]
     assert spec["activeDeadlineSeconds"] == 60 and spec["nodeSelector"] == {"k": "v"}
     assert spec["tolerations"] == [{"operator": "Exists"}]
@@ -166,7 +162,7 @@ def test_settings_knobs() -> None:
 
 def test_bad_ids() -> None:
     with pytest.raises(LevrtError, match="job=-1"):
-        build_task(Cr(IMG), job=-1, task=0, collection="c", settings=S)
+        build(Cr(IMG), job=-1)
 
 
 def test_with_owner_copies_and_appends() -> None:

@@ -6,9 +6,9 @@ import pytest
 
 import levrt
 from levrt import Cr, lev
-from levrt._shapes.build import build_task
 from levrt.errors import SettingsError
 from levrt.settings import Settings
+from tests.helpers import build
 
 
 @levrt.remote
@@ -16,19 +16,17 @@ def entry() -> None:
     lev.set(ok=1)
 
 
-def build(settings: Settings) -> dict:
-    return build_task(Cr("busybox:1.36", entry=entry()), job=1, task=0, collection="default", settings=settings,
-                      file_contents={}).pod
+CR = Cr("busybox:1.36", entry=entry())
 
 
 def test_default_copies_the_bundle_with_an_init_container() -> None:
-    spec = build(Settings())["spec"]
+    spec = build(CR).pod["spec"]
     assert [c["name"] for c in spec["initContainers"]] == ["levrt-runtime"]
     assert {"name": "levrt-runtime", "emptyDir": {}} in spec["volumes"]
 
 
 def test_host_path_mounts_the_node_cache_and_skips_the_init_container() -> None:
-    spec = build(Settings(runtime_host_path="/var/lib/levrt/runtime/2.0.0"))["spec"]
+    spec = build(CR, settings=Settings(runtime_host_path="/var/lib/levrt/runtime/2.0.0")).pod["spec"]
     assert "initContainers" not in spec
     assert {"name": "levrt-runtime",
             "hostPath": {"path": "/var/lib/levrt/runtime/2.0.0", "type": "Directory"}} in spec["volumes"]

@@ -10,7 +10,6 @@ import pytest
 
 import levrt
 from levrt import Concurrent, Cr, Digest, annot, cli, lev
-from levrt._shapes.build import build_task
 from levrt.errors import (
     ArgvError,
     CrError,
@@ -29,6 +28,7 @@ from levrt.errors import (
     SettingsError,
 )
 from levrt.settings import Settings
+from tests.helpers import build
 
 IMG = "levrt.local/busybox:1.36"
 
@@ -146,7 +146,7 @@ CASES: list[tuple[str, Callable[[], Any], type[LevrtError], str]] = [
     ("entry-class", lambda: levrt.remote(int), EntryError, "int"),
     (
         "payload-too-large",
-        lambda: build_task(big_entry(), job=1, task=0, collection="c", settings=Settings()),
+        lambda: build(big_entry()),
         PayloadError,
         "big_entry",
     ),

@@ -1,4 +1,7 @@
-"""`python -m tests.cluster down` leaves nothing behind (run last, marker `teardown`).
+"""`python -m tests.cluster down` leaves nothing behind (run last, on its own: `pytest tests/teardown`).
+
+This folder is collected only when named on the command line (see tests/conftest.py), so no
+ordinary selection (`pytest`, `-m "not cluster"`, `-k teardown`, `tests/smoke`) stops the cluster.
 
 Why: the cluster runs as root on a developer's VM; a down that forgot a shim, a mount, a
 network namespace, a veth or an iptables chain would poison the next run and the machine.
