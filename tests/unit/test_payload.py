@@ -150,14 +150,14 @@ def test_payload_size_limit() -> None:
 
 def test_registration_is_undone() -> None:
     payload.dumps_call(h.greet("a"))
-    assert not cloudpickle.cloudpickle._is_registered_pickle_by_value(sys.modules["tests"])
+    assert "tests" not in cloudpickle.list_registry_pickle_by_value()
 
 
 def test_user_registration_is_kept() -> None:
     cloudpickle.register_pickle_by_value(sys.modules["tests"])
     try:
         payload.dumps_call(h.greet("a"))
-        assert cloudpickle.cloudpickle._is_registered_pickle_by_value(sys.modules["tests"])
+        assert "tests" in cloudpickle.list_registry_pickle_by_value()
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules["tests"])
 

@@ -1,0 +1,141 @@
+"""The engine end to end against the fakes, with the Pod's life driven by the test: start waits
+for the running main container, done() returns the Document or raises TaskFailed, and the Pod
+is deleted either way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from levrt import Cr, TaskFailed
+from levrt._clients.kube import use_transport
+from levrt._clients.store import use_client
+from levrt._core.engine import Engine
+from levrt.run import session
+from levrt.settings import Settings
+from tests.fakes import FakeApiServer, FakeMongo
+
+SETTINGS = Settings(store_uri="mongodb://127.0.0.1:30017/", runtime_image="levrt.local/runtime:t")
+POD = "lev-j1-t0"
+
+
+@pytest.fixture
+def api() -> FakeApiServer:
+    return FakeApiServer(namespaces=["levrt"])
+
+
+@pytest.fixture
+def mongo() -> FakeMongo:
+    return FakeMongo()
+
+
+@contextlib.asynccontextmanager
+async def open_job(api: FakeApiServer, mongo: FakeMongo) -> AsyncIterator[Engine]:
+    with use_transport(lambda: api), use_client(mongo.client):
+        async with session(settings=SETTINGS) as engine:
+            yield engine
+
+
+def ungated(api: FakeApiServer, name: str) -> bool:
+    pod = api.get("pods", name)
+    return pod is not None and not pod["spec"].get("schedulingGates")
+
+
+async def started(api: FakeApiServer, cr: Cr, *, ip: str = "10.244.0.9") -> asyncio.Task:  # type: ignore[type-arg]
+    """Start ``cr``; once its Pod is ungated, the test's kubelet runs it."""
+    starting = asyncio.create_task(cr.start())
+    await api.until(lambda: ungated(api, POD))
+    assert not starting.done()  # start() waits for the main container to run
+    api.set_running(POD, ip=ip)
+    return starting
+
+
+async def test_a_task_runs_to_its_document_and_its_pod_is_deleted(api: FakeApiServer, mongo: FakeMongo) -> None:
+    async with open_job(api, mongo) as engine:
+        task = await (await started(api, Cr("busybox:1.36", "ts/echo@1.0")))
+        assert (task.id, task.pod, task.host) == ("1.0", POD, "10.244.0.9")
+        api.set_terminated(POD, 0)
+        doc = await task.done()
+        assert doc.filter == {"_id": {"job": 1, "task": 0}} and doc.coll.name == "ts/echo@1.0"
+        assert await task.done() is doc  # a second await returns the same Document
+        assert api.get("pods", POD) is None
+        assert engine.job_id == 1
+    record = mongo["levrt"]["levrt_tasks"].docs[0]
+    assert (record["state"], record["exitCode"], record["host"]) == ("succeeded", 0, "10.244.0.9")
+    assert api.closed == 1 and mongo.clients[0].closed
+
+
+async def test_a_failed_task_raises_with_its_reason_logs_and_events(api: FakeApiServer, mongo: FakeMongo) -> None:
+    async with open_job(api, mongo):
+        task = await (await started(api, Cr("busybox:1.36")))
+        api.logs[POD] = "starting\nboom: no such host\n"
+        api.put({"kind": "Event", "metadata": {"name": f"{POD}.1"}, "involvedObject": {"name": POD},
+                 "type": "Warning", "reason": "BackOff", "message": "Back-off restarting"})
+        api.set_terminated(POD, 1)
+        with pytest.raises(TaskFailed) as caught:
+            await task.done()
+        failed = caught.value
+        assert (failed.exit_code, failed.reason, failed.task) == (1, "Error", task)
+        assert "boom: no such host" in failed.logs
+        assert "Task lev-j1-t0 failed: Error" in str(failed) and "Warning BackOff: Back-off restarting" in str(failed)
+        with pytest.raises(TaskFailed):
+            await task  # the same failure again, without waiting
+        assert api.get("pods", POD) is None
+    record = mongo["levrt"]["levrt_tasks"].docs[0]
+    assert (record["state"], record["exitCode"], record["reason"]) == ("failed", 1, "Error")
+
+
+async def test_an_image_that_cannot_be_pulled_fails_start_and_deletes_the_pod(api: FakeApiServer,
+                                                                              mongo: FakeMongo) -> None:
+    async with open_job(api, mongo):
+        starting = asyncio.create_task(Cr("busybox:nope").start())
+        await api.until(lambda: ungated(api, POD))
+        api.set_waiting(POD, "ErrImagePull", "pull access denied for busybox:nope")
+        with pytest.raises(TaskFailed, match=r"ErrImagePull.*Check the image name and tag") as caught:
+            await starting
+        assert caught.value.reason == "ErrImagePull"
+        assert api.get("pods", POD) is None
+
+
+async def test_a_signalled_task_returns_its_document_even_with_a_non_zero_exit(api: FakeApiServer,
+                                                                               mongo: FakeMongo) -> None:
+    async with open_job(api, mongo):
+        task = await (await started(api, Cr("busybox:1.36")))
+        await task.signal("SIGTERM")
+        assert api.exec_calls[0].command == ("kill", "-s", "TERM", "1")
+        api.set_terminated(POD, 143)
+        doc = await task.done()
+        assert doc.task_id == 0
+
+
+async def test_pods_of_a_job_that_raised_are_deleted(api: FakeApiServer, mongo: FakeMongo) -> None:
+    with pytest.raises(RuntimeError, match="orchestration bug"):
+        async with open_job(api, mongo):
+            await (await started(api, Cr("busybox:1.36")))
+            raise RuntimeError("orchestration bug")
+    assert api.names("pods") == []
+
+
+async def test_a_finished_task_leaves_nothing_in_the_watch(api: FakeApiServer, mongo: FakeMongo) -> None:
+    # PodWatch.forget() drops a finished Pod; the DELETED event of the Pod's own deletion arrives
+    # after it and must not bring the Pod back (one stale entry per task, for the job's lifetime).
+    async with open_job(api, mongo) as engine:
+        task = await (await started(api, Cr("busybox:1.36")))
+        api.set_terminated(POD, 0)
+        await task.done()
+        await api.settle()
+        assert engine.watch.get(POD) is None
+
+
+async def test_signalling_a_task_that_ended_does_nothing(api: FakeApiServer, mongo: FakeMongo) -> None:
+    # Engine.signal skips a task whose main container ended; once done() returned, the watch has
+    # forgotten the Pod (and it was deleted): that must read as "ended", not be sent to a Pod gone.
+    async with open_job(api, mongo):
+        task = await (await started(api, Cr("busybox:1.36")))
+        api.set_terminated(POD, 0)
+        await task.done()
+        await task.signal("SIGTERM")
+        assert api.exec_calls == []
