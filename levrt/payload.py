@@ -86,11 +86,12 @@ def _pickle_by_value() -> Iterator[None]:
     """Register user modules for pickling by value; unregister what we registered afterwards."""
     with _register_lock:
         added = []
+        registered = cloudpickle.list_registry_pickle_by_value()
         for name in _by_value_modules():
             module = sys.modules.get(name)
             if module is None or not hasattr(module, "__name__"):
                 continue
-            if cloudpickle.cloudpickle._is_registered_pickle_by_value(module):
+            if name in registered:
                 continue  # the user registered it: leave it alone
             try:
                 cloudpickle.register_pickle_by_value(module)
