@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from levrt.document import Document
     from levrt.task import Task
 
-__all__ = ["Runner", "current", "running"]
+__all__ = ["Runner", "current", "current_or_none", "running"]
 
 
 class Runner(Protocol):
@@ -43,6 +43,13 @@ class Runner(Protocol):
         """The main container's output so far."""
         ...
 
+    @property
+    def job_id(self) -> int: ...
+
+    def job_document(self) -> Document:
+        """The job's own record (``lev.doc`` in an orchestration)."""
+        ...
+
 
 _current: contextvars.ContextVar[Runner | None] = contextvars.ContextVar("levrt_job", default=None)
 
@@ -56,6 +63,10 @@ def current() -> Runner:
             "or open a job yourself: `from levrt.run import session`, then `async with session():`."
         )
     return runner
+
+
+def current_or_none() -> Runner | None:
+    return _current.get()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@ in an orchestration prefixes collection names, ``lev.set(...)`` in an entry writ
 record. The two never meet: namespaces live in a ``ContextVar`` (each asyncio task of the client
 sees its own, so concurrent orchestrations in one loop keep separate prefixes), and the in-task
 API delegates to a binding that only the in-container runtime installs (``bind_task``).
+Outside a task, ``lev.doc`` and ``lev.job_id`` are the running job's (1.x workflows record their
+own progress with ``await lev.doc.set(...)``): they come from the job seam (``levrt._job``).
 
 Standard library only: cloudpickle pickles ``levrt.lev`` by reference into entries.
 """
@@ -12,9 +14,10 @@ Standard library only: cloudpickle pickles ``levrt.lev`` by reference into entri
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from levrt import _job
 from levrt.errors import LevrtError, NamespaceError, OutsideTaskError
 
 __all__ = [
@@ -166,14 +169,39 @@ class Lev:
         if fields:
             binding.set(fields)
 
+    def update(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **kwargs: Any) -> None:
+        """Merge ``data`` into this task's record, like ``dict.update`` (the 1.x tutorial's way to
+        store a result dict). Same as ``lev.set``: the fields given are replaced, the others kept."""
+        binding = self._binding("update()")
+        try:
+            fields = dict(data, **kwargs)
+        except (TypeError, ValueError):
+            raise LevrtError(
+                f"lev.update({data!r:.60}): pass a dict of fields (or key/value pairs, or keywords)."
+            ) from None
+        if fields:
+            binding.set(fields)
+
     @property
     def doc(self) -> Any:
-        """This task's ``Document`` (inside an entry)."""
-        return self._binding("doc").doc
+        """This task's ``Document`` inside an entry (sync ``get``/``set``); in an orchestration, the
+        running job's own record (a ``Document``: ``await lev.doc.set(progress=0.5)``)."""
+        if _binding is not None:
+            return _binding.doc
+        runner = _job.current_or_none()
+        if runner is None:
+            raise OutsideTaskError(
+                "lev.doc is the record of the running task (inside a @levrt.remote entry) or of the "
+                "running job (in an orchestration run with levrt.run or `levrt run`); neither runs here."
+            )
+        return runner.job_document()
 
     @property
     def job_id(self) -> int:
-        """The id of the job this task belongs to (inside an entry)."""
+        """The id of the running job (inside an entry, or in an orchestration)."""
+        runner = _job.current_or_none()
+        if _binding is None and runner is not None:
+            return runner.job_id
         return self._binding("job_id").job_id
 
     @property

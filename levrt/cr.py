@@ -77,7 +77,8 @@ class Digest(str):
 
 
 File: TypeAlias = bytes | str | pathlib.PurePath | Digest
-"""What ``files`` values may be: content (bytes, or str as UTF-8 text), a local file, a Digest."""
+"""What ``files`` values may be: content (bytes, or str as UTF-8 text), a local file, a Digest.
+In ``Cr(files=...)`` a value may also be None: no file at that path (an optional file left out)."""
 
 
 class Cr:
@@ -109,7 +110,7 @@ class Cr:
         entry: RemoteCall[Any] | Remote[[], Any] | None = None,
         cmd: Iterable[str] = (),
         env: Iterable[str] = (),
-        files: Mapping[str, File] | None = None,
+        files: Mapping[str, File | None] | None = None,
         links: Mapping[str, str] | None = None,
         ports: Iterable[int] = (),
         services: Mapping[str, Cr] | None = None,
@@ -284,7 +285,10 @@ def _files(files: object) -> dict[str, File]:
     for path, value in _mapping(
         files, what="files", error=FileSpecError, shape="{'/absolute/path': content}, e.g. {'/etc/x': b'...'}"
     ).items():
-        checked[check_file_path(path)] = _file_value(path, value)
+        check_file_path(path)
+        if value is None:
+            continue  # an optional file left out (1.x: a mode's file parameter defaults to None)
+        checked[path] = _file_value(path, value)
     paths = sorted(checked)
     for a in paths:
         for b in paths:
@@ -325,7 +329,8 @@ def _file_value(path: str, value: object) -> File:
     else:
         raise FileSpecError(
             f"files[{path!r}] is a {type(value).__name__} ({value!r:.60}); a File is bytes (content), str "
-            "(UTF-8 text), pathlib.Path (a local file) or levrt.Digest (stored content)."
+            "(UTF-8 text), pathlib.Path (a local file) or levrt.Digest (stored content); None leaves the "
+            "file out."
         )
     if size > MAX_FILE_BYTES:
         raise FileSpecError(

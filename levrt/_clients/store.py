@@ -23,10 +23,13 @@ from levrt._shapes.names import api_path
 from levrt.errors import StoreError
 from levrt.settings import Settings
 
-__all__ = ["COUNTERS", "TASKS", "Store", "resolve_uri", "use_client"]
+__all__ = ["COUNTERS", "JOBS", "TASKS", "Store", "resolve_uri", "use_client"]
 
 COUNTERS = "levrt_counters"
 TASKS = "levrt_tasks"
+# The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
+# shown by ``levrt get jobs`` like any schema, and without the ``levrt_`` prefix of internals.
+JOBS = "jobs"
 
 # Makes an AsyncMongoClient-like object from a URI; None: PyMongo's own.
 _client_factory: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar(

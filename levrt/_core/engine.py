@@ -24,7 +24,7 @@ from typing import Any
 from levrt import _job, context
 from levrt._clients import signals, submit
 from levrt._clients.kube import Kube
-from levrt._clients.store import Store, resolve_uri
+from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.watch import PodWatch
 from levrt._shapes import podstatus
 from levrt._shapes.build import build_task, read_files
@@ -196,6 +196,9 @@ class Engine:
 
     async def logs(self, task: Task, *, tail: int | None = None) -> str:
         return await self.pod_logs(task.pod, tail=tail)
+
+    def job_document(self) -> Document:
+        return Document(self.store.collection(JOBS), {"_id": {"job": self.job_id}})
 
     # -- Pods --------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from levrt import context
-from levrt.errors import PayloadError
+from levrt.errors import PayloadError, StoreError
 from levrt.payload import loads_call
 
 __all__ = [
@@ -138,8 +138,29 @@ class StoreBinding:
                 self._client = connect(self.config.store_uri)
             return self._client[self.config.database][self.config.collection]
 
-    def set(self, data: dict[str, Any]) -> None:
-        self._collection().update_one({"_id": self.record_id}, {"$set": dict(data)}, upsert=True)
+    def set(self, data: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Merge fields into this task's record (``$set``: the fields given replace their old values)."""
+        fields = {**(data or {}), **kwargs}
+        for key in fields:
+            if not isinstance(key, str) or not key or key.startswith("$") or "\0" in key:
+                raise StoreError(
+                    f"lev.set: the field name {key!r} cannot be stored; field names are non-empty str "
+                    "not starting with '$'."
+                )
+        if not fields:
+            return
+        collection = self._collection()
+        try:
+            collection.update_one({"_id": self.record_id}, {"$set": fields}, upsert=True)
+        except Exception as exc:
+            culprit = _unencodable_field(fields)
+            if culprit is None:
+                raise
+            raise StoreError(
+                f"lev.set: the value of {culprit!r} ({type(fields[culprit]).__name__}) cannot be stored: {exc}. Store "
+                "str, int, float, bool, None, bytes, datetime, and lists and dicts of those "
+                "(a set → a list, an object → a dict of its fields)."
+            ) from exc
 
     def get(self) -> dict[str, Any] | None:
         found = self._collection().find_one({"_id": self.record_id}, {"_id": 0})
@@ -166,6 +187,19 @@ def _skip_pymongo_exit_hook() -> None:
     hook = getattr(monitor, "_shutdown_resources", None)
     if hook is not None:
         atexit.unregister(hook)
+
+
+def _unencodable_field(fields: Mapping[str, Any]) -> str | None:
+    """The first field whose value BSON cannot encode, or None (the failure was something else)."""
+    # Already loaded: the client that just failed is pymongo's.
+    import bson
+
+    for key, value in fields.items():
+        try:
+            bson.encode({key: value})
+        except Exception:
+            return key
+    return None
 
 
 def _mongo_client(uri: str) -> Any:
