@@ -42,6 +42,11 @@ HOSTNAME_RE = re.compile(
 )
 ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$")
+# 1.x: ".user.tool:tag" names an image the platform built, in its registry (Settings.image_registry).
+PLATFORM_IMAGE_RE = re.compile(
+    r"^\.[a-z0-9]+([._-][a-z0-9]+)*"  # .user.tool
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"  # :tag, @digest
+)
 
 # A file becomes one ConfigMap; the apiserver caps an object's data at 1 MiB.
 MAX_FILE_BYTES = 1024 * 1024 - 1024
@@ -169,6 +174,14 @@ def _image(image: object) -> str:
         raise CrError(
             f"image={image!r} must be an image reference such as 'alpine:3.20' or 'levkit/nmap:v1.0'."
         )
+    if image.startswith("."):
+        if len(image) > 256 or not PLATFORM_IMAGE_RE.match(image):
+            raise CrError(
+                f"image={image!r} is not a platform image name. Write '.user.tool:tag' (lowercase letters, "
+                "digits and '.', '_', '-' between them, then an optional tag); levrt runs it from the "
+                "registry in LEVRT_IMAGE_REGISTRY."
+            )
+        return image
     if len(image) > 512 or not IMAGE_RE.match(image):
         raise CrError(
             f"image={image!r} is not a valid image reference (letters, digits and ._-/:@ only, no "

@@ -23,6 +23,8 @@ __all__ = ["DEFAULT_RUNTIME_IMAGE", "PULL_POLICIES", "Settings"]
 DEFAULT_RUNTIME_IMAGE = f"levrt.local/runtime:{__version__}"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A registry host (with an optional port) and an optional path: no scheme, no tag.
+_REGISTRY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -46,6 +48,9 @@ class Settings:
     """MongoDB database (``LEVRT_DB``)."""
     keep: bool = False
     """Keep Pods after their results are read, for debugging (``LEVRT_KEEP=1``)."""
+    image_registry: str | None = None
+    """Where the platform's own images live: ``Cr(".alice.nmap:7.9")`` runs
+    ``<image_registry>/alice.nmap:7.9`` (``LEVRT_IMAGE_REGISTRY``, e.g. ``registry.example:5000/tools``)."""
     image_pull_policy: str = "IfNotPresent"
     """imagePullPolicy of every container (``LEVRT_IMAGE_PULL_POLICY``)."""
     timeout: int | None = None
@@ -80,6 +85,11 @@ class Settings:
             raise SettingsError(f"store_secret={self.store_secret!r} is not a valid Secret name.")
         if not self.database or any(c in self.database for c in '/\\. "$\0'):
             raise SettingsError(f"database={self.database!r} is not a valid MongoDB database name.")
+        if self.image_registry is not None and not _REGISTRY.match(self.image_registry):
+            raise SettingsError(
+                f"image_registry={self.image_registry!r} is not a registry: write a host, an optional port "
+                "and an optional path, without scheme or tag, e.g. LEVRT_IMAGE_REGISTRY=registry.example:5000/tools."
+            )
         if self.image_pull_policy not in PULL_POLICIES:
             raise SettingsError(
                 f"image_pull_policy={self.image_pull_policy!r}; use one of {', '.join(PULL_POLICIES)}."
@@ -121,6 +131,7 @@ class Settings:
             "LEVRT_STORE_SECRET": "store_secret",
             "LEVRT_DB": "database",
             "LEVRT_IMAGE_PULL_POLICY": "image_pull_policy",
+            "LEVRT_IMAGE_REGISTRY": "image_registry",
         }
         for var, field in plain.items():
             if env.get(var):

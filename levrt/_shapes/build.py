@@ -51,12 +51,13 @@ from levrt._shapes.names import (
     RUNTIME_COMMAND,
     RUNTIME_MOUNT,
     TERMINATION_POLICY,
+    image_reference,
     payload_secret_name,
     pod_name,
     task_labels,
 )
 from levrt.cr import Cr
-from levrt.errors import LevrtError, PayloadError
+from levrt.errors import LevrtError, PayloadError, SettingsError
 from levrt.settings import Settings
 
 __all__ = ["RUNTIME_COPY_COMMAND", "TaskObjects", "build_task", "read_files"]
@@ -267,7 +268,7 @@ def _container(
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
-        "image": cr.image,
+        "image": _image(cr.image, settings),
         "imagePullPolicy": settings.image_pull_policy,
     }
     mounts: list[dict[str, Any]] = []
@@ -301,6 +302,18 @@ def _container(
         container["volumeMounts"] = mounts
     container["terminationMessagePolicy"] = TERMINATION_POLICY
     return container
+
+
+def _image(image: str, settings: Settings) -> str:
+    reference = image_reference(image, settings.image_registry)
+    if reference is None:
+        raise SettingsError(
+            f"image={image!r} is a platform image (a leading dot: '.user.tool:tag'), but no registry is "
+            "configured for them. Set LEVRT_IMAGE_REGISTRY to the platform's registry, e.g. "
+            "LEVRT_IMAGE_REGISTRY=registry.example:5000/tools (the chart's settings.imageRegistry sets it for "
+            "in-cluster runs)."
+        )
+    return reference
 
 
 def _probe(ports: tuple[int, ...], *, failure_threshold: int) -> dict[str, Any]:

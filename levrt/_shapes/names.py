@@ -30,6 +30,7 @@ __all__ = [
     "VERSION_PATH",
     "api_path",
     "file_object_name",
+    "image_reference",
     "job_selector",
     "orchestrator_name",
     "payload_secret_name",
@@ -61,6 +62,16 @@ TERMINATION_POLICY = "FallbackToLogsOnError"
 
 VERSION_PATH = "/version"
 _PLURALS = {"Pod": "pods", "Secret": "secrets", "ConfigMap": "configmaps", "Event": "events", "Node": "nodes"}
+
+
+def image_reference(image: str, registry: str | None) -> str | None:
+    """The reference a container pulls: ``image`` itself, or for a platform image ``.user.tool:tag``
+    (1.x) ``<registry>/user.tool:tag``. None when a platform image has no registry to come from."""
+    if not image.startswith("."):
+        return image
+    if registry is None:
+        return None
+    return f"{registry}/{image[1:]}"
 
 
 def pod_name(job: int, task: int) -> str:

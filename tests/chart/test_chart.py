@@ -95,6 +95,7 @@ def test_unknown_value_key_is_rejected(helm: str, bad: str) -> None:
     "store.auth.password=p@ss/word",
     "settings.timeout=0",
     "settings.imagePullPolicy=Sometimes",
+    "settings.imageRegistry=https://registry.example",
     "store.nodePort.port=70000",
     "runtime.nodeCache.hostPath=relative/dir",
 ])
@@ -294,13 +295,14 @@ def test_settings_configmap_is_what_from_env_reads(helm: str, default: dict[tupl
         helm, "settings.database=scans", "settings.keep=true", "settings.timeout=86400",
         "settings.imagePullPolicy=Always", "settings.scheduleTimeout=30", "settings.resources.limits.memory=1Gi",
         "settings.nodeSelector.disk=ssd", "settings.tolerations[0].operator=Exists", "runtime.image=my/runtime:1",
-        namespace="scans",
+        "settings.imageRegistry=registry.example:5000/tools", namespace="scans",
     ))[("ConfigMap", SETTINGS_CONFIGMAP)]["data"]
     assert all(isinstance(v, str) for v in custom.values())
     assert Settings.from_env(custom) == Settings(
         namespace="scans", runtime_image="my/runtime:1", database="scans", keep=True, timeout=86400,
         image_pull_policy="Always", schedule_timeout=30.0, resources={"limits": {"memory": "1Gi"}},
         node_selector={"disk": "ssd"}, tolerations=({"operator": "Exists"},),
+        image_registry="registry.example:5000/tools",
     )
 
 

@@ -141,6 +141,13 @@ def present_digest(ref: str) -> str | None:
     return None
 
 
+def tag(source: str, target: str) -> str:
+    """Give the node's image ``source`` a second name ``target`` (as if pulled from a registry)."""
+    if present_digest(target) is None:
+        _ctr("images", "tag", source, target, capture=True)
+    return target
+
+
 def build_and_import(image: Image) -> str:
     """Build ``image`` and import it into the test node unless the same digest is there."""
     cache = gotools.cache_root() / "images"
