@@ -37,6 +37,7 @@ from typing import Any
 from levrt import context
 from levrt.errors import PayloadError, StoreError
 from levrt.payload import loads_call
+from levrt.runtime import foreign
 
 __all__ = [
     "EXIT_ENTRY_FAILED",
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     binding = StoreBinding(config)
     context.bind_task(binding)
     _install_signal_handlers()
+    foreign.install()
     try:
         run_entry(func, args, kwargs)
     except KeyboardInterrupt as exc:
