@@ -6,7 +6,8 @@ once every child has finished. And a long run needs a bound (the cluster, the ta
 progress: each finished child logs ``progress: <fraction>`` on logger ``lev`` and calls the
 progress hooks (the CLI's progress bar installs one with ``progress_hook``).
 
-Leaving the block waits for every child; cancelling the block (or an error in its own body)
+A child that returns an awaitable (an ``async def`` mode returning a ``Cr``) has that awaited
+too. Leaving the block waits for every child; cancelling the block (or an error in its own body)
 cancels the children.
 """
 
@@ -43,6 +44,15 @@ def progress_hook(hook: ProgressHook) -> Iterator[None]:
         yield
     finally:
         _hooks.reset(token)
+
+
+async def _run_through(aw: Awaitable[T]) -> T:
+    """Await ``aw``; if it gives back something awaitable (1.x authors write ``async def`` modes
+    that return a ``Cr``), await that too, so ``c.start(mode(x))`` runs the Cr either way."""
+    result: Any = await aw
+    if inspect.isawaitable(result):
+        result = await result
+    return result  # type: ignore[no-any-return]
 
 
 class Concurrent:
@@ -98,10 +108,10 @@ class Concurrent:
         try:
             if self._semaphore is None:
                 started = True
-                return await aw
+                return await _run_through(aw)
             async with self._semaphore:
                 started = True
-                return await aw
+                return await _run_through(aw)
         finally:
             if not started and inspect.iscoroutine(aw):
                 aw.close()  # cancelled while waiting for a slot: never ran, don't warn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,23 @@ async def test_misuse() -> None:
     with pytest.raises(LevrtError, match="already used"):
         async with c:
             pass
+
+
+async def test_an_async_mode_returning_an_awaitable_has_it_run() -> None:
+    # 1.x authors write `async def` modes that return a Cr: c.start(mode(x)) runs the Cr too.
+    class Run:
+        def __init__(self, target: str) -> None:
+            self.target = target
+
+        def __await__(self) -> Any:
+            async def done() -> str:
+                return f"document of {self.target}"
+
+            return done().__await__()
+
+    async def mode(target: str) -> Run:
+        return Run(target)
+
+    async with Concurrent(limit=2) as c:
+        tasks = [c.start(mode(t)) for t in ("a", "b")]
+    assert [await t for t in tasks] == ["document of a", "document of b"]
