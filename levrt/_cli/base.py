@@ -31,12 +31,14 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TERMINATED",
     "EXIT_USAGE",
+    "LONE_FILE_PREFIX",
     "CliError",
     "Command",
     "add_cluster_options",
     "age",
     "cluster",
     "load_module",
+    "package_root",
     "parse_duration",
     "pod_of",
     "print_table",
@@ -46,6 +48,8 @@ __all__ = [
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
+# A .py file outside any package is loaded under a name of its own: this prefix and a random part.
+LONE_FILE_PREFIX = "levrt_check_"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -130,34 +134,134 @@ def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
 
 
 def load_module(target: str) -> ModuleType:
-    """Import ``target``: a dotted module name, or a path to a ``.py`` file or package directory."""
+    """Import ``target``: a dotted module name, or a path to a ``.py`` file or package directory.
+
+    A path inside a package (its folder has an ``__init__.py``) is imported under its dotted name,
+    so relative imports work: the package root is found by walking up the ``__init__.py`` chain
+    and, for levrt 1.x tool packages (``lev/<namespace>/<tool>/``), on through at most two
+    namespace-package folders (no ``__init__.py``) up to the folder named ``lev``. The folder
+    holding that root goes on ``sys.path`` (and stays, so later ``lev.*`` imports work). A file
+    outside any package is executed on its own, with its folder on ``sys.path`` while it runs.
+    """
     path = pathlib.Path(target)
     looks_like_path = target.endswith(".py") or "/" in target or "\\" in target or path.is_dir()
-    if looks_like_path:
-        if path.is_dir():
-            path = path / "__init__.py"
-        if not path.is_file():
+    if not looks_like_path:
+        return _import_dotted(target)
+    if path.is_dir():
+        if not (path / "__init__.py").is_file():
             raise CliError(
-                f"{target!r}: no such file. Give a module name (tools.nmap) or a path (tools/nmap.py)."
+                f"{target!r} is a folder without __init__.py. Give a tool package folder "
+                "(lev/<namespace>/<tool>/ with an __init__.py) or a .py file."
             )
-        name = f"levrt_check_{path.stem}_{uuid.uuid4().hex[:8]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise CliError(f"{target!r} cannot be imported as a Python module.")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        sys.path.insert(0, str(path.parent.resolve()))
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(str(path.parent.resolve()))
-        return module
+        path = path / "__init__.py"
+    if not path.is_file():
+        raise CliError(
+            f"{target!r}: no such file. Give a module name (tools.nmap) or a path (tools/nmap.py)."
+        )
+    located = package_root(path)
+    if located is not None:
+        return _import_in_package(target, path, *located)
+    return _exec_file(target, path)
+
+
+def package_root(path: pathlib.Path) -> tuple[pathlib.Path, str] | None:
+    """``(folder to put on sys.path, dotted name)`` of a ``.py`` file inside a package, or None.
+
+    ``examples/lev/demo/portscan/flows.py`` → ``(examples, "lev.demo.portscan.flows")`` whether
+    ``lev/`` and ``lev/demo/`` have an ``__init__.py`` or not. None for a file whose folder is
+    not a package, or whose dotted name would not be made of identifiers.
+    """
+    path = path.resolve()
+    folder = path.parent
+    if not (folder / "__init__.py").is_file():
+        return None
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    top = folder
+    while True:  # the __init__.py chain, stopping at a folder named lev
+        parts.insert(0, top.name)
+        if top.name == "lev" or not (top.parent / "__init__.py").is_file() or top.parent == top:
+            break
+        top = top.parent
+    root = top.parent
+    if top.name != "lev":  # namespace folders up to lev/: lev/<namespace>/<tool>/
+        gap: list[str] = []
+        for ancestor in list(top.parents)[:2]:
+            gap.insert(0, ancestor.name)
+            if ancestor.name == "lev":
+                parts, root = gap + parts, ancestor.parent
+                break
+    if not all(part.isidentifier() for part in parts):
+        return None
+    return root, ".".join(parts)
+
+
+def _import_in_package(target: str, path: pathlib.Path, root: pathlib.Path, dotted: str) -> ModuleType:
+    root_entry = str(root)
+    if root_entry not in sys.path:
+        sys.path.insert(0, root_entry)
+    # As for a lone file, the file's own folder is searched too (last), for absolute imports of
+    # siblings written before the file lived in a package.
+    folder = str(path.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.append(folder)
+    try:
+        module = importlib.import_module(dotted)
+    except ModuleNotFoundError as exc:
+        if exc.name and (dotted == exc.name or dotted.startswith(exc.name + ".")):
+            raise CliError(
+                f"{target!r} is {dotted} under {root}, but importing it failed: {exc}. Is another "
+                f"{exc.name.partition('.')[0]!r} package earlier on sys.path?"
+            ) from None
+        raise
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+    found = getattr(module, "__file__", None)
+    if found is None or pathlib.Path(found).resolve() != path.resolve():
+        raise CliError(
+            f"{target!r} is {dotted} under {root}, but that name is already imported from {found}. "
+            "Run levrt from elsewhere, or remove the other copy from sys.path."
+        )
+    return module
+
+
+def _exec_file(target: str, path: pathlib.Path) -> ModuleType:
+    name = f"{LONE_FILE_PREFIX}{path.stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CliError(f"{target!r} cannot be imported as a Python module.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    folder = str(path.parent.resolve())
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:
+        sys.modules.pop(name, None)
+        if "no known parent package" in str(exc):
+            raise CliError(
+                f"{target!r} uses relative imports (from . import ...), but its folder has no __init__.py, "
+                "so it is not part of a package. Add an __init__.py to the folder (and to the tool "
+                "package's folders: lev/<namespace>/<tool>/__init__.py)."
+            ) from None
+        raise
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+    return module
+
+
+def _import_dotted(target: str) -> ModuleType:
     if str(pathlib.Path.cwd()) not in sys.path:
         sys.path.insert(0, str(pathlib.Path.cwd()))
     try:
         return importlib.import_module(target)
     except ModuleNotFoundError as exc:
-        if exc.name and target.startswith(exc.name):
+        if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
             raise CliError(
                 f"No module named {target!r} (searched the current directory and sys.path). "
                 "Give a dotted module name or a file path such as tools/nmap.py."
