@@ -22,7 +22,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,7 +30,15 @@ from urllib.parse import unquote
 # cluster has them, so the fake cannot share a mistake with the code it tests.
 from levrt._clients.api import ExecResult, Request, Response, api_error
 
-__all__ = ["ExecCall", "FakeApiServer", "FakeMongo", "ServerSelectionTimeoutError", "WatchEvent", "status_body"]
+__all__ = [
+    "ExecCall",
+    "FakeApiServer",
+    "FakeMongo",
+    "RemoteCommand",
+    "ServerSelectionTimeoutError",
+    "WatchEvent",
+    "status_body",
+]
 
 Obj = dict[str, Any]
 KINDS = {"pods": "Pod", "secrets": "Secret", "configmaps": "ConfigMap", "events": "Event", "nodes": "Node"}
@@ -79,6 +87,8 @@ class ExecCall:
     pod: str
     container: str
     command: tuple[str, ...]
+    stdin: bool = False
+    """Opened with ``exec_stream`` (stdin connected), not run to the end with ``exec``."""
 
 
 @dataclasses.dataclass
@@ -113,6 +123,11 @@ class FakeApiServer:
         """The text of each Pod's log, by Pod name."""
         self.exec_calls: list[ExecCall] = []
         self.exec_result = ExecResult(0, b"", b"")
+        self.exec_handler: Callable[[RemoteCommand], Awaitable[int | None]] | None = None
+        """Plays the command of an ``exec_stream`` (reads its stdin, writes its output) and returns
+        its exit code (None: the connection ends without one). Unset: ``exec_result`` is written."""
+        self.exec_protocol = "v5.channel.k8s.io"
+        """The exec subprotocol the server agrees to: with v4 stdin cannot be closed."""
         self.on_ungated: Callable[[Obj], None] | None = None
         """Called with the Pod when its scheduling gates are lifted (a stand-in kubelet)."""
         self.closed = 0
@@ -180,6 +195,56 @@ class FakeApiServer:
         command = tuple(value for key, value in request.query if key == "command")
         self.exec_calls.append(ExecCall(str(ns), str(name), container, command))
         return self.exec_result
+
+    @contextlib.asynccontextmanager
+    async def exec_stream(self, request: Request, *, timeout: float) -> AsyncIterator[FakeExecStream]:
+        await asyncio.sleep(0)
+        self.requests.append(request)
+        call = self._exec_call(request, stdin=True)
+        remote = RemoteCommand(call)
+        handler = self.exec_handler or self._play_exec_result
+        stream = FakeExecStream(remote, self.exec_protocol)
+
+        async def run() -> None:
+            try:
+                stream.code = await handler(remote)
+            finally:
+                remote.output.put_nowait(None)
+
+        task = asyncio.create_task(run())
+        try:
+            yield stream
+        finally:
+            remote.disconnected = True
+            remote.stdin.put_nowait(None)  # a client that goes away ends the command's input too
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _exec_call(self, request: Request, *, stdin: bool) -> ExecCall:
+        """Check an exec request as the apiserver does and record it."""
+        try:
+            hooked = self._hooked(request)
+            if hooked is not None and hooked.status >= 400:
+                raise api_error(hooked.status, hooked.body, method="EXEC", path=request.path)
+            _, ns, name, _ = self._parse(request.path)
+            pod = self._get("pods", ns, name)
+            container = dict(request.query).get("container", "")
+            names = {c["name"] for c in [*pod["spec"].get("containers", []), *pod["spec"].get("initContainers", [])]}
+            if container not in names:
+                raise Reject(400, f"container {container} is not valid for pod {name}")
+        except Reject as exc:
+            raise api_error(exc.response.status, exc.response.body, method="EXEC", path=request.path) from None
+        command = tuple(value for key, value in request.query if key == "command")
+        call = ExecCall(str(ns), str(name), container, command, stdin=stdin)
+        self.exec_calls.append(call)
+        return call
+
+    async def _play_exec_result(self, remote: RemoteCommand) -> int | None:
+        remote.write(self.exec_result.stdout)
+        remote.write(self.exec_result.stderr, channel=2)
+        return self.exec_result.exit_code
 
     async def close(self) -> None:
         self.closed += 1
@@ -496,6 +561,87 @@ def merge(obj: Any, patch: Any, *, strategic: bool) -> Any:
         else:
             out[key] = merge(out.get(key), value, strategic=strategic)
     return out
+
+
+class RemoteCommand:
+    """The container's side of an ``exec_stream``, for a test's ``exec_handler`` to play."""
+
+    def __init__(self, call: ExecCall) -> None:
+        self.call = call
+        self.stdin: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.output: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.received = b""
+        """Everything the client sent so far."""
+        self.stdin_closed = False
+        """The client closed stdin (v5), or went away."""
+        self.disconnected = False
+        self._pending = b""
+
+    async def read(self) -> bytes:
+        """The next bytes sent to stdin; ``b""`` at its end."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        if self.stdin_closed:
+            return b""
+        data = await self.stdin.get()
+        if data is None:
+            self.stdin_closed = True
+            return b""
+        return data
+
+    async def readline(self) -> bytes:
+        """The next line sent to stdin (with its newline); ``b""`` at its end."""
+        line = b""
+        while b"\n" not in line:
+            chunk = await self.read()
+            if not chunk:
+                return line
+            line += chunk
+        line, _, self._pending = line.partition(b"\n")
+        return line + b"\n"
+
+    def write(self, data: bytes, *, channel: int = 1) -> None:
+        """Output of the command: channel 1 (stdout) or 2 (stderr)."""
+        if data:
+            self.output.put_nowait((channel, data))
+
+
+class FakeExecStream:
+    """The client's side of an ``exec_stream``: ``levrt._clients.api.ExecStream``."""
+
+    def __init__(self, remote: RemoteCommand, protocol: str) -> None:
+        self.remote = remote
+        self.protocol = protocol
+        self.code: int | None = None
+        self._ended = False
+
+    @property
+    def can_close_stdin(self) -> bool:
+        return self.protocol == "v5.channel.k8s.io"
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.sleep(0)
+        if data and not self._ended and not self.remote.stdin_closed:
+            self.remote.received += data
+            self.remote.stdin.put_nowait(data)
+
+    async def close_stdin(self) -> None:
+        await asyncio.sleep(0)
+        if self.can_close_stdin and not self._ended:
+            self.remote.stdin.put_nowait(None)
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        if self._ended:
+            return None
+        item = await self.remote.output.get()
+        if item is None:
+            self._ended = True
+        return item
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.code if self._ended else None
 
 
 class TextStream:

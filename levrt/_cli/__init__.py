@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from levrt._cli import admin, check, run, tasks
+from levrt._cli import admin, attach, check, run, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
@@ -28,6 +28,7 @@ COMMANDS: tuple[Command, ...] = (
     tasks.PS,
     tasks.LOGS,
     tasks.KILL,
+    attach.ATTACH,
     tasks.GET,
     admin.GC,
     admin.DOCTOR,

@@ -20,6 +20,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "ExecResult",
+    "ExecStream",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -122,6 +123,39 @@ class ExecResult:
     stderr: bytes
 
 
+# Channels of the exec websocket (v4/v5.channel.k8s.io): the first byte of every binary message.
+STDIN, STDOUT, STDERR, STATUS = 0, 1, 2, 3
+CLOSE = 255  # v5 only: b"\xff" + channel closes that channel (EOF on the command's stdin)
+V5_PROTOCOL = "v5.channel.k8s.io"
+
+
+class ExecStream(Protocol):
+    """An interactive exec: bytes to the command's stdin, its output as it comes, then its exit code."""
+
+    @property
+    def can_close_stdin(self) -> bool:
+        """Whether EOF can be sent to the command's stdin (the v5 subprotocol; v4 cannot)."""
+        ...
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` to the command's stdin (dropped once the command ended)."""
+        ...
+
+    async def close_stdin(self) -> None:
+        """EOF on the command's stdin, when ``can_close_stdin``; otherwise nothing."""
+        ...
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        """The next ``(STDOUT or STDERR, bytes)`` the command wrote; ``None`` once it ended."""
+        ...
+
+    @property
+    def exit_code(self) -> int | None:
+        """After ``receive`` returned ``None``: the command's exit code, or ``None`` if the
+        connection ended without one (the container stopped, the network broke)."""
+        ...
+
+
 class Transport(Protocol):
     """How requests reach a cluster. ``levrt._clients.http.HttpTransport`` is the real one."""
 
@@ -134,6 +168,11 @@ class Transport(Protocol):
 
     async def exec(self, request: Request, *, timeout: float) -> ExecResult:
         """Run the exec ``request`` (a websocket); an error answer to the upgrade raises ``api_error``."""
+        ...
+
+    def exec_stream(self, request: Request, *, timeout: float) -> AbstractAsyncContextManager[ExecStream]:
+        """Open the exec ``request`` with stdin kept open (``levrt attach``); ``timeout`` bounds the
+        upgrade only. An error answer to the upgrade raises ``api_error``."""
         ...
 
     async def close(self) -> None: ...

@@ -20,7 +20,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
-from levrt._clients.api import ExecResult, Request, Response, api_error
+from levrt._clients.api import (
+    CLOSE,
+    STATUS,
+    STDERR,
+    STDIN,
+    STDOUT,
+    V5_PROTOCOL,
+    ExecResult,
+    Request,
+    Response,
+    api_error,
+)
 from levrt.errors import ClusterError
 
 __all__ = ["HttpTransport"]
@@ -142,6 +153,28 @@ class HttpTransport:
             raise unreachable(self.host, exc) from exc
         return ExecResult(exec_exit_code(status), bytes(stdout), bytes(stderr))
 
+    @contextlib.asynccontextmanager
+    async def exec_stream(self, request: Request, *, timeout: float) -> AsyncIterator[_HttpExecStream]:
+        """The exec websocket kept open both ways (``levrt attach``): no total timeout, since a
+        debugger session lasts as long as the person at it; ``timeout`` bounds the upgrade."""
+        aiohttp = self._aiohttp
+        url = self._url(request, scheme_map=("http", "ws"))
+        headers = await self._headers(request, accept_json=False)
+        try:
+            async with asyncio.timeout(timeout):
+                ws = await self._session.ws_connect(
+                    url, headers=headers, protocols=(V5_PROTOCOL, "v4.channel.k8s.io"),
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise api_error(exc.status, exc.message, method="EXEC", path=request.path) from exc
+        except aiohttp.ClientError as exc:
+            raise unreachable(self.host, exc) from exc
+        try:
+            yield _HttpExecStream(ws, aiohttp)
+        finally:
+            await ws.close()
+
 
 class _HttpStream:
     def __init__(self, resp: Any) -> None:
@@ -154,6 +187,57 @@ class _HttpStream:
     async def lines(self) -> AsyncIterator[bytes]:
         async for line in self._resp.content:
             yield line
+
+
+class _HttpExecStream:
+    """One open exec websocket: channel 0 in; channels 1 and 2 out; channel 3 the final status."""
+
+    def __init__(self, ws: Any, aiohttp: Any) -> None:
+        self._ws = ws
+        self._aiohttp = aiohttp
+        self._status: bytearray | None = None
+        self._ended = False
+
+    @property
+    def can_close_stdin(self) -> bool:
+        return bool(self._ws.protocol == V5_PROTOCOL)
+
+    async def send(self, data: bytes) -> None:
+        if data and not self._ended:
+            await self._send(bytes([STDIN]) + data)
+
+    async def close_stdin(self) -> None:
+        if self.can_close_stdin and not self._ended:
+            await self._send(bytes([CLOSE, STDIN]))
+
+    async def _send(self, message: bytes) -> None:
+        try:
+            await self._ws.send_bytes(message)
+        except (self._aiohttp.ClientError, ConnectionError):
+            pass  # the command ended or the connection broke: receive() reports how
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        while not self._ended:
+            try:
+                msg = await self._ws.receive()
+            except (self._aiohttp.ClientError, ConnectionError):
+                msg = None
+            if msg is None or msg.type in (self._aiohttp.WSMsgType.CLOSE, self._aiohttp.WSMsgType.CLOSING,
+                                           self._aiohttp.WSMsgType.CLOSED, self._aiohttp.WSMsgType.ERROR):
+                self._ended = True
+                break
+            if msg.type != self._aiohttp.WSMsgType.BINARY or len(msg.data) < 2:
+                continue  # text frames are not part of the protocol; empty ones open each channel
+            channel, payload = msg.data[0], bytes(msg.data[1:])
+            if channel == STATUS:
+                self._status = (self._status or bytearray()) + payload
+            elif channel in (STDOUT, STDERR):
+                return channel, payload
+        return None
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._status is None else exec_exit_code(bytes(self._status))
 
 
 def unreachable(host: str, exc: Exception) -> ClusterError:

@@ -16,11 +16,11 @@ import contextlib
 import contextvars
 import dataclasses
 import json
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 from levrt._clients import http
-from levrt._clients.api import ExecResult, Request, Transport, api_error
+from levrt._clients.api import ExecResult, ExecStream, Request, Transport, api_error
 from levrt._shapes.names import VERSION_PATH
 from levrt.errors import ClusterError
 
@@ -145,6 +145,19 @@ class Kube:
         if self._closed:
             raise ClusterError(f"exec {path}: this Kubernetes connection was closed.")
         return await self._transport.exec(Request("GET", path, tuple(query)), timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def exec_stream(
+        self, path: str, *, container: str, command: list[str], timeout: float = 30.0
+    ) -> AsyncIterator[ExecStream]:
+        """Run ``command`` in a running container with its stdin, stdout and stderr connected
+        (no tty), for as long as it runs; ``timeout`` bounds only the connection's opening."""
+        query = [("container", container), ("stdin", "true"), ("stdout", "true"), ("stderr", "true")]
+        query += [("command", part) for part in command]
+        if self._closed:
+            raise ClusterError(f"exec {path}: this Kubernetes connection was closed.")
+        async with self._transport.exec_stream(Request("GET", path, tuple(query)), timeout=timeout) as stream:
+            yield stream
 
     async def server_version(self) -> ServerVersion:
         found = await self.request("GET", VERSION_PATH)

@@ -37,7 +37,7 @@ from typing import Any
 from levrt import context
 from levrt.errors import PayloadError, StoreError
 from levrt.payload import loads_call
-from levrt.runtime import foreign
+from levrt.runtime import debug, foreign
 
 __all__ = [
     "EXIT_ENTRY_FAILED",
@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     _install_signal_handlers()
     foreign.install()
     try:
-        run_entry(func, args, kwargs)
+        with debug.installed():  # breakpoint()/pdb.set_trace() wait for `levrt attach` (debug.py)
+            run_entry(func, args, kwargs)
     except KeyboardInterrupt as exc:
         traceback.print_exc()
         _write_reason(config.termination_log, "KeyboardInterrupt: the entry did not handle the interrupt")
