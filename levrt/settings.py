@@ -59,6 +59,9 @@ class Settings:
     """Seconds a task may take to start (pull, probes) before it fails (``LEVRT_START_TIMEOUT``)."""
     schedule_timeout: float = 120.0
     """Seconds a Pod may stay unschedulable before it fails (``LEVRT_SCHEDULE_TIMEOUT``)."""
+    debug_wait: float | None = None
+    """Seconds a ``breakpoint()`` in an entry waits for ``levrt attach`` (0: breakpoints are
+    skipped; None: the runtime's default, 300) (``LEVRT_DEBUG_WAIT``)."""
     resources: Mapping[str, Any] | None = None
     """Main container ``resources``, e.g. ``{"limits": {"memory": "1Gi"}}`` (``LEVRT_RESOURCES``, JSON)."""
     node_selector: Mapping[str, str] | None = None
@@ -102,6 +105,10 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise SettingsError(f"{name}={value!r}; use a number of seconds > 0.")
+        if self.debug_wait is not None and (
+            isinstance(self.debug_wait, bool) or not isinstance(self.debug_wait, int | float) or self.debug_wait < 0
+        ):
+            raise SettingsError(f"debug_wait={self.debug_wait!r}; use a number of seconds >= 0 (0 skips breakpoints).")
         if self.resources is not None and not isinstance(self.resources, Mapping):
             raise SettingsError(
                 f"resources={self.resources!r}; use a dict like {{'limits': {{'cpu': '1'}}}}."
@@ -143,6 +150,7 @@ class Settings:
         for var, field in (
             ("LEVRT_START_TIMEOUT", "start_timeout"),
             ("LEVRT_SCHEDULE_TIMEOUT", "schedule_timeout"),
+            ("LEVRT_DEBUG_WAIT", "debug_wait"),
         ):
             if env.get(var):
                 kw[field] = _number(env, var, float)

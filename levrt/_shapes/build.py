@@ -288,6 +288,8 @@ def _container(
             {"name": "LEVRT_JOB", "value": str(job)},
             {"name": "LEVRT_TASK", "value": str(task)},
         ]
+        if settings.debug_wait is not None:
+            env.append({"name": "LEVRT_DEBUG_WAIT", "value": f"{settings.debug_wait:g}"})
         mounts.append({"name": PAYLOAD_VOLUME, "mountPath": PAYLOAD_MOUNT, "readOnly": True})
     if cr.entry is not None or len(cr.ports) > 1:
         mounts.insert(0, {"name": RUNTIME_VOLUME, "mountPath": RUNTIME_MOUNT, "readOnly": True})

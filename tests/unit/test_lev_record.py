@@ -121,3 +121,25 @@ def test_an_optional_file_left_as_none_is_no_file() -> None:
         Cr("busybox:1.36", files={"word_list": None})  # the path is still checked
     with pytest.raises(FileSpecError, match=r"files\['/w'\] is a int.*None leaves the file out"):
         Cr("busybox:1.36", files={"/w": 0})  # type: ignore[dict-item]
+
+
+def test_the_clients_debug_wait_reaches_every_entry() -> None:
+    import levrt
+    from levrt import Cr
+    from levrt.errors import SettingsError
+    from levrt.settings import Settings
+    from tests.helpers import build
+
+    @levrt.remote
+    def entry() -> None:
+        breakpoint()
+
+    def env_of(settings: Settings) -> dict[str, str]:
+        main = build(Cr("busybox:1.36", entry=entry), settings=settings).pod["spec"]["containers"][0]
+        return {e["name"]: e.get("value", "") for e in main["env"]}
+
+    assert "LEVRT_DEBUG_WAIT" not in env_of(Settings())  # the runtime's default applies
+    assert env_of(Settings.from_env({"LEVRT_DEBUG_WAIT": "0"}))["LEVRT_DEBUG_WAIT"] == "0"
+    assert env_of(Settings(debug_wait=1800))["LEVRT_DEBUG_WAIT"] == "1800"
+    with pytest.raises(SettingsError, match="debug_wait=-1"):
+        Settings(debug_wait=-1)
