@@ -42,15 +42,13 @@ from levrt._clients.api import STDOUT, ExecStream
 from levrt._clients.kube import Kube
 from levrt._shapes.names import PYTHON, RUNTIME_COMMAND, api_path
 from levrt._shapes.podstatus import FATAL_WAITING, container_status
+from levrt.runtime.bridge import EXIT_BUSY, EXIT_NO_BREAKPOINT
 
 __all__ = ["ATTACH", "BRIDGE", "EXIT_BUSY", "EXIT_NO_BREAKPOINT", "attach_command", "relay"]
 
-# The command run in the container: levrt.runtime.debug.bridge, by the bundled Python in isolated
+# The command run in the container: levrt.runtime.bridge.bridge, by the bundled Python in isolated
 # mode (-I: the image's working directory and PYTHON* variables cannot shadow levrt's modules).
-BRIDGE = "import sys\nfrom levrt.runtime.debug import bridge\nsys.exit(bridge())\n"
-# Its exit statuses, as levrt.runtime.debug defines them (the CLI cannot import the runtime).
-EXIT_BUSY = 3
-EXIT_NO_BREAKPOINT = 4
+BRIDGE = "import sys\nfrom levrt.runtime.bridge import bridge\nsys.exit(bridge())\n"
 
 POLL = 0.5  # seconds between looks at a Pod that has not started yet
 

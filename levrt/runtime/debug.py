@@ -8,7 +8,8 @@ routes ``sys.breakpointhook`` and ``pdb.set_trace`` here. At a breakpoint the pr
 ``$LEVRT_DEBUG_SOCKET``), prints one line to stderr naming the breakpoint and the command to
 attach, and waits ``$LEVRT_DEBUG_WAIT`` seconds (default 300, read at each breakpoint; 0 skips
 breakpoints) for one client. ``levrt attach`` execs ``bridge()`` (the bundled Python) into the
-container; it connects to the socket and copies bytes between it and the exec stream.
+container (``levrt.runtime.bridge``); it connects to the socket and copies bytes between it
+and the exec stream.
 
 What happens, in every case (none of them hangs for good or ends the entry obscurely):
 
@@ -24,7 +25,7 @@ What happens, in every case (none of them hangs for good or ends the entry obscu
   waiting or attached ends the session and raises KeyboardInterrupt in the entry, as it would
   without a debugger. A coroutine entry gets asyncio's treatment instead: the session ends and
   the entry is cancelled at its next ``await``.
-- A second client while one is attached is told so and refused (``bridge`` exits ``EXIT_BUSY``).
+- A second client while one is attached is told so and refused (the bridge exits ``EXIT_BUSY``).
 - ``PYTHONBREAKPOINT=0`` disables ``breakpoint()`` as in plain Python, and another hook named
   there is used instead of this one.
 
@@ -46,37 +47,24 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import IO, Any, cast
 
+from levrt.runtime.bridge import BUSY, HELLO, socket_path
+
 __all__ = [
-    "DEFAULT_SOCKET",
     "DEFAULT_WAIT",
-    "EXIT_BUSY",
-    "EXIT_NO_BREAKPOINT",
     "DebuggerQuit",
     "breakpointhook",
-    "bridge",
     "install",
     "installed",
     "set_trace",
-    "socket_path",
     "wait_seconds",
 ]
 
-DEFAULT_SOCKET = "/tmp/levrt-debug.sock"
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 7 * 86400.0  # a week: "as long as it takes", still a number a socket timeout accepts
-
-# The first line the debugger writes to each client, so the bridge can tell "your session" from
-# "someone else's" before copying anything.
-HELLO = b"LEVRT-DEBUG 1 ok\n"
-BUSY = b"LEVRT-DEBUG 1 busy\n"
-
-# Exit statuses of the bridge (and so of the exec `levrt attach` runs).
-EXIT_BUSY = 3
-EXIT_NO_BREAKPOINT = 4
 
 # After saying goodbye the debugger waits this long for the client to hang up, so the bridge has
 # exited (and the exec reported its status) before the entry goes on and maybe ends the container.
@@ -111,12 +99,6 @@ def _cancel_requested() -> bool:
     except RuntimeError:  # no event loop in this thread: a plain entry, where SIGINT raises
         return False
     return task is not None and task.cancelling() > 0
-
-
-def socket_path(env: Mapping[str, str] | None = None) -> str:
-    """Where the debugger listens: ``$LEVRT_DEBUG_SOCKET`` or ``DEFAULT_SOCKET``."""
-    env = os.environ if env is None else env
-    return env.get("LEVRT_DEBUG_SOCKET") or DEFAULT_SOCKET
 
 
 def wait_seconds(env: Mapping[str, str] | None = None) -> float:
@@ -553,112 +535,3 @@ def installed() -> Iterator[None]:
     finally:
         sys.breakpointhook, pdb.set_trace = saved
         _SESSION.detach("levrt: the entry ended; the debugger session ends.", block=False)
-
-
-# -- the bridge: `levrt attach`'s command inside the container ---------------------------------
-
-
-def _connect(path: str) -> tuple[socket.socket, bytes] | None:
-    """A connection to the debugger and its first line, or None while no breakpoint waits."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        first = b""
-        while not first.endswith(b"\n"):
-            chunk = sock.recv(1)
-            if not chunk:
-                break
-            first += chunk
-    except OSError:  # no socket yet, nobody listening, or the wait ended as we came
-        sock.close()
-        return None
-    if not first:
-        sock.close()
-        return None
-    return sock, first
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _copy(sock: socket.socket, stdin: int, stdout: int) -> int:
-    """Bytes from ``stdin`` to the debugger and back to ``stdout`` until the debugger hangs up."""
-    inputs: list[Any] = [sock]
-    try:
-        os.fstat(stdin)
-        inputs.append(stdin)
-    except OSError:
-        pass  # no stdin at all: only listen
-    while True:
-        ready, _, _ = select.select(inputs, [], [])
-        if stdin in ready:
-            try:
-                data = os.read(stdin, 65536)
-            except OSError:
-                data = b""
-            try:
-                if data:
-                    sock.sendall(data)
-                else:  # EOF: the person detached; the debugger hears it and lets the entry go on
-                    inputs.remove(stdin)
-                    sock.shutdown(socket.SHUT_WR)
-            except OSError:  # the debugger hung up: what it said last is still to be read
-                if stdin in inputs:
-                    inputs.remove(stdin)
-        if sock in ready:
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                return 0
-            try:
-                _write_all(stdout, data)
-            except OSError:
-                return 1  # nobody reads us any more
-
-
-def bridge(argv: list[str] | None = None, *, stdin: int = 0, stdout: int = 1,
-           err: Callable[[str], None] | None = None) -> int:
-    """Connect this process's stdin and stdout to the task's debugger: ``levrt attach`` runs
-    ``/levrt/bin/python3 -I -c "from levrt.runtime.debug import bridge; ..." [--wait SECONDS]``.
-
-    Waits for a breakpoint (at most ``--wait`` seconds if given, else as long as the exec lasts).
-    Exit status: 0 the session ended; ``EXIT_BUSY`` someone else is attached;
-    ``EXIT_NO_BREAKPOINT`` no breakpoint within ``--wait``; 130 interrupted.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    tell = err or _say
-    wait: float | None = None
-    if args[:1] == ["--wait"] and len(args) >= 2:
-        wait = float(args[1])
-    path = socket_path()
-    deadline = None if wait is None else time.monotonic() + wait
-    announced = False
-    try:
-        while (found := _connect(path)) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                tell(f"levrt: no breakpoint was reached within {wait:g} s.")
-                return EXIT_NO_BREAKPOINT
-            if not announced:
-                announced = True
-                tell("levrt: no breakpoint is waiting in this task yet; waiting for the entry to reach one "
-                     "(Ctrl-C to give up).")
-            time.sleep(0.1)
-        sock, first = found
-        with sock:
-            if first == BUSY:
-                rest = b""
-                while chunk := sock.recv(4096):
-                    rest += chunk
-                tell(rest.decode(errors="replace").rstrip("\n"))
-                return EXIT_BUSY
-            if first != HELLO:
-                tell(f"levrt: unexpected answer from the task's debugger: {first!r}")
-                return 1
-            return _copy(sock, stdin, stdout)
-    except KeyboardInterrupt:
-        return 130

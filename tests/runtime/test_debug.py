@@ -26,6 +26,7 @@ import pytest
 
 import levrt.payload
 from levrt._cli.attach import BRIDGE
+from levrt.runtime import bridge as wire
 from levrt.runtime import debug
 from tests.runtime.chroot import CHROOT, OUT, PAYLOAD, TASK_ENV, TERMINATION_LOG, finish, inside, python, read
 
@@ -216,7 +217,7 @@ def test_the_bridge_gives_up_after_its_wait(sock: str) -> None:
     started = time.monotonic()
     proc = bridge(sock, "--wait", "0.3")
     out, err = proc.communicate(timeout=10)
-    assert proc.returncode == debug.EXIT_NO_BREAKPOINT and out == b""
+    assert proc.returncode == wire.EXIT_NO_BREAKPOINT and out == b""
     assert b"no breakpoint is waiting in this task yet" in err and b"no breakpoint was reached within 0.3 s" in err
     assert 0.3 <= time.monotonic() - started < 10
 
@@ -264,7 +265,7 @@ def test_a_second_client_is_refused_while_one_is_attached(tmp_path: Path, sock: 
     first = bridge(sock, "--wait", "20")
     read_until(first, b"(Pdb) ")
     second = attach(sock, b"p x\n")
-    assert second.returncode == debug.EXIT_BUSY and second.stdout == ""
+    assert second.returncode == wire.EXIT_BUSY and second.stdout == ""
     assert "someone is already attached to this task's debugger; try again once they detach." in second.stderr
     out, _ = first.communicate(b"p x\nc\n", timeout=20)
     assert first.returncode == 0 and out.startswith(b"42\n(Pdb) ")
@@ -377,4 +378,4 @@ def test_in_the_bundle_the_bridge_attaches(rootfs: Path) -> None:
     assert b"(Pdb) 42\n" in client.stdout
     assert done.returncode == 0, done.stderr.decode()
     assert read(rootfs, OUT) == "x=42"
-    assert not inside(rootfs, debug.DEFAULT_SOCKET).exists()
+    assert not inside(rootfs, wire.DEFAULT_SOCKET).exists()

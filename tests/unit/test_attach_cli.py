@@ -29,7 +29,7 @@ from levrt._cli import attach, main
 from levrt._clients.kube import use_transport
 from levrt._shapes.build import build_task
 from levrt._shapes.names import PYTHON
-from levrt.runtime import debug
+from levrt.runtime import bridge
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, RemoteCommand
 
@@ -299,8 +299,8 @@ def test_the_task_ending_under_the_bridge(api: FakeApiServer, monkeypatch: pytes
 
 
 def test_exit_codes_agree_with_the_runtime() -> None:
-    assert (attach.EXIT_BUSY, attach.EXIT_NO_BREAKPOINT) == (debug.EXIT_BUSY, debug.EXIT_NO_BREAKPOINT)
-    assert "from levrt.runtime.debug import bridge" in attach.BRIDGE
+    assert (attach.EXIT_BUSY, attach.EXIT_NO_BREAKPOINT) == (bridge.EXIT_BUSY, bridge.EXIT_NO_BREAKPOINT)
+    assert "from levrt.runtime.bridge import bridge" in attach.BRIDGE
 
 
 # -- the whole chain: CLI, bridge and debugger, without a cluster ---------------------------------------
