@@ -21,6 +21,7 @@ from types import ModuleType
 
 from levrt._clients.api import NotFound
 from levrt._clients.kube import Kube
+from levrt._core.sources import package_root
 from levrt._shapes.names import pod_name
 from levrt._shapes.podstatus import parse_timestamp
 from levrt.errors import LevrtError
@@ -38,7 +39,6 @@ __all__ = [
     "age",
     "cluster",
     "load_module",
-    "package_root",
     "parse_duration",
     "pod_of",
     "print_table",
@@ -162,37 +162,6 @@ def load_module(target: str) -> ModuleType:
     if located is not None:
         return _import_in_package(target, path, *located)
     return _exec_file(target, path)
-
-
-def package_root(path: pathlib.Path) -> tuple[pathlib.Path, str] | None:
-    """``(folder to put on sys.path, dotted name)`` of a ``.py`` file inside a package, or None.
-
-    ``examples/lev/demo/portscan/flows.py`` → ``(examples, "lev.demo.portscan.flows")`` whether
-    ``lev/`` and ``lev/demo/`` have an ``__init__.py`` or not. None for a file whose folder is
-    not a package, or whose dotted name would not be made of identifiers.
-    """
-    path = path.resolve()
-    folder = path.parent
-    if not (folder / "__init__.py").is_file():
-        return None
-    parts = [] if path.name == "__init__.py" else [path.stem]
-    top = folder
-    while True:  # the __init__.py chain, stopping at a folder named lev
-        parts.insert(0, top.name)
-        if top.name == "lev" or not (top.parent / "__init__.py").is_file() or top.parent == top:
-            break
-        top = top.parent
-    root = top.parent
-    if top.name != "lev":  # namespace folders up to lev/: lev/<namespace>/<tool>/
-        gap: list[str] = []
-        for ancestor in list(top.parents)[:2]:
-            gap.insert(0, ancestor.name)
-            if ancestor.name == "lev":
-                parts, root = gap + parts, ancestor.parent
-                break
-    if not all(part.isidentifier() for part in parts):
-        return None
-    return root, ".".join(parts)
 
 
 def _import_in_package(target: str, path: pathlib.Path, root: pathlib.Path, dotted: str) -> ModuleType:

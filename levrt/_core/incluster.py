@@ -18,6 +18,7 @@ from pathlib import Path
 from levrt._clients import submit
 from levrt._clients.kube import Kube
 from levrt._clients.watch import PodWatch
+from levrt._core.sources import orchestration_sources
 from levrt._shapes import podstatus
 from levrt._shapes.build import TaskObjects
 from levrt._shapes.names import RUN_LABEL, api_path
@@ -39,12 +40,10 @@ def run_in_cluster(
             f"--in-cluster needs an orchestration file, and {target!r} is not one. "
             "Pass the path of a .py file, e.g. levrt run examples/workflow.py --in-cluster."
         )
-    # The file and the modules beside it: tool modules it imports must exist in the Pod too.
-    sources = {p.name: p.read_bytes() for p in sorted(path.parent.glob("*.py"))}
-    sources[path.name] = path.read_bytes()
+    sources, entry = orchestration_sources(path)
     objects = orchestrator_objects(
-        sources=sources, entry=path.name, func=func, args=args, settings=settings,
-        run_id=new_run_id(sources[path.name]), env=env,
+        sources=sources, entry=entry, func=func, args=args, settings=settings,
+        run_id=new_run_id(sources[entry]), env=env,
     )
     return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig))
 

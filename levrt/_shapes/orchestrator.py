@@ -48,9 +48,9 @@ def orchestrator_objects(
     *, sources: Mapping[str, bytes], entry: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
     env: Mapping[str, str] | None = None,
 ) -> TaskObjects:
-    """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (file name → bytes).
-
-    ``sources`` holds the orchestration file and the modules beside it (the tools it imports).
+    """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (relative POSIX path →
+    bytes): the orchestration file and the modules beside it, or the whole package it belongs to
+    (``lev/demo/portscan/flows.py`` and the rest of ``lev/``), mounted in the same layout.
     """
     if entry not in sources:
         raise OrchestrationError(f"{entry!r} is not among the shipped files {sorted(sources)}.")
@@ -63,11 +63,11 @@ def orchestrator_objects(
         )
     name = orchestrator_name(run_id)
     labels = {**MANAGED_BY, ROLE_LABEL: "orchestrator", RUN_LABEL: run_id}
-    key = entry
+    keys = _configmap_keys(sorted(sources))
     configmap: dict[str, Any] = {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": f"{name}-source", "namespace": settings.namespace, "labels": labels},
-        "binaryData": {k: _b64(v) for k, v in sorted(sources.items())},
+        "binaryData": {keys[path]: _b64(data) for path, data in sorted(sources.items())},
         "immutable": True,
     }
     env_list: list[dict[str, Any]] = [
@@ -94,19 +94,35 @@ def orchestrator_objects(
                 "name": "main",
                 "image": settings.runtime_image,
                 "imagePullPolicy": settings.image_pull_policy,
-                "command": [PYTHON, "-m", "levrt", "run", f"{SOURCE_MOUNT}/{key}:{func}",
-                            "--no-progress", *args],
+                "command": [PYTHON, "-m", "levrt", "run", "--no-progress", f"{SOURCE_MOUNT}/{entry}:{func}",
+                            # The function's arguments stay positional even when they start with '-'.
+                            "--", *args],
                 "env": env_list,
                 # Settings the platform team set in the chart (timeouts, resources...) apply too.
                 "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIGMAP, "optional": True}}],
                 "volumeMounts": [{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
                 "terminationMessagePolicy": TERMINATION_POLICY,
             }],
-            "volumes": [{"name": "source", "configMap": {"name": configmap["metadata"]["name"]}}],
+            "volumes": [{"name": "source", "configMap": _source_volume(configmap["metadata"]["name"], keys)}],
             **({"nodeSelector": dict(settings.node_selector)} if settings.node_selector else {}),
         },
     }
     return TaskObjects(pod=pod, owned=[configmap])
+
+
+def _configmap_keys(paths: list[str]) -> dict[str, str]:
+    """A ConfigMap key for each path: the file name itself when every file sits at the top (keys
+    cannot hold '/'), else a numbered key that the volume maps back to the path."""
+    if all("/" not in path for path in paths):
+        return {path: path for path in paths}
+    return {path: f"f{index:04d}-{path.rsplit('/', 1)[-1]}" for index, path in enumerate(paths)}
+
+
+def _source_volume(name: str, keys: Mapping[str, str]) -> dict[str, Any]:
+    volume: dict[str, Any] = {"name": name}
+    if any(key != path for path, key in keys.items()):
+        volume["items"] = [{"key": key, "path": path} for path, key in sorted(keys.items())]
+    return volume
 
 
 def _b64(data: bytes) -> str:

@@ -91,7 +91,9 @@ async def test_workflow_of_the_example_package(job: Any, example: None) -> None:
     assert job_record["stage"] == "done" and job_record["open"] == [2222, 8080]
 
 
-def test_levrt_run_a_workflow_file_inside_the_package(kube_cluster: Any, runtime_image: str) -> None:
+@pytest.mark.parametrize("where", ["here", "in-cluster"])
+def test_levrt_run_a_workflow_file_inside_the_package(kube_cluster: Any, runtime_image: str, where: str) -> None:
+    """From this machine, and in an orchestration Pod that gets the whole lev/ tree shipped."""
     env = dict(
         os.environ,
         KUBECONFIG=kube_cluster.kubeconfig,
@@ -105,7 +107,8 @@ def test_levrt_run_a_workflow_file_inside_the_package(kube_cluster: Any, runtime
         return subprocess.run([sys.executable, "-m", "levrt", *args], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=300)
 
-    run = levrt("run", "examples/lev/demo/portscan/flows.py:sweep", "1", "--no-progress")
+    placement = ["--in-cluster", "-e", f"LEVRT_EXAMPLE_IMAGE={BUSYBOX}"] if where == "in-cluster" else []
+    run = levrt("run", "examples/lev/demo/portscan/flows.py:sweep", "1", "--no-progress", *placement)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     summary = json.loads(out[out.index("{"):out.rindex("}") + 1])

@@ -29,8 +29,9 @@ import pytest
 
 from levrt import annot, payload
 from levrt._cli import main
-from levrt._cli.base import LONE_FILE_PREFIX, CliError, load_module, package_root
+from levrt._cli.base import LONE_FILE_PREFIX, CliError, load_module
 from levrt._cli.check import tree_rows
+from levrt._core.sources import package_root
 from levrt.annot import Param, meta
 from levrt.annot.cats import Attck, BlackArch
 from levrt.errors import MetaError
