@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +21,20 @@ from pathlib import Path
 from tests.cluster.log import progress
 
 TOOLS_DIR = Path(__file__).resolve().parent / "tools"
-KUBE_VERSION = "v1.34.4"
+
+
+def required_version(tool_name: str, module: str) -> str:
+    """The version of ``module`` that ``tools/<tool_name>/go.mod`` requires (the pin, e.g. ``v1.37.2``)."""
+    gomod = (TOOLS_DIR / tool_name / "go.mod").read_text()
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", gomod, re.M)
+    if found is None:
+        raise KeyError(f"{module} is not required by tools/{tool_name}/go.mod")
+    return found.group(1)
+
+
+KUBE_VERSION = required_version("kubernetes", "k8s.io/kubernetes")
+CONTAINERD_VERSION = required_version("containerd", "github.com/containerd/containerd/v2")
+RUNC_VERSION = required_version("runc", "github.com/opencontainers/runc")
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,8 @@ class GoTool:
     packages: tuple[str, ...]
     binaries: tuple[str, ...]
     ldflags: str = "-s -w"
+    tags: tuple[str, ...] = ()
+    cgo: bool = False  # runc needs cgo (its nsenter is C, seccomp links libseccomp)
 
     @property
     def module_dir(self) -> Path:
@@ -40,6 +56,8 @@ class GoTool:
         digest = hashlib.sha256()
         for fname in ("go.mod", "go.sum"):
             digest.update((self.module_dir / fname).read_bytes())
+        if self.tags or self.cgo:  # build options beyond the defaults are part of the key too
+            digest.update(repr((self.tags, self.cgo, self.ldflags)).encode())
         return digest.hexdigest()[:16]
 
     def bin_dir(self, cache: Path) -> Path:
@@ -68,6 +86,22 @@ TOOLS: tuple[GoTool, ...] = (
               ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")),
         ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"),
         ldflags=_kube_ldflags(KUBE_VERSION),
+    ),
+    GoTool(
+        "containerd",
+        tuple(f"github.com/containerd/containerd/v2/cmd/{c}" for c in ("containerd", "containerd-shim-runc-v2", "ctr")),
+        ("containerd", "containerd-shim-runc-v2", "ctr"),
+        ldflags="-s -w " + " ".join(f"-X github.com/containerd/containerd/v2/version.{k}={v}" for k, v in (
+            ("Version", CONTAINERD_VERSION), ("Revision", CONTAINERD_VERSION),
+            ("Package", "github.com/containerd/containerd/v2"))),
+        tags=("urfave_cli_no_docs",),
+    ),
+    GoTool(
+        "runc", ("github.com/opencontainers/runc",), ("runc",),
+        ldflags=f"-s -w -X main.gitCommit={RUNC_VERSION}",
+        # seccomp: links Debian's libseccomp (libseccomp-dev); without libpathrs (a Rust library
+        # Debian 12 does not ship), which runc 1.5 still treats as optional.
+        tags=("seccomp", "urfave_cli_no_docs"), cgo=True,
     ),
     GoTool("etcd", (".",), ("etcd",)),
     GoTool("coredns", ("github.com/coredns/coredns",), ("coredns",)),
@@ -107,12 +141,13 @@ def build(t: GoTool) -> Path:
         return out
     out.parent.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{t.name}-", dir=out.parent.parent))
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOTOOLCHAIN="local")
+    env = dict(os.environ, CGO_ENABLED="1" if t.cgo else "0", GOFLAGS="-mod=mod", GOTOOLCHAIN="local")
+    tags = [f"-tags={','.join(t.tags)}"] if t.tags else []
     started = time.monotonic()
     progress(f"building {t.name} ({', '.join(t.binaries)}) with go build (cached by go.sum afterwards)")
     try:
         subprocess.run(
-            ["go", "build", "-trimpath", f"-ldflags={t.ldflags}", "-o", str(staging) + "/", *t.packages],
+            ["go", "build", "-trimpath", *tags, f"-ldflags={t.ldflags}", "-o", str(staging) + "/", *t.packages],
             cwd=t.module_dir, env=env, check=True,
         )
         if t.packages == (".",):

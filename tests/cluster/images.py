@@ -124,9 +124,9 @@ def write_archive(image: Image, dest: Path) -> str:
 
 
 def _ctr(*args: str, capture: bool = False) -> str:
-    from tests.cluster.node import paths
+    from tests.cluster.node import ctr_binary, paths
 
-    cmd = ["ctr", "--address", str(paths().containerd_sock), "-n", "k8s.io", *args]
+    cmd = [ctr_binary(), "--address", str(paths().containerd_sock), "-n", "k8s.io", *args]
     result = subprocess.run(cmd, check=True, text=True, capture_output=capture)
     return result.stdout if capture else ""
 

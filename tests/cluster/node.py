@@ -47,10 +47,16 @@ SYSCTLS = (
     "net/ipv4/conf/all/route_localnet",
 )
 
+# Command -> Debian package. containerd, its shim, ctr and runc are built from Go modules
+# (gotools.py); runc's cgo build needs gcc, pkg-config and libseccomp's headers.
 DEBIAN_PACKAGES = {
-    "containerd": "containerd", "runc": "runc", "ctr": "containerd", "iptables": "iptables",
-    "conntrack": "conntrack", "patchelf": "patchelf", "busybox": "busybox-static",
-    "redis-server": "redis-server", "ip": "iproute2", "gcc": "gcc", "ldd": "libc-bin",
+    "iptables": "iptables", "conntrack": "conntrack", "patchelf": "patchelf", "busybox": "busybox-static",
+    "redis-server": "redis-server", "ip": "iproute2", "gcc": "gcc", "ldd": "libc-bin", "pkg-config": "pkg-config",
+}
+# File -> Debian package, for packages without a command of their own.
+DEBIAN_FILES = {
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "/usr/include/seccomp.h": "libseccomp-dev",
 }
 
 
@@ -111,9 +117,8 @@ def node_ip() -> str:
 
 def ensure_packages() -> None:
     """Install the Debian packages the node needs, once (apt only when something is missing)."""
-    missing = sorted({pkg for cmd, pkg in DEBIAN_PACKAGES.items() if pkg and shutil.which(cmd) is None})
-    if not Path("/usr/lib/cni/bridge").exists():
-        missing.append("containernetworking-plugins")
+    missing = sorted({pkg for cmd, pkg in DEBIAN_PACKAGES.items() if shutil.which(cmd) is None}
+                     | {pkg for path, pkg in DEBIAN_FILES.items() if not Path(path).exists()})
     if missing:
         progress(f"installing Debian packages: {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -224,32 +229,66 @@ def _write_pki(ip: str) -> None:
 
 
 def _containerd_config() -> Path:
+    """containerd 2.x configuration, version 3 (plugin IDs ``io.containerd.cri.v1.*``)."""
     p = paths()
     root = p.root / "containerd"
     cfg = root / "config.toml"
-    cfg.write_text(f"""version = 2
+    runc = gotools.binary("runc")
+    socket_dir = root / "s"
+    # A shim socket is <dir>/<64 hex digits>; containerd refuses directories longer than 42.
+    shim_sockets = (f"[plugins.'io.containerd.shim.v1.manager']\n  socket_dir = \"{socket_dir}\"\n"
+                    if len(str(socket_dir)) <= 42 else "")
+    cfg.write_text(f"""version = 3
 root = "{root / 'root'}"
 state = "{root / 'state'}"
+temp = "{root / 'tmp'}"
+# Nothing outside the state directory: no /opt/containerd, no NRI socket in /var/run/nri,
+# shim sockets and runc's state here rather than in /run/containerd/{{s,runc}}.
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri"]
 [grpc]
   address = "{p.containerd_sock}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "levrt.local/pause:3.10"
+[ttrpc]
+  address = "{p.containerd_sock}.ttrpc"
+{shim_sockets}[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{_sandbox_image()}"
+[plugins.'io.containerd.cri.v1.runtime']
   enable_unprivileged_ports = true
   # This VM withholds CAP_SYS_RESOURCE even from root, so the -998 OOM score the kubelet asks
   # for sandboxes cannot be set; clamp it to containerd's own score instead of failing runc.
   restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        # cgroupfs: this VM's cgroup v1 hierarchy is not delegated to systemd.
         SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+        BinaryName = "{runc}"
+        Root = "{root / 'runc'}"
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{p.cni_conf}"
 """)
     return cfg
+
+
+def _sandbox_image() -> str:
+    from tests.cluster.images import PAUSE_REF
+
+    return PAUSE_REF
+
+
+def _containerd_env() -> dict[str, str]:
+    """containerd finds ``containerd-shim-runc-v2`` on PATH: ours first, never Debian's."""
+    dirs = [str(gotools.binary("containerd-shim-runc-v2").parent), str(gotools.binary("runc").parent)]
+    return {"PATH": ":".join([*dirs, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])}
+
+
+def ctr_binary() -> str:
+    """ctr built with our containerd (images.py imports and tags images with it)."""
+    return str(gotools.binary("ctr"))
 
 
 def _kubelet_config() -> Path:
@@ -395,9 +434,10 @@ def up() -> Path:
     ])
 
     progress("starting containerd")
-    _start("containerd", ["containerd", "--config", str(_containerd_config())])
+    _start("containerd", [str(gotools.binary("containerd")), "--config", str(_containerd_config())],
+           env=_containerd_env())
     _wait("containerd socket", lambda: subprocess.run(
-        ["ctr", "--address", str(p.containerd_sock), "version"], capture_output=True).returncode == 0,
+        [ctr_binary(), "--address", str(p.containerd_sock), "version"], capture_output=True).returncode == 0,
         timeout=30, component="containerd")
 
     progress("building and importing images")

@@ -1,14 +1,16 @@
 """Smoke tests of the test cluster itself: the Kubernetes features levrt is built on.
 
 Why: if native sidecars, subPath mounts, hostNetwork, exec, DNS or the store do not work on
-the node, every levrt test would fail for reasons unrelated to levrt. Each test drives the
-real apiserver through kubectl and reads results back from real containers.
+the node, every levrt test would fail for reasons unrelated to levrt; image volumes (the
+runtime image mounted read-only, whole or by subPath) are what levrt's runtime moves to next.
+Each test drives the real apiserver through kubectl and reads results back from real containers.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -223,3 +225,64 @@ def test_ferretdb_store_from_host_and_from_pod(kube: Kubectl, kube_cluster: Any)
         assert coll.find_one({"_id": {"job": 1, "task": 3}})["target"] == "pod"
     finally:
         client.close()
+
+
+# --- image volumes: the levrt runtime mounted straight from its image ------------------------
+
+def _runtime_image() -> str:
+    if os.environ.get("LEVRT_RUNTIME_IMAGE"):
+        return os.environ["LEVRT_RUNTIME_IMAGE"]
+    from tests.runtime.image import build_runtime_image
+
+    return build_runtime_image()
+
+
+def _containerd_at_least(kube: Kubectl, minimum: tuple[int, int]) -> bool:
+    """Whether every real node runs containerd >= ``minimum`` (image volumes: 2.1, their subPath: 2.2).
+    Nodes without a runtime (KWOK's fake nodes, tainted) run no Pod and do not count."""
+    nodes = json.loads(kube("get", "nodes", "-o", "json"))["items"]
+    runtimes = [item["status"]["nodeInfo"].get("containerRuntimeVersion", "") for item in nodes]
+    for runtime in filter(None, runtimes):  # e.g. containerd://2.4.2
+        name, _, version = runtime.partition("://")
+        parts = tuple(int(x) for x in version.lstrip("v").split("-")[0].split(".")[:2])
+        if name != "containerd" or parts < minimum:
+            return False
+    return True
+
+
+def test_image_volume_mounts_the_runtime_image_read_only(kube: Kubectl) -> None:
+    """The runtime image's root is the bundle prefix: mounted whole at /levrt, it is the runtime
+    (what levrt's image mode does), read-only; ``levrt`` inside it links back to the root."""
+    if not _containerd_at_least(kube, (2, 1)):
+        pytest.skip("image volumes need containerd >= 2.1 on the node")
+    image = _runtime_image()
+    kube.apply(pod(
+        "imagevol",
+        [{"name": "main", "image": busybox_ref(),
+          "command": ["sh", "-c", "ls -d /levrt/levrt/bin/python3 /levrt/opt/levrt-orchestrator/kubernetes_asyncio;"
+                                  " touch /levrt/x 2>/dev/null && echo writable || echo read-only;"
+                                  " /levrt/bin/python3 -c 'import sys, levrt; print(sys.prefix, levrt.__name__)'"],
+          "volumeMounts": [{"name": "rt", "mountPath": "/levrt", "readOnly": True}]}],
+        volumes=[{"name": "rt", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}],
+    ))
+    assert kube.wait_phase("imagevol") == "Succeeded", (
+        kube("logs", "imagevol", check=False) + kube("describe", "pod", "imagevol"))
+    out = kube("logs", "imagevol").split()
+    assert out == ["/levrt/levrt/bin/python3", "/levrt/opt/levrt-orchestrator/kubernetes_asyncio",
+                   "read-only", "/levrt", "levrt"]
+
+
+def test_image_volume_subpath_mounts_one_directory_of_the_image(kube: Kubectl) -> None:
+    if not _containerd_at_least(kube, (2, 2)):
+        pytest.skip("subPath on image volumes needs containerd >= 2.2 on the node")
+    image = _runtime_image()
+    kube.apply(pod(
+        "imagevol-subpath",
+        [{"name": "main", "image": busybox_ref(),
+          "command": ["sh", "-c", "ls /rt-bin | grep -x python3"],
+          "volumeMounts": [{"name": "rt", "mountPath": "/rt-bin", "subPath": "bin", "readOnly": True}]}],
+        volumes=[{"name": "rt", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}],
+    ))
+    assert kube.wait_phase("imagevol-subpath") == "Succeeded", (
+        kube("logs", "imagevol-subpath", check=False) + kube("describe", "pod", "imagevol-subpath"))
+    assert kube("logs", "imagevol-subpath").split() == ["python3"]

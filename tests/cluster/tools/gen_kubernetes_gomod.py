@@ -5,7 +5,7 @@ consumer cannot use. We require the release and replace each staging module with
 published ``v0.<minor>.<patch>`` tag, taking the list from the release's go.mod itself so it
 never drifts from what upstream builds with.
 
-Usage: python gen_kubernetes_gomod.py v1.34.4   (then `go mod tidy` runs in kubernetes/)
+Usage: python gen_kubernetes_gomod.py v1.37.2   (then `go mod tidy` runs in kubernetes/)
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def render(version: str, upstream_gomod: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    version = argv[1] if len(argv) > 1 else "v1.34.4"
+    version = argv[1] if len(argv) > 1 else "v1.37.2"
     info = json.loads(
         subprocess.run(
             ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
