@@ -256,9 +256,17 @@ class FakeApiServer:
         is the answer (the request is then not handled)."""
         self._hooks.append(Hook(method, path, action, times))
 
-    def fail(self, method: str, path: str, code: int, message: str = "injected failure", *, times: int = 1) -> None:
-        """Answer the next ``times`` requests ``method path`` with error ``code``."""
-        self.before(method, path, lambda: Response(code, status_body(code, message)), times=times)
+    def fail(self, method: str, path: str, code: int, message: str = "injected failure", *, times: int = 1,
+             retry_after: float | None = None) -> None:
+        """Answer the next ``times`` requests ``method path`` with error ``code`` (and a ``Retry-After``
+        of ``retry_after`` seconds, as the apiserver sends with a 429)."""
+        def answer() -> Response:
+            body = status_body(code, message)
+            if retry_after is not None:
+                body["details"] = {"retryAfterSeconds": int(retry_after)}
+            return Response(code, body, retry_after)
+
+        self.before(method, path, answer, times=times)
 
     def put(self, obj: Mapping[str, Any], *, namespace: str | None = "levrt", age: float = 0.0) -> Obj:
         """Store ``obj`` as if created ``age`` seconds ago (no faults, no namespace check)."""

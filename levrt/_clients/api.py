@@ -9,6 +9,8 @@ mapping of statuses to exceptions is written here once (callers write ``except N
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -27,10 +29,13 @@ __all__ = [
     "NotFound",
     "Request",
     "Response",
+    "ServiceUnavailable",
     "Stream",
+    "TooManyRequests",
     "Transport",
     "Unauthorized",
     "api_error",
+    "retry_after_seconds",
 ]
 
 
@@ -73,8 +78,18 @@ class Invalid(ApiError):
     """422: the object failed validation."""
 
 
+class TooManyRequests(ApiError):
+    """429: the apiserver shed the request (API Priority and Fairness, max-in-flight); the client
+    retried it as long as it was allowed to (``levrt._clients.kube.Limits``) and gave up."""
+
+
+class ServiceUnavailable(ApiError):
+    """503: the apiserver (or an aggregated API behind it) cannot serve now."""
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 410: Gone, 422: Invalid,
+    429: TooManyRequests, 503: ServiceUnavailable,
 }
 
 
@@ -100,6 +115,34 @@ class Response:
 
     status: int
     body: Any
+    retry_after: float | None = None
+    """Seconds the server asked the client to wait before trying again (the ``Retry-After`` header
+    of a 429 or 503, read with ``retry_after_seconds``); None when it did not say."""
+
+
+def retry_after_seconds(header: str | None, body: Any = None) -> float | None:
+    """The delay a ``Retry-After`` header asks for: delta-seconds (what the apiserver sends) or an
+    HTTP date; else the ``details.retryAfterSeconds`` of a ``Status`` body; else None."""
+    if header:
+        text = header.strip()
+        try:
+            return max(0.0, float(text))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.UTC)
+            return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+    if isinstance(body, Mapping):
+        details = body.get("details")
+        seconds = details.get("retryAfterSeconds") if isinstance(details, Mapping) else None
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+            return float(seconds)
+    return None
 
 
 class Stream(Protocol):

@@ -31,6 +31,7 @@ from levrt._clients.api import (
     Request,
     Response,
     api_error,
+    retry_after_seconds,
 )
 from levrt.errors import ClusterError
 
@@ -105,7 +106,10 @@ class HttpTransport:
                 request.method, self._url(request), data=request.body, headers=await self._headers(request),
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
-                return Response(resp.status, _decode(await resp.read(), resp.content_type))
+                body = _decode(await resp.read(), resp.content_type)
+                if resp.status in (429, 503):  # the server may ask to be left alone for a while
+                    return Response(resp.status, body, retry_after_seconds(resp.headers.get("Retry-After"), body))
+                return Response(resp.status, body)
         except aiohttp.ClientError as exc:
             raise unreachable(self.host, exc) from exc
 

@@ -4,6 +4,10 @@ Why a module of its own: task Pods (the engine) and orchestration Pods (in-clust
 submitted the same way (DESIGN.md, "Submit order"): the Pod is created behind a scheduling gate,
 its ConfigMaps/Secrets are created with an ownerReference to it, then the gate is lifted. A
 failure in between deletes the Pod and the garbage collector removes what it owned.
+
+Under the client's rate limit (``levrt._clients.kube.Limiter``) creating a task's Pod is new work
+and waits behind the later steps of submits already under way and behind deletions, so a fan-out
+of thousands finishes what it started first and its cleanup keeps up with it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from levrt._clients.api import Conflict, Forbidden, NotFound
-from levrt._clients.kube import Kube
+from levrt._clients.kube import Kube, Priority
 from levrt._shapes.build import TaskObjects
 from levrt._shapes.names import api_path, plural
 from levrt.errors import ClusterError, LevrtError
@@ -37,7 +41,7 @@ def with_owner(obj: Mapping[str, Any], *, pod_name: str, pod_uid: str) -> dict[s
 
 async def submit(kube: Kube, namespace: str, objects: TaskObjects) -> dict[str, Any]:
     """Create ``objects.pod`` gated, then ``objects.owned`` owned by it, then lift the gate."""
-    pod = await create(kube, namespace, objects.pod)
+    pod = await create(kube, namespace, objects.pod, priority=Priority.NEW_WORK)
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
     try:
         owned = [with_owner(obj, pod_name=name, pod_uid=uid) for obj in objects.owned]
@@ -53,10 +57,12 @@ async def submit(kube: Kube, namespace: str, objects: TaskObjects) -> dict[str, 
     return dict(pod)
 
 
-async def create(kube: Kube, namespace: str, body: Mapping[str, Any]) -> Any:
+async def create(kube: Kube, namespace: str, body: Mapping[str, Any], *, priority: int = Priority.NORMAL) -> Any:
     """POST one object, turning the usual mistakes into messages that say what to do."""
     try:
-        return await kube.request("POST", api_path(plural(body["kind"]), namespace=namespace), body=body)
+        return await kube.request(
+            "POST", api_path(plural(body["kind"]), namespace=namespace), body=body, priority=priority
+        )
     except NotFound as exc:
         raise ClusterError(
             f"Namespace {namespace!r} does not exist. Install the platform "
@@ -92,7 +98,7 @@ async def delete_pod(kube: Kube, namespace: str, name: str, *, graceful: bool = 
     try:
         await kube.request(
             "DELETE", api_path("pods", namespace=namespace, name=name),
-            query=None if graceful else {"gracePeriodSeconds": 0},
+            query=None if graceful else {"gracePeriodSeconds": 0}, priority=Priority.CLEANUP,
         )
     except NotFound:
         pass
