@@ -18,10 +18,11 @@ from typing import Any
 from levrt._version import __version__
 from levrt.errors import SettingsError
 
-__all__ = ["DEFAULT_RUNTIME_IMAGE", "PULL_POLICIES", "Settings"]
+__all__ = ["DEFAULT_RUNTIME_IMAGE", "PULL_POLICIES", "RUNTIME_MODES", "Settings"]
 
 DEFAULT_RUNTIME_IMAGE = f"levrt.local/runtime:{__version__}"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+RUNTIME_MODES = ("auto", "image", "copy")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A registry host (with an optional port) and an optional path: no scheme, no tag.
 _REGISTRY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -36,6 +37,10 @@ class Settings:
     """Kubernetes namespace of every object (``LEVRT_NAMESPACE``)."""
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     """Image holding the injected Python runtime at ``/levrt`` (``LEVRT_RUNTIME_IMAGE``)."""
+    runtime_mode: str = "auto"
+    """How task Pods get the runtime: ``image`` mounts the runtime image as a volume (Kubernetes
+    1.35+), ``copy`` copies it with an init container, ``auto`` lets the first job on a cluster find
+    out which works (``LEVRT_RUNTIME_MODE``; see ``levrt._core.runtime_mode``)."""
     runtime_host_path: str | None = None
     """A node directory holding the bundle (the chart's ``runtime.nodeCache`` DaemonSet fills it);
     when set, tasks mount it at ``/levrt`` instead of copying it with an init container, which saves
@@ -77,6 +82,8 @@ class Settings:
             )
         if not self.runtime_image or any(c.isspace() for c in self.runtime_image):
             raise SettingsError(f"runtime_image={self.runtime_image!r} is not an image reference.")
+        if self.runtime_mode not in RUNTIME_MODES:
+            raise SettingsError(f"runtime_mode={self.runtime_mode!r}; use one of {', '.join(RUNTIME_MODES)}.")
         if self.runtime_host_path is not None and (
             not self.runtime_host_path.startswith("/") or any(c.isspace() for c in self.runtime_host_path)
         ):
@@ -134,6 +141,7 @@ class Settings:
             "LEVRT_NAMESPACE": "namespace",
             "LEVRT_RUNTIME_IMAGE": "runtime_image",
             "LEVRT_RUNTIME_HOST_PATH": "runtime_host_path",
+            "LEVRT_RUNTIME_MODE": "runtime_mode",
             "LEVRT_STORE_URI": "store_uri",
             "LEVRT_STORE_SECRET": "store_secret",
             "LEVRT_DB": "database",

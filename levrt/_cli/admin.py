@@ -22,6 +22,7 @@ from levrt._cli.base import (
 from levrt._clients.api import Forbidden, NotFound
 from levrt._clients.kube import MIN_MINOR, Kube
 from levrt._clients.store import COUNTERS, Store, resolve_uri
+from levrt._core import runtime_mode
 from levrt._shapes.names import MANAGED_SELECTOR, api_path
 from levrt._shapes.podstatus import parse_timestamp
 from levrt.errors import LevrtError
@@ -98,6 +99,9 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
             version = await kube.server_version()
             checks.append(("cluster version", version.supported,
                            f"{version.git_version} (levrt needs >= 1.{MIN_MINOR})"))
+            runtime = await runtime_mode.decide(kube, settings, server=version.git_version, minor=version.minor)
+            names = {"image": "image volume", "copy": "init-container copy", "node": "node cache"}
+            checks.append(("runtime mode", True, f"{names[runtime.mode]}: {runtime.reason}"))
             for resource, verb, sub in NEEDED_ACCESS:
                 review = await kube.request(
                     "POST", api_path("selfsubjectaccessreviews", group="authorization.k8s.io"), body={

@@ -26,6 +26,8 @@ from levrt._clients import signals, submit
 from levrt._clients.kube import Kube
 from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.watch import PodWatch
+from levrt._core import runtime_mode
+from levrt._core.runtime_mode import Decision
 from levrt._shapes import podstatus
 from levrt._shapes.build import build_task, read_files
 from levrt._shapes.names import api_path, job_selector
@@ -57,8 +59,11 @@ async def session(*, settings: Settings | None = None, kubeconfig: str | None = 
 class Engine:
     """One job. Create with ``await Engine.open(...)``; end with ``await engine.close()``."""
 
-    def __init__(self, *, settings: Settings, kube: Kube, store: Store, watch: PodWatch, job_id: int) -> None:
+    def __init__(self, *, settings: Settings, kube: Kube, store: Store, watch: PodWatch, job_id: int,
+                 runtime: Decision | None = None) -> None:
         self.settings = settings
+        self.runtime = runtime or Decision(settings.runtime_mode, "as configured")
+        """How this job's tasks get the runtime, and why (``levrt._core.runtime_mode``)."""
         self.kube = kube
         self.store = store
         self.watch = watch
@@ -73,7 +78,11 @@ class Engine:
         store: Store | None = None
         watch: PodWatch | None = None
         try:
-            (await kube.server_version()).require_supported()
+            version = await kube.server_version()
+            version.require_supported()
+            runtime = await runtime_mode.decide(kube, settings, server=version.git_version, minor=version.minor)
+            if runtime.mode in ("image", "copy"):
+                settings = settings.replace(runtime_mode=runtime.mode)
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
             job_id = await store.next_job_id()
             watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
@@ -86,7 +95,8 @@ class Engine:
             await kube.close()
             raise
         log.info("job: %d", job_id)
-        return cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id)
+        log.debug("runtime: %s (%s)", runtime.mode, runtime.reason)
+        return cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id, runtime=runtime)
 
     async def close(self, *, delete_pods: bool = False) -> None:
         """Stop watching and close connections; with ``delete_pods`` remove this job's Pods."""

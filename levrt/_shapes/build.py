@@ -46,8 +46,10 @@ from levrt._shapes.names import (
     COLLECTION_ANNOTATION,
     ENTRY_ANNOTATION,
     GATE,
+    MANAGED_BY,
     PAYLOAD_MOUNT,
     PYTHON,
+    ROLE_LABEL,
     RUNTIME_COMMAND,
     RUNTIME_MOUNT,
     TERMINATION_POLICY,
@@ -60,20 +62,27 @@ from levrt.cr import Cr
 from levrt.errors import LevrtError, PayloadError, SettingsError
 from levrt.settings import Settings
 
-__all__ = ["RUNTIME_COPY_COMMAND", "TaskObjects", "build_task", "read_files"]
+__all__ = ["PROBE_ROLE", "RUNTIME_COPY_COMMAND", "TaskObjects", "build_task", "read_files", "runtime_probe_pod"]
 
 RUNTIME_VOLUME = "levrt-runtime"
 RUNTIME_TARGET = "/levrt-target"
 PAYLOAD_VOLUME = "levrt-payload"
-# The runtime image holds the bundle at /levrt (its ELF interpreter path); the init container
-# copies it, with the image's own Python, into the emptyDir mounted at /levrt-target.
+# The runtime image's root is the bundle's prefix (bin/, lib/), with /levrt a link to that root: so
+# the image mounted as a volume at /levrt is the runtime, and in a container of that image
+# /levrt/bin/python3 runs too. The init container copies the prefix, with the image's own
+# Python, into the emptyDir mounted at /levrt-target.
+BUNDLE_DIRS = ("bin", "lib")
 RUNTIME_COPY_COMMAND = [
     PYTHON,
     "-c",
-    "import shutil,sys; shutil.copytree(sys.argv[1], sys.argv[2], symlinks=True, dirs_exist_ok=True)",
+    "import shutil,sys\n"
+    "for d in sys.argv[3:]: shutil.copytree(sys.argv[1]+'/'+d, sys.argv[2]+'/'+d, symlinks=True, dirs_exist_ok=True)",
     RUNTIME_MOUNT,
     RUNTIME_TARGET,
+    *BUNDLE_DIRS,
 ]
+PROBE_ROLE = "runtime-probe"
+PROBE_MOUNT = "/levrt-probe"
 # Readiness of several ports at once: exit 0 only when every port accepts a connection.
 PROBE_SCRIPT = (
     "import socket,sys\n"
@@ -153,7 +162,7 @@ def build_task(
     volume_names = sorted({m["name"] for ms in mounts.values() for m in ms})
 
     init_containers: list[dict[str, Any]] = []
-    if runtime and not settings.runtime_host_path:
+    if runtime and _copies_runtime(settings):
         init_containers.append(
             {
                 "name": RUNTIME_VOLUME,
@@ -219,11 +228,8 @@ def build_task(
         spec["initContainers"] = init_containers
     spec["containers"] = [main]
     volumes: list[dict[str, Any]] = []
-    if runtime and settings.runtime_host_path:
-        # Filled once per node by the chart's DaemonSet: no copy, no init container.
-        volumes.append({"name": RUNTIME_VOLUME, "hostPath": {"path": settings.runtime_host_path, "type": "Directory"}})
-    elif runtime:
-        volumes.append({"name": RUNTIME_VOLUME, "emptyDir": {}})
+    if runtime:
+        volumes.append(_runtime_volume(settings))
     if payloads:
         volumes.append({"name": PAYLOAD_VOLUME, "secret": {"secretName": payload_secret_name(name)}})
     volumes += [{"name": v, "configMap": {"name": v}} for v in volume_names]
@@ -304,6 +310,53 @@ def _container(
         container["volumeMounts"] = mounts
     container["terminationMessagePolicy"] = TERMINATION_POLICY
     return container
+
+
+def _copies_runtime(settings: Settings) -> bool:
+    """Whether the runtime reaches the Pod through an init container's copy (``copy``, ``auto``)."""
+    return not settings.runtime_host_path and settings.runtime_mode != "image"
+
+
+def _runtime_volume(settings: Settings) -> dict[str, Any]:
+    if settings.runtime_host_path:
+        # Filled once per node by the chart's DaemonSet: no copy, no init container.
+        return {"name": RUNTIME_VOLUME, "hostPath": {"path": settings.runtime_host_path, "type": "Directory"}}
+    if settings.runtime_mode == "image":
+        # The runtime image itself, mounted read-only: no copy, no init container.
+        return {"name": RUNTIME_VOLUME,
+                "image": {"reference": settings.runtime_image, "pullPolicy": settings.image_pull_policy}}
+    return {"name": RUNTIME_VOLUME, "emptyDir": {}}
+
+
+def runtime_probe_pod(settings: Settings, *, name: str) -> TaskObjects:
+    """A Pod that says whether this cluster mounts the runtime image as a volume: its container (of
+    the runtime image) exits 0 if the mounted image holds the runtime's Python, 3 if the mount is
+    empty; a cluster without image volumes refuses it or fails it (``levrt._core.runtime_mode``)."""
+    check = "import os,sys; sys.exit(0 if os.path.isfile(sys.argv[1]) else 3)"
+    spec: dict[str, Any] = {
+        "schedulingGates": [{"name": GATE}],
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 0,
+        "containers": [{
+            "name": "main",
+            "image": settings.runtime_image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": [PYTHON, "-c", check, f"{PROBE_MOUNT}/bin/python3"],
+            "volumeMounts": [{"name": RUNTIME_VOLUME, "mountPath": PROBE_MOUNT, "readOnly": True}],
+            "terminationMessagePolicy": TERMINATION_POLICY,
+        }],
+        "volumes": [_runtime_volume(settings.replace(runtime_mode="image", runtime_host_path=None))],
+    }
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        spec["tolerations"] = [copy.deepcopy(dict(t)) for t in settings.tolerations]
+    labels = {**MANAGED_BY, ROLE_LABEL: PROBE_ROLE}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": settings.namespace, "labels": labels}, "spec": spec}
+    return TaskObjects(pod=pod, owned=[])
 
 
 def _image(image: str, settings: Settings) -> str:

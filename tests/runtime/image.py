@@ -1,9 +1,11 @@
 """The levrt runtime image for the test cluster, built without Docker.
 
-Why: task Pods need ``Settings.runtime_image`` on the node. Layer one is the bundle at
-``/levrt`` (what the init container copies); layer two holds the client-side packages at
-``/opt/levrt-orchestrator`` for in-cluster orchestration Pods. Both are cached by content and
-imported only when the node does not already hold the same digest.
+Why: task Pods need ``Settings.runtime_image`` on the node. Layer one is the bundle's prefix
+(``bin/``, ``lib/``) at the image's root, so the image mounted as a volume at ``/levrt`` is the
+runtime; layer two is the link ``/levrt`` → ``.``, so in a container of this image (the init copy,
+orchestration Pods) ``/levrt/bin/python3`` and its ELF interpreter path work too; layer three
+holds the client-side packages at ``/opt/levrt-orchestrator`` for in-cluster orchestration Pods.
+All are cached by content and imported only when the node does not already hold the same digest.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ def runtime_image() -> Image:
     client_root = cache_root() / f"runtime-client-{key}"
     (client_root / "opt").mkdir(parents=True, exist_ok=True)
     builder.build_client_site(client_root / "opt" / "levrt-orchestrator")
-    return Image(runtime_ref(), (bundle, client_root), entrypoint=("/levrt/bin/python3",),
+    link = cache_root() / "runtime-link"
+    if not (link / "levrt").is_symlink():
+        link.mkdir(parents=True, exist_ok=True)
+        (link / "levrt").symlink_to(".")
+    return Image(runtime_ref(), (bundle / "levrt", link, client_root), entrypoint=("/levrt/bin/python3",),
                  labels={"io.levrt.python": f"{sys.version_info.major}.{sys.version_info.minor}"})
 
 

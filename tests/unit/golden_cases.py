@@ -156,8 +156,11 @@ def golden_cases(workdir: pathlib.Path | None = None) -> dict[str, TaskObjects]:
         "namespaced": (hello("ns", image=BUSYBOX), "example/org"),
         "plain-image": (plain_image(), ""),
         "multi-port-service": (multi_port_service(), ""),
+        "runtime-image-volume": (redis_service(), ""),
     }
     settings = {
+        # The runtime mounted from its image (Kubernetes 1.35+): no init container, no copy.
+        "runtime-image-volume": GOLDEN_SETTINGS.replace(runtime_mode="image"),
         "plain-image": GOLDEN_SETTINGS.replace(
             timeout=600,
             resources={"limits": {"memory": "256Mi"}},

@@ -301,11 +301,12 @@ def doctor_lines(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
 def test_doctor_all_ok(platform: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor"]) == 0
     checks = doctor_lines(capsys)
-    assert list(checks) == ["cluster version", "may create pods", "may watch pods", "may create pods/exec",
-                            "may get pods/log", "may create secrets", "may create configmaps", "store reachable",
-                            "runtime image on nodes"]
+    assert list(checks) == ["cluster version", "runtime mode", "may create pods", "may watch pods",
+                            "may create pods/exec", "may get pods/log", "may create secrets", "may create configmaps",
+                            "store reachable", "runtime image on nodes"]
     assert all(v.startswith("ok ") for v in checks.values()), checks
     assert checks["runtime image on nodes"].endswith("on kind-control-plane")
+    assert "init-container copy" in checks["runtime mode"] and "1.35" in checks["runtime mode"]  # an old server
 
 
 @pytest.mark.parametrize(("breakage", "failing"), [
