@@ -19,10 +19,11 @@ runtime ships this package); Kubernetes, YAML and display libraries load lazily 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from levrt import annot, errors
 from levrt._version import __version__ as __version__
 from levrt.argv import cli
-from levrt.concurrent import Concurrent
 from levrt.context import ctx, lev
 from levrt.cr import Cr, Digest, File
 from levrt.document import Document
@@ -30,6 +31,17 @@ from levrt.errors import *  # noqa: F403  (the error classes, listed once in err
 from levrt.remote import remote
 from levrt.run import run
 from levrt.task import Task
+
+if TYPE_CHECKING:
+    from levrt.concurrent import Concurrent
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Concurrent":
+        from levrt.concurrent import Concurrent  # needs asyncio, which a task container does without
+
+        return Concurrent
+    raise AttributeError(f"module 'levrt' has no attribute {name!r}")
 
 __all__ = [
     "Concurrent",

@@ -4,19 +4,24 @@ Why a function of its own: a job needs a scope — connections opened, a job id 
 logged (``job: <id>`` on logger ``lev``), and on Ctrl-C or an exception the job's Pods deleted —
 and ``asyncio.run`` gives no such scope. ``session()`` is that scope for callers that run their
 own event loop (``async with session(): ...``).
+
+``import levrt`` imports this module, and so does every task container (its entry is unpickled
+against ``levrt``): the engine, its Kubernetes and store clients and ``asyncio`` load when a job
+opens, not on import, which keeps a task's start-up to what the runtime itself needs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
-from levrt._core.engine import session
 from levrt.errors import LevrtError
 from levrt.settings import Settings
+
+if TYPE_CHECKING:
+    from levrt._core.engine import Engine
 
 __all__ = ["run", "session"]
 
@@ -33,7 +38,19 @@ def run(main: Awaitable[T] | Callable[[], Awaitable[T]], *, settings: Settings |
             f"levrt.run() needs a coroutine, got {main!r}. Did you forget parentheses? "
             "Write levrt.run(main()) for `async def main(): ...`."
         )
+    import asyncio  # loaded when a job runs, not by `import levrt` (see the module)
+
     return asyncio.run(_run(main, settings=settings, kubeconfig=kubeconfig))
+
+
+@contextlib.asynccontextmanager
+async def session(*, settings: Settings | None = None, kubeconfig: str | None = None) -> AsyncIterator[Engine]:
+    """Open a job: connect to the cluster and the store, allocate the job id, clean up at the end
+    (``async with session() as job: ...``, for callers with their own event loop)."""
+    from levrt._core import engine  # the one deferred levrt import: the clients load when a job opens
+
+    async with engine.session(settings=settings, kubeconfig=kubeconfig) as job:
+        yield job
 
 
 async def _run(main: Awaitable[T], *, settings: Settings | None, kubeconfig: str | None) -> T:

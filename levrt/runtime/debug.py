@@ -35,7 +35,6 @@ Standard library only (this runs in every task container).
 
 from __future__ import annotations
 
-import asyncio
 import bdb
 import contextlib
 import math
@@ -94,6 +93,9 @@ def _cancel_requested() -> bool:
     """Whether asyncio was asked to cancel the coroutine entry this thread runs: a SIGINT only
     marks the task, which notices at its next ``await``, so a debugger blocking its event loop
     has to look."""
+    asyncio = sys.modules.get("asyncio")  # a plain entry never loads it (a task's start stays cheap)
+    if asyncio is None:
+        return False
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no event loop in this thread: a plain entry, where SIGINT raises
