@@ -1,0 +1,1 @@
+"""Benchmarks against the test cluster: roundtrip (one task), fanout (N at once), dispatch (KWOK)."""
