@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 RESULT = "BENCH-RESULT "
@@ -69,6 +70,13 @@ def cluster_env() -> None:
         if line.startswith("export ") and "=" in line:
             key, _, value = line.removeprefix("export ").partition("=")
             os.environ.setdefault(key, shlex.split(value)[0] if value else "")
+
+
+def write_figures(path: str, result: dict[str, Any]) -> None:
+    """Write a bench's figures as JSON (``--json``), creating the folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2))
+    print(f"figures: {path}")
 
 
 def emit(result: dict[str, Any]) -> None:

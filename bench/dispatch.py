@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import copy
 import glob
-import json
 import os
 import random
 import signal
@@ -597,9 +596,7 @@ def main() -> None:
     if all(len(s) == 2 for s in result["n"].values()):
         print_table(result)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"figures: {args.json}")
+        common.write_figures(args.json, result)
 
 
 if __name__ == "__main__":

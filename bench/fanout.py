@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import time
@@ -261,9 +260,7 @@ def main() -> None:
     plot(result, png)
     print(f"plot: {png}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"figures: {args.json}")
+        common.write_figures(args.json, result)
 
 
 if __name__ == "__main__":
