@@ -8,6 +8,7 @@ chart's NetworkPolicy check all need a Cr's Pod; building it the way submit does
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from levrt import Cr
 from levrt._shapes.build import TaskObjects, build_task, read_files
@@ -38,3 +39,13 @@ def build(
         settings=Settings() if settings is None else settings,
         file_contents=read_files(cr) if file_contents is None else file_contents,
     )
+
+
+class Config:
+    """What HttpTransport reads of a kubeconfig: the server and its credentials (none here)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    async def auth_settings(self) -> dict[str, Any]:
+        return {}

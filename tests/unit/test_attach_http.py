@@ -18,18 +18,9 @@ from aiohttp import web
 
 from levrt._clients.api import Forbidden, Request
 from levrt._clients.http import HttpTransport
+from tests.helpers import Config
 
 Handler = Callable[[web.WebSocketResponse], Awaitable[None]]
-
-
-class Config:
-    """What HttpTransport reads of a kubeconfig: the server and its credentials (none here)."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-
-    async def auth_settings(self) -> dict[str, Any]:
-        return {}
 
 
 @pytest.fixture

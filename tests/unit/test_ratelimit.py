@@ -37,6 +37,7 @@ from levrt._shapes.build import build_task
 from levrt.errors import ClusterError, SettingsError
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer
+from tests.helpers import Config
 
 PODS = "/api/v1/namespaces/levrt/pods"
 
@@ -329,14 +330,6 @@ async def test_deletes_and_submits_under_way_go_before_new_pods() -> None:
 
 
 # -- the real transport reads Retry-After -----------------------------------------------------------
-
-
-class Config:
-    def __init__(self, host: str) -> None:
-        self.host = host
-
-    async def auth_settings(self) -> dict[str, Any]:
-        return {}
 
 
 @contextlib.asynccontextmanager
