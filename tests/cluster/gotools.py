@@ -2,8 +2,8 @@
 
 Why: no container registry and no release tarballs are reachable, only the Go module proxy.
 Each tool is a tiny module under ``tools/<name>/`` whose go.mod/go.sum pin exact versions;
-the binaries land in ``<cache>/gotools/<name>-<key>/bin`` where ``key`` hashes go.mod and
-go.sum, so a second build is a no-op and a version bump builds into a fresh directory.
+the binaries land in ``<cache>/gotools/<name>-<key>/bin`` where ``key`` hashes go.mod,
+go.sum and our own ``main.go`` where a tool has one, so a second build is a no-op and a version bump builds into a fresh directory.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class GoTool:
         digest = hashlib.sha256()
         for fname in ("go.mod", "go.sum"):
             digest.update((self.module_dir / fname).read_bytes())
+        wrapper = self.module_dir / "main.go"  # a command of our own (tools.go only pins imports)
+        if wrapper.is_file():
+            digest.update(wrapper.read_bytes())
         if self.tags or self.cgo:  # build options beyond the defaults are part of the key too
             digest.update(repr((self.tags, self.cgo, self.ldflags)).encode())
         return digest.hexdigest()[:16]

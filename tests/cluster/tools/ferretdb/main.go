@@ -26,7 +26,13 @@ func main() {
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + *dir + "/",
+		// Hundreds of tasks write at once in a fan-out. _txlock=immediate: a transaction takes
+		// SQLite's write lock when it begins, so a busy writer waits (busy_timeout, raised from
+		// FerretDB's 10 s) instead of failing when a deferred transaction upgrades.
+		// synchronous(normal): in WAL mode a commit does not wait for fsync (still safe against
+		// corruption; only an OS crash can lose the last commits), which under the disk load of
+		// many starting containers held the write lock for seconds.
+		SQLiteURL: "file:" + *dir + "/?_txlock=immediate&_pragma=busy_timeout(30000)&_pragma=synchronous(normal)",
 	})
 	if err != nil {
 		log.Fatal(err)
