@@ -399,6 +399,11 @@ class FakeApiServer:
             return Response(200, copy.deepcopy(self._get(plural, ns, name)))
         if name is not None and method == "DELETE":
             return Response(200, self._delete(plural, ns, name))
+        if name is None and method == "DELETE":  # deletecollection
+            doomed = [n for (p, o, n), obj in sorted(self.objects.items())
+                      if p == plural and o == ns and selected(obj, query)]
+            gone = [self._delete(plural, ns, n) for n in doomed]
+            return Response(200, {"kind": f"{KINDS[plural]}List", "apiVersion": "v1", "items": gone})
         if name is not None and method == "PATCH":
             return Response(200, self._patch(plural, ns, name, request))
         raise Reject(405, f"method {method} not allowed on {request.path}")
@@ -508,11 +513,16 @@ def split_version(git_version: str) -> tuple[str, str]:
 
 
 def selected(obj: Mapping[str, Any], query: Mapping[str, str]) -> bool:
-    """Whether ``obj`` matches the ``labelSelector`` (``k=v``, ``k!=v``, ``k``) and the equality
-    ``fieldSelector`` (``involvedObject.name=x``) of ``query``."""
+    """Whether ``obj`` matches the ``labelSelector`` (``k=v``, ``k!=v``, ``k``, ``k in (a,b)``,
+    ``k notin (a,b)``) and the equality ``fieldSelector`` (``involvedObject.name=x``) of ``query``."""
     labels = obj.get("metadata", {}).get("labels") or {}
-    for term in filter(None, query.get("labelSelector", "").split(",")):
-        if "!=" in term:
+    for term in selector_terms(query.get("labelSelector", "")):
+        if " in (" in term or " notin (" in term:
+            key, op, rest = term.split(" ", 2)
+            values = {v.strip() for v in rest.strip("()").split(",")}
+            if (labels.get(key) in values) != (op == "in"):
+                return False
+        elif "!=" in term:
             key, value = term.split("!=", 1)
             if labels.get(key) == value:
                 return False
@@ -530,6 +540,20 @@ def selected(obj: Mapping[str, Any], query: Mapping[str, str]) -> bool:
         if str(found) != value:
             return False
     return True
+
+
+def selector_terms(selector: str) -> list[str]:
+    """The terms of a label selector: split at the commas outside ``( )``."""
+    terms, depth, current = [], 0, ""
+    for char in selector:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += char
+    terms.append(current.strip())
+    return [term for term in terms if term]
 
 
 def json_patch(obj: Obj, op: Mapping[str, Any]) -> None:

@@ -48,6 +48,7 @@ from levrt._shapes.names import (
     GATE,
     MANAGED_BY,
     PAYLOAD_MOUNT,
+    PAYLOAD_ROLE,
     PYTHON,
     ROLE_LABEL,
     RUNTIME_COMMAND,
@@ -251,7 +252,8 @@ def build_task(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": payload_secret_name(name), "namespace": ns, "labels": dict(labels)},
+                "metadata": {"name": payload_secret_name(name), "namespace": ns,
+                             "labels": {**labels, ROLE_LABEL: PAYLOAD_ROLE}},
                 "type": "Opaque",
                 "immutable": True,
                 "data": {key: base64.b64encode(blob).decode("ascii") for key, blob in payloads.items()},

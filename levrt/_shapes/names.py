@@ -19,6 +19,7 @@ __all__ = [
     "MANAGED_BY",
     "MANAGED_SELECTOR",
     "PAYLOAD_MOUNT",
+    "PAYLOAD_ROLE",
     "PYTHON",
     "ROLE_LABEL",
     "RUNTIME_COMMAND",
@@ -45,6 +46,8 @@ JOB_LABEL = "levrt.io/job"
 TASK_LABEL = "levrt.io/task"
 FILE_LABEL = "levrt.io/file"
 ROLE_LABEL = "levrt.io/role"
+PAYLOAD_ROLE = "payload"
+"""The role label of a task's payload Secret, which the client deletes itself (levrt._clients.sweep)."""
 RUN_LABEL = "levrt.io/run"
 COLLECTION_ANNOTATION = "levrt.io/collection"
 ENTRY_ANNOTATION = "levrt.io/entry"

@@ -1,0 +1,101 @@
+"""The payload sweeper against the fake apiserver: one deletecollection per batch of finished tasks,
+only their payload Secrets (never a shared file object, never another job's), and a refusal that
+leaves the rest to the garbage collector without failing the job."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import levrt
+from levrt import Cr
+from levrt._clients.kube import Kube, use_transport
+from levrt._clients.store import use_client
+from levrt._clients.sweep import BATCH, PayloadSweeper, payload_selector
+from levrt.run import session
+from levrt.settings import Settings
+from tests.fakes import FakeApiServer, FakeMongo
+
+SECRETS = "/api/v1/namespaces/levrt/secrets"
+
+
+def payload(job: int, task: int) -> dict[str, object]:
+    return {"kind": "Secret", "metadata": {"name": f"lev-j{job}-t{task}-payload", "labels": {
+        "app.kubernetes.io/managed-by": "levrt", "levrt.io/role": "payload",
+        "levrt.io/job": str(job), "levrt.io/task": str(task)}}}
+
+
+def deletes(api: FakeApiServer) -> list[str]:
+    return [dict(r.query).get("labelSelector", "") for r in api.requests if r.method == "DELETE" and r.path == SECRETS]
+
+
+def test_the_selector_names_the_tasks_of_one_job() -> None:
+    assert payload_selector(7, [3, 1]) == (
+        "app.kubernetes.io/managed-by=levrt,levrt.io/role=payload,levrt.io/job=7,levrt.io/task in (1,3)"
+    )
+
+
+async def test_one_request_deletes_the_payloads_of_the_tasks_that_finished() -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    for task in range(4):
+        api.put(payload(1, task))
+    api.put(payload(2, 1))
+    shared = {"kind": "Secret", "metadata": {"name": "levrt-f-abc", "labels": {
+        "app.kubernetes.io/managed-by": "levrt", "levrt.io/job": "1", "levrt.io/task": "1"}}}
+    api.put(shared)
+    sweeper = PayloadSweeper(Kube(api), namespace="levrt", job=1, linger=0.01)
+    for task in (0, 1, 3):
+        sweeper.add(task)
+    await api.until(lambda: sweeper.swept == 3)
+    assert sorted(api.names("secrets")) == ["lev-j1-t2-payload", "lev-j2-t1-payload", "levrt-f-abc"]
+    assert len(deletes(api)) == 1 and sweeper.requests == 1
+    await sweeper.close()
+    assert len(deletes(api)) == 1  # nothing left to sweep: no request
+
+
+async def test_a_large_batch_is_split_so_the_selector_stays_short() -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    total = 2 * BATCH + 5
+    for task in range(total):
+        api.put(payload(1, task))
+    sweeper = PayloadSweeper(Kube(api), namespace="levrt", job=1, linger=60)
+    for task in range(total):
+        sweeper.add(task)
+    await sweeper.close()  # close sweeps what is queued without waiting for the linger
+    assert api.names("secrets") == [] and sweeper.requests == 3
+
+
+async def test_without_the_right_the_garbage_collector_is_left_to_it(caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    api.put(payload(1, 0))
+    api.fail("DELETE", SECRETS, 403, 'secrets is forbidden: cannot deletecollection')
+    sweeper = PayloadSweeper(Kube(api), namespace="levrt", job=1, linger=0.01)
+    with caplog.at_level(logging.INFO, logger="lev"):
+        sweeper.add(0)
+        await sweeper.close()
+        sweeper.add(1)  # refused once: no more requests
+        await sweeper.close()
+    assert api.names("secrets") == ["lev-j1-t0-payload"]
+    assert len(deletes(api)) == 1
+    assert "left to the garbage collector" in caplog.text
+
+
+@levrt.remote
+def entry() -> None:
+    pass
+
+
+async def test_a_job_sweeps_the_payloads_of_its_finished_tasks() -> None:
+    api, mongo = FakeApiServer(namespaces=["levrt"]), FakeMongo()
+    api.autorun(0)
+    settings = Settings(store_uri="mongodb://127.0.0.1:30017/", runtime_image="levrt.local/runtime:t")
+    with use_transport(lambda: api), use_client(mongo.client):
+        async with session(settings=settings):
+            for _ in range(3):
+                await Cr("busybox:1.36", entry=entry())
+            await Cr("busybox:1.36")  # no entry, no payload: nothing to sweep for it
+    swept = deletes(api)
+    assert swept and all("levrt.io/job=1," in s and "levrt.io/role=payload" in s for s in swept)
+    named = {t for s in swept for t in s.split("in (")[1].rstrip(")").split(",")}
+    assert named == {"0", "1", "2"}
