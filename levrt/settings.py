@@ -61,9 +61,11 @@ class Settings:
     timeout: int | None = None
     """Pod ``activeDeadlineSeconds``: a run is killed after this many seconds (``LEVRT_TIMEOUT``)."""
     start_timeout: float = 300.0
-    """Seconds a task may take to start (pull, probes) before it fails (``LEVRT_START_TIMEOUT``)."""
+    """Seconds a task may take to start once it has a node (pull, create, probes) before it fails
+    (``LEVRT_START_TIMEOUT``); time queued for a node does not count."""
     schedule_timeout: float = 120.0
-    """Seconds a Pod may stay unschedulable before it fails (``LEVRT_SCHEDULE_TIMEOUT``)."""
+    """Seconds a Pod may stay unschedulable before it fails (``LEVRT_SCHEDULE_TIMEOUT``), unless it
+    only waits for room that Pods of the same job will free."""
     debug_wait: float | None = None
     """Seconds a ``breakpoint()`` in an entry waits for ``levrt attach`` (0: breakpoints are
     skipped; None: the runtime's default, 300) (``LEVRT_DEBUG_WAIT``)."""

@@ -67,6 +67,10 @@ class PodWatch:
     def get(self, name: str) -> Pod | None:
         return self._pods.get(name)
 
+    def pods(self) -> list[Pod]:
+        """The Pods seen and not forgotten, as last seen."""
+        return list(self._pods.values())
+
     async def wait(self, name: str, predicate: Callable[[Pod], Any], *, timeout: float | None = None) -> Pod:
         """Wait until the Pod ``name`` satisfies ``predicate``; ``TimeoutError`` after ``timeout``."""
         async with asyncio.timeout(timeout):

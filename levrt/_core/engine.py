@@ -25,6 +25,7 @@ from levrt import _job, context
 from levrt._clients import signals, submit
 from levrt._clients.kube import Kube
 from levrt._clients.store import JOBS, Store, resolve_uri
+from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import runtime_mode
 from levrt._core.runtime_mode import Decision
@@ -40,6 +41,9 @@ from levrt.task import Task
 __all__ = ["Engine", "session"]
 
 log = logging.getLogger("lev")
+
+POLL_SECONDS = 5.0
+"""How often a starting task's Pod is looked at again when no event came (deadlines, scheduling)."""
 
 
 @contextlib.asynccontextmanager
@@ -71,6 +75,8 @@ class Engine:
         self._task_index = itertools.count()
         self._background: set[asyncio.Task[None]] = set()
         self.tasks: list[Task] = []
+        self.sweeper = PayloadSweeper(kube, namespace=settings.namespace, job=job_id)
+        """Deletes finished tasks' payload Secrets in batches (the Pods' garbage collection is the backstop)."""
 
     @classmethod
     async def open(cls, *, settings: Settings, kubeconfig: str | None = None) -> Engine:
@@ -105,6 +111,7 @@ class Engine:
                 await self.delete_job_pods()
             if self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
+            await self.sweeper.close()
         finally:
             await self.watch.close()
             await self.store.close()
@@ -183,6 +190,8 @@ class Engine:
         finally:
             if not self.settings.keep:
                 await self.delete_pod(task.pod)
+                if task.cr.entry is not None or any(svc.entry is not None for svc in task.cr.services.values()):
+                    self.sweeper.add(task.task_id)
             self.watch.forget(task.pod)
         return Document(self.store.collection(task.collection), {"_id": {"job": task.job_id, "task": task.task_id}})
 
@@ -216,30 +225,48 @@ class Engine:
         await submit.delete_pod(self.kube, self.settings.namespace, name)
 
     async def _wait_started(self, name: str, *, need_ready: bool) -> dict[str, Any]:
-        """Wait until the main container runs (and is Ready when it has ports)."""
-        deadline = time.monotonic() + self.settings.start_timeout
+        """Wait until the main container runs (and is Ready when it has ports).
+
+        ``start_timeout`` counts from the moment the Pod has a node: a fan-out larger than the
+        cluster queues in the scheduler, and waiting there is not a slow start. A Pod the scheduler
+        cannot place fails after ``schedule_timeout``, unless it only waits for room that this job's
+        own running Pods will free (``Too many pods``, ``Insufficient cpu``): that is a queue
+        draining, so it waits on.
+        """
+        bound: float | None = None  # when we saw it on a node (our clock: no skew with the cluster's)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise await self.failure(name, reason="StartTimeout",
-                                         detail=f"not started after {self.settings.start_timeout:.0f}s")
+            if bound is None and podstatus.on_node(self.watch.get(name) or {}):
+                bound = time.monotonic()
+            remaining = POLL_SECONDS
+            if bound is not None:
+                remaining = bound + self.settings.start_timeout - time.monotonic()
+                if remaining <= 0:
+                    raise await self.failure(name, reason="StartTimeout",
+                                             detail=f"not started {self.settings.start_timeout:.0f}s after "
+                                                    "it was given a node")
             try:
                 pod = await self.watch.wait(
-                    name, lambda p: podstatus.start_state(p, need_ready=need_ready), timeout=min(remaining, 5.0)
+                    name, lambda p: podstatus.start_state(p, need_ready=need_ready), timeout=min(remaining, POLL_SECONDS)
                 )
             except TimeoutError:
                 pod = self.watch.get(name) or {}
-                since = podstatus.unschedulable_since(pod)
-                if since is not None and time.time() - since > self.settings.schedule_timeout:
-                    raise await self.failure(
-                        name, reason="Unschedulable",
-                        detail=str(podstatus.condition(pod, "PodScheduled").get("message", "")),
-                    ) from None
+                waiting = podstatus.unschedulable_since(pod)
+                if waiting is not None and time.time() - waiting > self.settings.schedule_timeout:
+                    if not (podstatus.waits_for_room(pod) and self._holds_room(besides=name)):
+                        raise await self.failure(
+                            name, reason="Unschedulable",
+                            detail=str(podstatus.condition(pod, "PodScheduled").get("message", "")),
+                        ) from None
                 continue
             state = podstatus.start_state(pod, need_ready=need_ready)
             if isinstance(state, podstatus.StartFailure):
                 raise await self.failure(name, reason=state.reason, detail=state.detail)
             return pod
+
+    def _holds_room(self, *, besides: str) -> bool:
+        """Whether another Pod of this job is on a node and will end (so room frees up)."""
+        return any(podstatus.holds_room(pod) for pod in self.watch.pods()
+                   if pod.get("metadata", {}).get("name") != besides)
 
     async def failure(self, name: str, *, reason: str, detail: str, exit_code: int | None = None,
                       task: Task | None = None) -> TaskFailed:

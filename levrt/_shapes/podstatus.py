@@ -24,13 +24,16 @@ __all__ = [
     "condition",
     "container_status",
     "finished",
+    "holds_room",
     "main_state",
+    "on_node",
     "parse_timestamp",
     "runs_runtime",
     "start_state",
     "summary",
     "terminated",
     "unschedulable_since",
+    "waits_for_room",
 ]
 
 Pod = Mapping[str, Any]
@@ -132,6 +135,27 @@ def unschedulable_since(pod: Pod) -> float | None:
         return None
     stamp = cond.get("lastTransitionTime")
     return parse_timestamp(stamp) if stamp else time.time()
+
+
+def on_node(pod: Pod) -> bool:
+    """Whether the scheduler has bound the Pod to a node."""
+    return bool(pod.get("spec", {}).get("nodeName")) or condition(pod, "PodScheduled").get("status") == "True"
+
+
+CAPACITY_MESSAGES = ("Too many pods", "Insufficient ")
+"""What the scheduler says when nodes fit the Pod but are full for now (its predicates'
+messages), as against never fitting (selectors, taints, affinity)."""
+
+
+def waits_for_room(pod: Pod) -> bool:
+    """Whether the Pod is unschedulable only because the nodes that fit it are full."""
+    message = str(condition(pod, "PodScheduled").get("message", ""))
+    return unschedulable_since(pod) is not None and any(text in message for text in CAPACITY_MESSAGES)
+
+
+def holds_room(pod: Pod) -> bool:
+    """Whether the Pod is on a node and not yet ended: room that will free up."""
+    return on_node(pod) and not finished(pod)
 
 
 def runs_runtime(pod: Pod) -> bool:

@@ -13,10 +13,11 @@ import pytest
 from levrt import Cr, TaskFailed
 from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
+from levrt._core import engine as engine_module
 from levrt._core.engine import Engine
 from levrt.run import session
 from levrt.settings import Settings
-from tests.fakes import FakeApiServer, FakeMongo
+from tests.fakes import FakeApiServer, FakeMongo, now_stamp
 
 SETTINGS = Settings(store_uri="mongodb://127.0.0.1:30017/", runtime_image="levrt.local/runtime:t")
 POD = "lev-j1-t0"
@@ -139,3 +140,72 @@ async def test_signalling_a_task_that_ended_does_nothing(api: FakeApiServer, mon
         await task.done()
         await task.signal("SIGTERM")
         assert api.exec_calls == []
+
+
+# -- waiting for a node ----------------------------------------------------------------------------
+
+
+def unschedulable(message: str, *, age: float = 3600) -> dict[str, object]:
+    return {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+        "lastTransitionTime": now_stamp(age)}]}
+
+
+@contextlib.asynccontextmanager
+async def quick_job(api: FakeApiServer, mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Engine]:
+    monkeypatch.setattr(engine_module, "POLL_SECONDS", 0.02)
+    settings = SETTINGS.replace(start_timeout=0.3, schedule_timeout=0.1)
+    with use_transport(lambda: api), use_client(mongo.client):
+        async with session(settings=settings) as engine:
+            yield engine
+
+
+async def test_time_queued_for_a_node_is_not_a_slow_start(
+        api: FakeApiServer, mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with quick_job(api, mongo, monkeypatch):
+        starting = asyncio.create_task(Cr("busybox:1.36").start())
+        await api.until(lambda: ungated(api, POD))
+        await asyncio.sleep(0.6)  # twice the start timeout without a node: still waiting
+        assert not starting.done()
+        api.set_status(POD, {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]})
+        with pytest.raises(TaskFailed, match="StartTimeout") as caught:
+            await asyncio.wait_for(starting, 5)
+        assert "after it was given a node" in str(caught.value)
+
+
+async def test_a_pod_that_fits_no_node_fails_after_the_schedule_timeout(
+        api: FakeApiServer, mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with quick_job(api, mongo, monkeypatch):
+        starting = asyncio.create_task(Cr("busybox:1.36").start())
+        await api.until(lambda: ungated(api, POD))
+        api.set_status(POD, unschedulable("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."))
+        with pytest.raises(TaskFailed, match="Unschedulable.*node affinity"):
+            await asyncio.wait_for(starting, 5)
+
+
+async def test_a_full_node_with_nothing_of_the_job_on_it_fails_too(
+        api: FakeApiServer, mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with quick_job(api, mongo, monkeypatch):
+        starting = asyncio.create_task(Cr("busybox:1.36").start())
+        await api.until(lambda: ungated(api, POD))
+        api.set_status(POD, unschedulable("0/1 nodes are available: 1 Too many pods."))
+        with pytest.raises(TaskFailed, match="Unschedulable.*Too many pods"):
+            await asyncio.wait_for(starting, 5)
+
+
+async def test_a_fan_out_larger_than_the_cluster_queues_behind_its_own_tasks(
+        api: FakeApiServer, mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with quick_job(api, mongo, monkeypatch):
+        first = await (await started(api, Cr("busybox:1.36")))  # on the node, running
+        second = asyncio.create_task(Cr("busybox:1.36").start())
+        await api.until(lambda: ungated(api, "lev-j1-t1"))
+        api.set_status("lev-j1-t1", unschedulable("0/1 nodes are available: 1 Too many pods."))
+        await asyncio.sleep(0.5)  # well past the schedule timeout: the job's own Pod will free room
+        assert not second.done()
+        api.set_terminated(POD, 0)
+        await first.done()  # its Pod is deleted: room
+        api.set_running("lev-j1-t1")
+        task = await asyncio.wait_for(second, 5)
+        assert task.pod == "lev-j1-t1"
+        api.set_terminated("lev-j1-t1", 0)
+        await task.done()
