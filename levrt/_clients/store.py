@@ -95,12 +95,16 @@ class Store:
         return int(counter["seq"])
 
     async def record_task(self, *, job: int, task: int, **fields: Any) -> None:
-        """Upsert the internal status of one task (state, pod, timing, exit code)."""
-        fields["updated"] = dt.datetime.now(dt.UTC)
+        """Upsert the internal status of one task (state, pod, timing, exit code).
+
+        Keyed by the string ``"<job>.<task>"`` (the task's id), with ``job`` and ``task`` as fields:
+        every MongoDB-compatible store finds a string ``_id`` by its index, while FerretDB on SQLite
+        scans the whole collection for a document ``_id`` (three writes a task made a fan-out slow
+        down with every task ever recorded).
+        """
+        fields.update(job=job, task=task, updated=dt.datetime.now(dt.UTC))
         try:
-            await self._db[TASKS].update_one(
-                {"_id": {"job": job, "task": task}}, {"$set": fields}, upsert=True
-            )
+            await self._db[TASKS].update_one({"_id": f"{job}.{task}"}, {"$set": fields}, upsert=True)
         except Exception as exc:
             raise self.unreachable(exc) from exc
 

@@ -398,7 +398,8 @@ def test_run_runs_the_orchestration_as_one_job(api: FakeApiServer, mongo: FakeMo
     assert created["spec"]["containers"][0]["args"] == ["echo", "bob"]
     assert api.names("pods") == []  # deleted once its result was read
     record = mongo["levrt"]["levrt_tasks"].docs[0]
-    assert (record["_id"], record["state"], record["exitCode"]) == ({"job": 1, "task": 0}, "succeeded", 0)
+    assert (record["_id"], record["job"], record["task"]) == ("1.0", 1, 0)
+    assert (record["state"], record["exitCode"]) == ("succeeded", 0)
 
 
 def test_run_of_a_failing_task_exits_1_and_cleans_up(api: FakeApiServer, mongo: FakeMongo, tmp_path: Path,
