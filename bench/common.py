@@ -184,3 +184,73 @@ class GcTimer:
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._callback)
         return {"gc_seconds": sum(self.seconds), "gc_by_generation": self.seconds, "gc_runs": self.runs}
+
+
+DAEMONS = ("kube-apiserver", "etcd", "kubelet", "containerd", "kube-controller", "kube-scheduler")
+"""Host processes of the test cluster whose CPU time a fan-out costs (``comm`` as /proc shows it)."""
+
+KUBEPODS = Path("/sys/fs/cgroup/cpuacct/kubepods")
+"""The kubelet's Pod cgroups (cgroup v1, cgroupfs driver, as the test cluster runs them)."""
+
+
+class NodeCpu:
+    """Where the node's CPU went during a run: the cluster's daemons, the store Pod, every other Pod,
+    and the rest (container shims, runc, the kernel, the bench's own client).
+
+    Why: on a 2-core node a fan-out is CPU-bound, so the question "what does a levrt task cost beyond
+    a bare Pod" is answered in CPU seconds by component. Readable only where the bench runs on the
+    node itself (the test cluster); elsewhere ``available`` is false and no figures are given.
+    """
+
+    def __init__(self, store_pod_uid: str | None) -> None:
+        self.store_pod_uid = store_pod_uid
+        self.available = KUBEPODS.is_dir() and Path("/proc/stat").is_file()
+        self._start: dict[str, float] = {}
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def _daemons(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        seconds = dict.fromkeys(DAEMONS, 0.0)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                raw = stat.read_text()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1:raw.rindex(")")]
+            if comm in seconds:
+                fields = raw[raw.rindex(")") + 2:].split()
+                seconds[comm] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        return seconds
+
+    def _pods(self) -> dict[str, float]:
+        total = int((KUBEPODS / "cpuacct.usage").read_text()) / 1e9
+        store = 0.0
+        if self.store_pod_uid:
+            for qos in ("", "burstable/", "besteffort/"):
+                usage = KUBEPODS / f"{qos}pod{self.store_pod_uid}" / "cpuacct.usage"
+                if usage.is_file():
+                    store = int(usage.read_text()) / 1e9
+        return {"store Pod": store, "other Pods": total - store}
+
+    def snapshot(self) -> dict[str, float]:
+        return {"busy": self._busy(), **self._daemons(), **self._pods()}
+
+    def start(self) -> None:
+        if self.available:
+            self._start = self.snapshot()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds by component since ``start`` (``other`` is the busy time nothing above explains)."""
+        if not self.available or not self._start:
+            return {}
+        end = self.snapshot()
+        spent = {key: max(0.0, end[key] - self._start[key]) for key in end}
+        named = sum(value for key, value in spent.items() if key != "busy")
+        spent["other"] = max(0.0, spent["busy"] - named)
+        return spent

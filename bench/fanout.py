@@ -56,12 +56,15 @@ async def levrt_side(n: int, *, host_path: str | None, mode: str = "auto") -> di
 
     settings = Settings.from_env().replace(runtime_host_path=host_path, runtime_mode=mode)
     latencies: list[float] = []
+    # A collection of this run's own, dropped at the end: on the test store (FerretDB on SQLite)
+    # a write to a record scans its collection, so records of earlier runs would slow this one.
+    schema = f"bench/fanout-{uuid.uuid4().hex[:8]}@1.0"
     async with session(settings=settings) as engine:
         common.announce_cleanup(f"levrt.io/job={engine.job_id}")
         rss_before = common.rss_mb()
 
         async def one() -> None:
-            doc = await Cr(BUSYBOX, entry=trivial())
+            doc = await Cr(BUSYBOX, schema, entry=trivial())
             latencies.append(time.perf_counter() - began)
             assert (await doc.get()) == {"ok": 1}
 
@@ -70,6 +73,7 @@ async def levrt_side(n: int, *, host_path: str | None, mode: str = "auto") -> di
             for _ in range(n):
                 c.start(one())
         wall = time.perf_counter() - began
+        await engine.store.collection(schema).drop()
         limiter = engine.kube.limiter
         return {"wall": wall, "latencies": latencies, "rss_before": rss_before,
                 "limiter_delayed": limiter.delayed, "limiter_waited": limiter.waited,
@@ -132,6 +136,7 @@ def worker(side: str, n: int, host_path: str | None) -> None:
         result = asyncio.run(levrt_side(n, host_path=host_path if side == "levrt-cache" else None,
                                         mode="copy" if side == "levrt-copy" else "auto"))
     result["peak_rss"] = common.peak_rss_mb()
+    result["client_cpu"] = common.cpu_seconds()
     common.emit(result)
 
 
@@ -153,12 +158,26 @@ async def node_cache_path() -> str | None:
     return cm.get("data", {}).get("LEVRT_RUNTIME_HOST_PATH") or None
 
 
+async def store_pod_uid() -> str | None:
+    """The uid of the chart's store Pod, whose CPU time the node figures count apart."""
+    from levrt._clients.kube import Kube
+    from levrt._shapes.names import api_path
+    from levrt.settings import Settings
+
+    async with await Kube.connect() as kube:
+        listing = await kube.request("GET", api_path("pods", namespace=Settings.from_env().namespace),
+                                     query={"labelSelector": "app.kubernetes.io/component=store"})
+    items = listing.get("items", [])
+    return str(items[0]["metadata"]["uid"]) if items else None
+
+
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     lat = raw["latencies"]
     return {"wall": raw["wall"], "p50": statistics.median(lat), "p95": common.percentile(lat, 0.95),
             "peak_rss_mb": raw["peak_rss"], "rss_before_mb": raw["rss_before"], "tasks": len(lat),
             "requests": raw["requests"], "limiter_delayed": raw["limiter_delayed"],
             "limiter_waited_s": raw["limiter_waited"], "retried": raw["retried"], "latencies": lat,
+            "client_cpu_s": raw["client_cpu"], "node_cpu_s": raw.get("node_cpu", {}),
             **({"mode": raw["mode"]} if "mode" in raw else {})}
 
 
@@ -202,6 +221,27 @@ def print_table(result: dict[str, Any]) -> None:
                       f"{r['p95_ratio']:>8.2f}x   (levrt / bare; target wall <= 1.25x)")
     print("peak RSS: getrusage(RUSAGE_SELF).ru_maxrss of each worker process; waited: seconds requests "
           "spent in the client's rate limit, summed")
+    print_cpu(result)
+
+
+def print_cpu(result: dict[str, Any]) -> None:
+    """CPU seconds by component: what a levrt task costs the node beyond a bare Pod."""
+    rows = [(n, side, f) for n in sorted(result["n"], key=int) for side, f in result["n"][n].items()
+            if f["node_cpu_s"]]
+    if not rows:
+        print("node CPU: not measured (the bench does not run on the cluster's node)")
+        return
+    parts = [key for key in rows[0][2]["node_cpu_s"] if key != "busy"]
+    print()
+    head = f"{'N':>5} {'side':<19}{'busy':>8}{'client':>8}" + "".join(f"{p[:12]:>13}" for p in parts)
+    print(head)
+    print("-" * len(head))
+    for n, side, f in rows:
+        cpu = f["node_cpu_s"]
+        print(f"{n:>5} {LABELS[side]:<19}{cpu['busy']:>8.1f}{f['client_cpu_s']:>8.1f}"
+              + "".join(f"{cpu[p]:>13.1f}" for p in parts))
+    print("node CPU seconds during each side (from /proc and the kubelet's cgroups); 'other Pods' are the "
+          "tasks' containers, 'other' is shims, runc, the kernel and the bench client ('client')")
 
 
 def main() -> None:
@@ -224,6 +264,7 @@ def main() -> None:
     except ImportError:
         raise SystemExit("bench.fanout draws its plot with matplotlib: pip install -e '.[bench]'") from None
     host_path = asyncio.run(node_cache_path()) if args.cache else None
+    meter = common.NodeCpu(asyncio.run(store_pod_uid()))
     sides = ["bare", "levrt"] + ([] if args.no_copy else ["levrt-copy"]) + (["levrt-cache"] if host_path else [])
     workers = common.Workers("bench.fanout")
     result: dict[str, Any] = {"image": BUSYBOX, "memory": "peak RSS (ru_maxrss) of each worker process, MiB",
@@ -234,7 +275,10 @@ def main() -> None:
             for side in sides:
                 print(f"== {n} tasks: {LABELS[side]}", flush=True)
                 extra = ["--host-path", host_path] if side == "levrt-cache" and host_path else []
-                figures[side] = summarize(workers.run(["--worker", side, "--n", str(n), *extra]))
+                meter.start()
+                raw = workers.run(["--worker", side, "--n", str(n), *extra])
+                raw["node_cpu"] = meter.stop()
+                figures[side] = summarize(raw)
                 f = figures[side]
                 print(f"   wall {f['wall']:.2f}s  p50 {f['p50']:.2f}s  p95 {f['p95']:.2f}s  "
                       f"peak RSS {f['peak_rss_mb']:.1f} MiB", flush=True)
