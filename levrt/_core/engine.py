@@ -245,9 +245,8 @@ class Engine:
                                              detail=f"not started {self.settings.start_timeout:.0f}s after "
                                                     "it was given a node")
             try:
-                pod = await self.watch.wait(
-                    name, lambda p: podstatus.start_state(p, need_ready=need_ready), timeout=min(remaining, POLL_SECONDS)
-                )
+                pod = await self.watch.wait(name, lambda p: podstatus.start_state(p, need_ready=need_ready),
+                                            timeout=min(remaining, POLL_SECONDS))
             except TimeoutError:
                 pod = self.watch.get(name) or {}
                 waiting = podstatus.unschedulable_since(pod)

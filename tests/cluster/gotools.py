@@ -3,7 +3,8 @@
 Why: no container registry and no release tarballs are reachable, only the Go module proxy.
 Each tool is a tiny module under ``tools/<name>/`` whose go.mod/go.sum pin exact versions;
 the binaries land in ``<cache>/gotools/<name>-<key>/bin`` where ``key`` hashes go.mod,
-go.sum and our own ``main.go`` where a tool has one, so a second build is a no-op and a version bump builds into a fresh directory.
+go.sum and our own ``main.go`` where a tool has one, so a second build is a no-op and a
+version bump builds into a fresh directory.
 """
 
 from __future__ import annotations

@@ -178,8 +178,8 @@ async def test_a_pod_that_fits_no_node_fails_after_the_schedule_timeout(
     async with quick_job(api, mongo, monkeypatch):
         starting = asyncio.create_task(Cr("busybox:1.36").start())
         await api.until(lambda: ungated(api, POD))
-        api.set_status(POD, unschedulable("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."))
-        with pytest.raises(TaskFailed, match="Unschedulable.*node affinity"):
+        api.set_status(POD, unschedulable("0/1 nodes are available: 1 node(s) didn't match Pod's node selector."))
+        with pytest.raises(TaskFailed, match=r"Unschedulable.*node selector"):
             await asyncio.wait_for(starting, 5)
 
 
@@ -189,7 +189,7 @@ async def test_a_full_node_with_nothing_of_the_job_on_it_fails_too(
         starting = asyncio.create_task(Cr("busybox:1.36").start())
         await api.until(lambda: ungated(api, POD))
         api.set_status(POD, unschedulable("0/1 nodes are available: 1 Too many pods."))
-        with pytest.raises(TaskFailed, match="Unschedulable.*Too many pods"):
+        with pytest.raises(TaskFailed, match=r"Unschedulable.*Too many pods"):
             await asyncio.wait_for(starting, 5)
 
 
