@@ -49,33 +49,58 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def bare_pod(engine: Any, index: int, *, init: bool = False) -> float:
-    """Create a bare Pod running ``echo ok``; wait for its end through the same watch; delete.
+COPY_SHAPES = ("init-copy", "poststart-copy")
+"""Pods that copy the runtime into an emptyDir before the main container runs ``python3 -c pass``
+from it: by an init container (levrt's fallback) or by a first regular container's postStart hook
+(the kubelet starts the next container only when that hook returned, without waiting for a relist)."""
 
-    With ``init`` the Pod first runs one trivial init container, as a levrt task does (the
-    runtime copy): it isolates what an init container costs on this kubelet.
-    """
+
+def bare_body(name: str, job: int, shape: str, runtime_image: str) -> dict[str, Any]:
+    """A bare Pod of one shape: ``bare`` (``echo ok``), ``init`` (plus an init container running
+    ``true``), or one of ``COPY_SHAPES``."""
+    main: dict[str, Any] = {"name": "main", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                            "command": ["sh", "-c", "echo ok"]}
+    spec: dict[str, Any] = {"restartPolicy": "Never", "enableServiceLinks": False,
+                            "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 0,
+                            "containers": [main]}
+    if shape == "init":
+        spec["initContainers"] = [{"name": "init", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                                   "command": ["true"]}]
+    elif shape in COPY_SHAPES:
+        from levrt._shapes.build import RUNTIME_COPY_COMMAND, RUNTIME_TARGET
+
+        target = {"name": "rt", "mountPath": RUNTIME_TARGET}
+        main["command"] = ["/levrt/bin/python3", "-c", "pass"]
+        main["volumeMounts"] = [{"name": "rt", "mountPath": "/levrt", "readOnly": True}]
+        spec["volumes"] = [{"name": "rt", "emptyDir": {}}]
+        copier: dict[str, Any] = {"name": "copy", "image": runtime_image, "imagePullPolicy": "IfNotPresent",
+                                  "volumeMounts": [target]}
+        if shape == "init-copy":
+            spec["initContainers"] = [{**copier, "command": list(RUNTIME_COPY_COMMAND)}]
+        else:  # the copier lives until its hook has copied, then exits so the Pod can end
+            done = f"{RUNTIME_TARGET}/.copied"
+            copier["command"] = ["/levrt/bin/python3", "-c",
+                                 f"import os,time\nwhile not os.path.exists({done!r}): time.sleep(0.05)"]
+            copier["lifecycle"] = {"postStart": {"exec": {"command": [
+                *RUNTIME_COPY_COMMAND[:2], RUNTIME_COPY_COMMAND[2] + f"\nopen({done!r}, 'w').close()",
+                *RUNTIME_COPY_COMMAND[3:]]}}}
+            spec["containers"] = [copier, main]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "levrt", "levrt.io/job": str(job)}},
+            "spec": spec}
+
+
+async def bare_pod(engine: Any, index: int, *, shape: str = "bare") -> float:
+    """Create a bare Pod of ``shape`` (see ``bare_body``); wait for its end through the same watch;
+    delete. ``init`` isolates what one init container costs on this kubelet."""
     ns = engine.settings.namespace
-    name = f"lev-bench-{'init' if init else 'bare'}-{engine.job_id}-{index}"
-    body = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {
-            "app.kubernetes.io/managed-by": "levrt", "levrt.io/job": str(engine.job_id)}},
-        "spec": {
-            "restartPolicy": "Never", "enableServiceLinks": False, "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "main", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
-                            "command": ["sh", "-c", "echo ok"]}],
-        },
-    }
-    if init:
-        body["spec"]["initContainers"] = [{"name": "init", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
-                                           "command": ["true"]}]
+    name = f"lev-bench-{shape}-{engine.job_id}-{index}"
+    body = bare_body(name, engine.job_id, shape, engine.settings.runtime_image)
     began = time.perf_counter()
     await engine.kube.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
     pod = await engine.watch.wait(name, finished, timeout=120)
     took = time.perf_counter() - began
-    assert container_status(pod)["state"]["terminated"]["exitCode"] == 0
+    assert container_status(pod)["state"]["terminated"]["exitCode"] == 0, pod["status"]
     await engine.delete_pod(name)
     engine.watch.forget(name)
     return took
@@ -123,11 +148,13 @@ async def main(runs: int, warmup: int) -> dict[str, Any]:
             jobs["node"] = await stack.enter_async_context(
                 session(settings=settings.replace(runtime_host_path=host_path)))
         for i in range(warmup):
-            await bare_pod(engine, 10_000 + i)
+            for shape in ("bare", *COPY_SHAPES):
+                await bare_pod(engine, 10_000 + i, shape=shape)
             for job in jobs.values():
                 await levrt_task(job)
         bare: list[float] = []
         with_init: list[float] = []
+        copies: dict[str, list[float]] = {shape: [] for shape in COPY_SHAPES}
         ours: dict[str, list[dict[str, float]]] = {side: [] for side in jobs}
         for i in range(runs):  # interleaved so drift in the node affects all alike
             # A random pause before each Pod: the kubelet notices container ends on a 1 s relist,
@@ -135,17 +162,24 @@ async def main(runs: int, warmup: int) -> dict[str, Any]:
             await asyncio.sleep(random.random())
             bare.append(await bare_pod(engine, i))
             await asyncio.sleep(random.random())
-            with_init.append(await bare_pod(engine, i, init=True))
+            with_init.append(await bare_pod(engine, i, shape="init"))
+            for shape in COPY_SHAPES:
+                await asyncio.sleep(random.random())
+                copies[shape].append(await bare_pod(engine, i, shape=shape))
             for side, job in jobs.items():
                 await asyncio.sleep(random.random())
                 ours[side].append(await levrt_task(job))
             print(f"run {i + 1:>3}/{runs}: bare {bare[-1]:.3f}s  bare+init {with_init[-1]:.3f}s  "
+                  + "".join(f"{shape} {copies[shape][-1]:.3f}s  " for shape in COPY_SHAPES)
                   + "  ".join(f"{side} {ours[side][-1]['total']:.3f}s" for side in jobs), flush=True)
     result: dict[str, Any] = {
         "runs": runs, "mode": engine.runtime.mode, "mode_reason": engine.runtime.reason,
         "bare_p50": statistics.median(bare), "bare_p95": percentile(bare, 0.95),
         "init_p50": statistics.median(with_init), "init_p95": percentile(with_init, 0.95),
     }
+    for shape, timings in copies.items():
+        key = shape.replace("-", "_")
+        result[f"{key}_p50"], result[f"{key}_p95"] = statistics.median(timings), percentile(timings, 0.95)
     for side, samples in ours.items():
         totals = [o["total"] for o in samples]
         result[f"{side}_p50"], result[f"{side}_p95"] = statistics.median(totals), percentile(totals, 0.95)
@@ -167,8 +201,10 @@ def cli() -> None:
     print()
     print(f"default runtime mode: {result['mode']} ({result['mode_reason']})")
     print(f"{'':20}{'p50':>9}{'p95':>9}{'ratio p50':>11}{'ratio p95':>11}{'entry at':>10}")
-    for label, key in (("bare Pod", "bare"), ("bare Pod + init", "init")):
-        print(f"{label:20}{result[key + '_p50']:>8.3f}s{result[key + '_p95']:>8.3f}s")
+    for label, key in (("bare Pod", "bare"), ("bare Pod + init", "init"), ("bare + init copy", "init_copy"),
+                       ("bare + postStart cp", "poststart_copy")):
+        print(f"{label:20}{result[key + '_p50']:>8.3f}s{result[key + '_p95']:>8.3f}s"
+              f"{result[key + '_p50'] / result['bare_p50']:>10.2f}x{result[key + '_p95'] / result['bare_p95']:>10.2f}x")
     for side, label in SIDES.items():
         if f"{side}_p50" in result:
             print(f"{label:20}{result[side + '_p50']:>8.3f}s{result[side + '_p95']:>8.3f}s"

@@ -40,7 +40,7 @@ from levrt._cli.base import (
 )
 from levrt._clients.api import STDOUT, ExecStream
 from levrt._clients.kube import Kube
-from levrt._shapes.names import PYTHON, RUNTIME_COMMAND, api_path
+from levrt._shapes.names import PYTHON, RUNTIME_COMMAND, RUNTIME_COPIER, api_path
 from levrt._shapes.podstatus import FATAL_WAITING, container_status
 from levrt.runtime.bridge import EXIT_BUSY, EXIT_NO_BREAKPOINT
 
@@ -123,8 +123,10 @@ async def _until_running(kube: Kube, path: str, task: str, container: str, deadl
 
 
 def _container_names(pod: Mapping[str, Any]) -> list[str]:
+    """The task's own containers (main, services), not levrt's runtime copier."""
     spec = pod.get("spec", {})
-    return [c.get("name", "") for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]]
+    every = [c.get("name", "") for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]]
+    return [name for name in every if name != RUNTIME_COPIER]
 
 
 def _runs_entry(pod: Mapping[str, Any], container: str) -> bool:

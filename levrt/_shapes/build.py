@@ -52,6 +52,7 @@ from levrt._shapes.names import (
     PYTHON,
     ROLE_LABEL,
     RUNTIME_COMMAND,
+    RUNTIME_COPIER,
     RUNTIME_MOUNT,
     TERMINATION_POLICY,
     image_reference,
@@ -82,6 +83,8 @@ RUNTIME_COPY_COMMAND = [
     RUNTIME_TARGET,
     *BUNDLE_DIRS,
 ]
+COPIED_MARKER = ".copied"
+"""Written by the postStart copy when it is done: the copier container then exits."""
 PROBE_ROLE = "runtime-probe"
 PROBE_MOUNT = "/levrt-probe"
 # Readiness of several ports at once: exit 0 only when every port accepts a connection.
@@ -163,17 +166,21 @@ def build_task(
     volume_names = sorted({m["name"] for ms in mounts.values() for m in ms})
 
     init_containers: list[dict[str, Any]] = []
+    copier: dict[str, Any] | None = None
     if runtime and _copies_runtime(settings):
-        init_containers.append(
-            {
-                "name": RUNTIME_VOLUME,
-                "image": settings.runtime_image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "command": list(RUNTIME_COPY_COMMAND),
-                "volumeMounts": [{"name": RUNTIME_VOLUME, "mountPath": RUNTIME_TARGET}],
-                "terminationMessagePolicy": TERMINATION_POLICY,
-            }
-        )
+        copier = {
+            "name": RUNTIME_COPIER,
+            "image": settings.runtime_image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": list(RUNTIME_COPY_COMMAND),
+            "volumeMounts": [{"name": RUNTIME_VOLUME, "mountPath": RUNTIME_TARGET}],
+            "terminationMessagePolicy": TERMINATION_POLICY,
+        }
+        if cr.services:  # services start before regular containers and may need the runtime
+            init_containers.append(copier)
+            copier = None
+        else:
+            copier.update(_poststart_copier())
     for svc_name, svc in cr.services.items():
         sidecar = _container(
             svc_name,
@@ -227,7 +234,7 @@ def build_task(
         spec["tolerations"] = [copy.deepcopy(dict(t)) for t in settings.tolerations]
     if init_containers:
         spec["initContainers"] = init_containers
-    spec["containers"] = [main]
+    spec["containers"] = [main] if copier is None else [copier, main]
     volumes: list[dict[str, Any]] = []
     if runtime:
         volumes.append(_runtime_volume(settings))
@@ -240,6 +247,8 @@ def build_task(
     annotations = {COLLECTION_ANNOTATION: collection}
     if cr.entry is not None:
         annotations[ENTRY_ANNOTATION] = cr.entry.name
+    if copier is not None:  # kubectl logs/exec mean the task's own container, not levrt's copier
+        annotations["kubectl.kubernetes.io/default-container"] = "main"
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -312,6 +321,25 @@ def _container(
         container["volumeMounts"] = mounts
     container["terminationMessagePolicy"] = TERMINATION_POLICY
     return container
+
+
+def _poststart_copier() -> dict[str, Any]:
+    """The copy as the postStart hook of a first regular container, which lives until the hook
+    has copied and then exits.
+
+    Why not an init container: the kubelet starts the next container only once an init container's
+    exit is seen by its relist (1 s), while it runs a postStart hook to its end and then starts
+    the next container at once (bench.roundtrip: "bare + postStart cp" against "bare + init
+    copy"). With services (native sidecars, which start before every regular container and may
+    run entries) the init container stays.
+    """
+    copied = f"{RUNTIME_TARGET}/{COPIED_MARKER}"
+    script = RUNTIME_COPY_COMMAND[2] + f"\nopen({copied!r}, 'w').close()"
+    return {
+        "command": [PYTHON, "-c", f"import os,time\nwhile not os.path.exists({copied!r}): time.sleep(0.02)"],
+        "lifecycle": {"postStart": {"exec": {"command": [*RUNTIME_COPY_COMMAND[:2], script,
+                                                          *RUNTIME_COPY_COMMAND[3:]]}}},
+    }
 
 
 def _copies_runtime(settings: Settings) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "PYTHON",
     "ROLE_LABEL",
     "RUNTIME_COMMAND",
+    "RUNTIME_COPIER",
     "RUNTIME_MOUNT",
     "RUN_LABEL",
     "SHA256_ANNOTATION",
@@ -46,6 +47,8 @@ JOB_LABEL = "levrt.io/job"
 TASK_LABEL = "levrt.io/task"
 FILE_LABEL = "levrt.io/file"
 ROLE_LABEL = "levrt.io/role"
+RUNTIME_COPIER = "levrt-runtime"
+"""The container that copies the runtime into a Pod (copy mode): levrt's, not the task's."""
 PAYLOAD_ROLE = "payload"
 """The role label of a task's payload Secret, which the client deletes itself (levrt._clients.sweep)."""
 RUN_LABEL = "levrt.io/run"

@@ -37,7 +37,7 @@ async def run_in(settings: Any, kube_cluster: Any) -> tuple[list[str], list[dict
     async with session(settings=settings, kubeconfig=kube_cluster.kubeconfig) as job:
         task = await Cr(BUSYBOX, entry=where_am_i()).start()
         pod = job.watch.get(task.pod) or {}
-        init = [c["name"] for c in pod["spec"].get("initContainers", [])]
+        init = [c["name"] for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"][:-1]]
         volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "levrt-runtime")
         record = await (await task.done()).get() or {}
     return init, [volume], record
@@ -50,9 +50,29 @@ async def test_a_task_runs_with_the_runtime_mounted_or_copied(kube_cluster: Any,
         pytest.skip(f"this cluster predates image volumes (1.{IMAGE_VOLUME_MINOR})")
     settings = levrt_settings.replace(runtime_mode=mode, runtime_host_path=None)
     init, volumes, record = await run_in(settings, kube_cluster)
-    assert ("levrt-runtime" in init) == (mode == "copy")
+    assert ("levrt-runtime" in init) == (mode == "copy")  # copy: the copier runs before main
     assert ("image" in volumes[0]) == (mode == "image") and ("emptyDir" in volumes[0]) == (mode == "copy")
     assert record["prefix"] == "/levrt" and record["python"].startswith("/levrt/")
+
+
+@levrt.remote
+def idle() -> None:
+    import time
+
+    lev.set(service_python=__import__("sys").executable)
+    time.sleep(120)
+
+
+async def test_copy_mode_with_a_service_copies_before_the_service_starts(kube_cluster: Any,
+                                                                         levrt_settings: Any) -> None:
+    settings = levrt_settings.replace(runtime_mode="copy", runtime_host_path=None)
+    async with session(settings=settings, kubeconfig=kube_cluster.kubeconfig) as job:
+        task = await Cr(BUSYBOX, entry=where_am_i(), services={"helper": Cr(BUSYBOX, entry=idle())}).start()
+        pod = job.watch.get(task.pod) or {}
+        assert [c["name"] for c in pod["spec"]["initContainers"]] == ["levrt-runtime", "helper"]
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["main"]
+        record = await (await task.done()).get() or {}
+    assert record["prefix"] == "/levrt"
 
 
 async def test_auto_probes_once_and_remembers(kube_cluster: Any, levrt_settings: Any) -> None:

@@ -38,7 +38,7 @@ def test_names_labels_gate_and_pod_basics() -> None:
     assert spec["schedulingGates"] == [{"name": "levrt.io/objects"}]
     assert spec["restartPolicy"] == "Never" and spec["enableServiceLinks"] is False
     assert spec["automountServiceAccountToken"] is False and "hostNetwork" not in spec
-    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    env = {e["name"]: e for e in spec["containers"][-1]["env"]}
     assert env["LEVRT_COLLECTION"]["value"] == "ns|ts/x@1.0"
     assert env["LEVRT_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "levrt-store", "key": "uri"}
     secret = objs.owned[0]
@@ -51,7 +51,7 @@ def test_no_entry_no_runtime_no_secret() -> None:
     objs = build(Cr(IMG, cmd=["echo", "hi"]))
     spec = objs.pod["spec"]
     assert objs.owned == [] and "initContainers" not in spec and "volumes" not in spec
-    assert spec["containers"][0]["args"] == ["echo", "hi"] and "command" not in spec["containers"][0]
+    assert spec["containers"][-1]["args"] == ["echo", "hi"] and "command" not in spec["containers"][-1]
 
 
 def test_service_entry_gets_its_own_payload_key() -> None:
@@ -64,7 +64,7 @@ def test_service_entry_gets_its_own_payload_key() -> None:
     helper = objs.pod["spec"]["initContainers"][1]
     assert helper["restartPolicy"] == "Always" and helper["startupProbe"]["tcpSocket"] == {"port": 7000}
     assert {"name": "LEVRT_PAYLOAD", "value": "/levrt-payload/svc-helper"} in helper["env"]
-    assert "command" not in objs.pod["spec"]["containers"][0]
+    assert "command" not in objs.pod["spec"]["containers"][-1]
 
 
 def test_same_content_is_one_object(tmp_path: pathlib.Path) -> None:
@@ -137,7 +137,7 @@ def test_host_network_and_aliases() -> None:
 
 
 def test_readiness_probe_for_ports() -> None:
-    main = build(Cr(IMG, ports=[8000])).pod["spec"]["containers"][0]
+    main = build(Cr(IMG, ports=[8000])).pod["spec"]["containers"][-1]
     assert main["readinessProbe"]["tcpSocket"] == {"port": 8000}
     assert main["ports"] == [{"containerPort": 8000, "protocol": "TCP"}]
 
@@ -155,8 +155,9 @@ def test_settings_knobs() -> None:
     spec = objs.pod["spec"]
     assert spec["activeDeadlineSeconds"] == 60 and spec["nodeSelector"] == {"k": "v"}
     assert spec["tolerations"] == [{"operator": "Exists"}]
-    assert spec["containers"][0]["resources"] == {"limits": {"cpu": "1"}}
-    assert {c["imagePullPolicy"] for c in spec["initContainers"] + spec["containers"]} == {"Never"}
+    assert spec["containers"][-1]["resources"] == {"limits": {"cpu": "1"}}
+    assert {c["imagePullPolicy"] for c in spec.get("initContainers", []) + spec["containers"]} == {"Never"}
+    assert len(spec["containers"]) == 2  # main and the runtime copier
     assert {o["metadata"]["namespace"] for o in objs.all()} == {"scans"}
 
 
@@ -181,5 +182,5 @@ def test_builder_is_pure() -> None:
     cr = Cr(IMG, entry=entry(), files={"/x": "y"})
     first, second = build(cr), build(cr)
     assert first.pod == second.pod
-    first.pod["spec"]["containers"][0]["env"].clear()
+    first.pod["spec"]["containers"][-1]["env"].clear()
     assert build(cr).pod == second.pod

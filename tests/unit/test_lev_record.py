@@ -114,7 +114,7 @@ def test_an_optional_file_left_as_none_is_no_file() -> None:
 
     cr = Cr("busybox:1.36", files={"/word_list": None, "/etc/tool.conf": b"x=1"})
     assert dict(cr.files) == {"/etc/tool.conf": b"x=1"}
-    mounts = build(cr).pod["spec"]["containers"][0]["volumeMounts"]
+    mounts = build(cr).pod["spec"]["containers"][-1]["volumeMounts"]
     assert [m["mountPath"] for m in mounts] == ["/etc/tool.conf"]
     assert Cr("busybox:1.36", files={"/w": None}).files == {}
     with pytest.raises(FileSpecError, match="is relative"):
@@ -135,7 +135,7 @@ def test_the_clients_debug_wait_reaches_every_entry() -> None:
         breakpoint()
 
     def env_of(settings: Settings) -> dict[str, str]:
-        main = build(Cr("busybox:1.36", entry=entry), settings=settings).pod["spec"]["containers"][0]
+        main = build(Cr("busybox:1.36", entry=entry), settings=settings).pod["spec"]["containers"][-1]
         return {e["name"]: e.get("value", "") for e in main["env"]}
 
     assert "LEVRT_DEBUG_WAIT" not in env_of(Settings())  # the runtime's default applies

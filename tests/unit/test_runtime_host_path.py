@@ -19,10 +19,22 @@ def entry() -> None:
 CR = Cr("busybox:1.36", entry=entry())
 
 
-def test_default_copies_the_bundle_with_an_init_container() -> None:
+def test_copy_mode_copies_the_bundle_in_a_poststart_hook_before_main_starts() -> None:
     spec = build(CR).pod["spec"]
-    assert [c["name"] for c in spec["initContainers"]] == ["levrt-runtime"]
+    assert "initContainers" not in spec
+    copier, main = spec["containers"]
+    assert (copier["name"], main["name"]) == ("levrt-runtime", "main")
+    hook = copier["lifecycle"]["postStart"]["exec"]["command"]
+    assert hook[0] == "/levrt/bin/python3" and hook[-2:] == ["bin", "lib"] and ".copied" in hook[2]
+    assert ".copied" in copier["command"][2]  # it exits once the hook has copied
     assert {"name": "levrt-runtime", "emptyDir": {}} in spec["volumes"]
+
+
+def test_with_services_the_copy_stays_an_init_container_that_runs_first() -> None:
+    spec = build(Cr("busybox:1.36", entry=entry(), services={"db": Cr("redis:7")})).pod["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["levrt-runtime", "db"]
+    assert [c["name"] for c in spec["containers"]] == ["main"]
+    assert "lifecycle" not in spec["initContainers"][0]
 
 
 def test_host_path_mounts_the_node_cache_and_skips_the_init_container() -> None:
@@ -30,7 +42,7 @@ def test_host_path_mounts_the_node_cache_and_skips_the_init_container() -> None:
     assert "initContainers" not in spec
     assert {"name": "levrt-runtime",
             "hostPath": {"path": "/var/lib/levrt/runtime/2.0.0", "type": "Directory"}} in spec["volumes"]
-    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "levrt-runtime")
+    mount = next(m for m in spec["containers"][-1]["volumeMounts"] if m["name"] == "levrt-runtime")
     assert mount == {"name": "levrt-runtime", "mountPath": "/levrt", "readOnly": True}
 
 
