@@ -7,7 +7,7 @@ after the other on the same node, so the wall times compare and each peak RSS is
 
 - levrt: ``session()`` + ``Concurrent()`` over N ``Cr(busybox, entry=trivial())`` (the entry
   writes ``ok=1`` to the store) in the default runtime mode (the image volume where the cluster
-  has it), again with the runtime copied by an init container (the fallback; ``--no-copy`` skips
+  has it), again with the runtime copied into the Pod (the fallback; ``--no-copy`` skips
   it), and with the chart's node cache (``runtime_host_path``) if asked (``--cache``);
 - bare: the same client (``Kube``, same rate limit) creates N busybox Pods running ``echo ok``,
   follows them through one ``PodWatch`` and deletes each when it ended.
@@ -38,7 +38,7 @@ from levrt import Concurrent, Cr, lev
 
 BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX") or os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36")
 SIDES = ("bare", "levrt", "levrt-copy", "levrt-cache")
-LABELS = {"bare": "bare Pods", "levrt": "levrt (default)", "levrt-copy": "levrt, init copy",
+LABELS = {"bare": "bare Pods", "levrt": "levrt (default)", "levrt-copy": "levrt, copy",
           "levrt-cache": "levrt, node cache"}
 
 
@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file (the plot goes next to it)")
     parser.add_argument("--plot", help="where to write the PNG (default: next to --json, or bench/out/fanout.png)")
     parser.add_argument("--cache", action="store_true", help="also run levrt with the chart's node cache")
-    parser.add_argument("--no-copy", action="store_true", help="skip the levrt run with the init copy")
+    parser.add_argument("--no-copy", action="store_true", help="skip the levrt run in copy mode")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--host-path", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -131,7 +131,7 @@ async def node_cache_path(engine: Any) -> str | None:
 
 SIDES = {
     "levrt": "levrt (default)",
-    "copy": "levrt, init copy",
+    "copy": "levrt, copy",
     "node": "levrt, node cache",
 }
 
