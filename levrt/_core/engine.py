@@ -234,6 +234,7 @@ class Engine:
         draining, so it waits on.
         """
         bound: float | None = None  # when we saw it on a node (our clock: no skew with the cluster's)
+        room_seen: float | None = None  # when another Pod of the job last held a node
         while True:
             if bound is None and podstatus.on_node(self.watch.get(name) or {}):
                 bound = time.monotonic()
@@ -250,12 +251,20 @@ class Engine:
             except TimeoutError:
                 pod = self.watch.get(name) or {}
                 waiting = podstatus.unschedulable_since(pod)
-                if waiting is not None and time.time() - waiting > self.settings.schedule_timeout:
-                    if not (podstatus.waits_for_room(pod) and self._holds_room(besides=name)):
-                        raise await self.failure(
-                            name, reason="Unschedulable",
-                            detail=str(podstatus.condition(pod, "PodScheduled").get("message", "")),
-                        ) from None
+                if waiting is None:
+                    continue
+                if podstatus.waits_for_room(pod):
+                    if self._holds_room(besides=name):
+                        room_seen = time.monotonic()
+                    # The scheduler retries a queued Pod a moment after room frees up; until then
+                    # its condition still says "full", so the job's own Pods count for a while.
+                    if room_seen is not None and time.monotonic() - room_seen <= self.settings.schedule_timeout:
+                        continue
+                if time.time() - waiting > self.settings.schedule_timeout:
+                    raise await self.failure(
+                        name, reason="Unschedulable",
+                        detail=str(podstatus.condition(pod, "PodScheduled").get("message", "")),
+                    ) from None
                 continue
             state = podstatus.start_state(pod, need_ready=need_ready)
             if isinstance(state, podstatus.StartFailure):
