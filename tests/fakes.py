@@ -801,6 +801,7 @@ class FakeCollection:
     def __init__(self, mongo: FakeMongo, full_name: str, name: str) -> None:
         self.mongo, self.full_name, self.name = mongo, full_name, name
         self.docs: list[Obj] = []
+        self.bulk_writes = 0
 
     def _reach(self) -> None:
         if self.mongo.unreachable is not None:
@@ -825,6 +826,13 @@ class FakeCollection:
         before = next((copy.deepcopy(d) for d in self.docs if matches(d, query)), None)
         after = self._update(query, update, upsert=upsert)
         return copy.deepcopy(after) if return_document else before
+
+    async def bulk_write(self, requests: list[Any], ordered: bool = True) -> None:
+        """``UpdateOne`` requests only (what levrt sends), applied in order."""
+        self._reach()
+        self.bulk_writes += 1
+        for op in requests:
+            self._update(op._filter, op._doc, upsert=op._upsert)
 
     def find(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> FakeCursor:
         return FakeCursor(self, dict(query or {}), projection)

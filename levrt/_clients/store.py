@@ -13,8 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import contextvars
-import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from levrt._clients.api import ApiError
@@ -27,6 +26,8 @@ __all__ = ["COUNTERS", "JOBS", "TASKS", "Store", "resolve_uri", "use_client"]
 
 COUNTERS = "levrt_counters"
 TASKS = "levrt_tasks"
+DUPLICATE_KEY = 11000
+"""MongoDB's error code for a second document with the same ``_id``."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
 # shown by ``levrt get jobs`` like any schema, and without the ``levrt_`` prefix of internals.
 JOBS = "jobs"
@@ -94,19 +95,33 @@ class Store:
             raise self.unreachable(exc) from exc
         return int(counter["seq"])
 
-    async def record_task(self, *, job: int, task: int, **fields: Any) -> None:
-        """Upsert the internal status of one task (state, pod, timing, exit code).
+    async def record_tasks(self, *, job: int, updates: Mapping[int, Mapping[str, Any]]) -> None:
+        """Upsert the internal status of some tasks of one job (state, pod, timing, exit code) in
+        one round trip.
 
         Keyed by the string ``"<job>.<task>"`` (the task's id), with ``job`` and ``task`` as fields:
         every MongoDB-compatible store finds a string ``_id`` by its index, while FerretDB on SQLite
-        scans the whole collection for a document ``_id`` (three writes a task made a fan-out slow
-        down with every task ever recorded).
+        scans the whole collection for a document ``_id``. Two upserts of a new ``_id`` may race in
+        the store (E11000); those are sent again, when the record exists.
         """
-        fields.update(job=job, task=task, updated=dt.datetime.now(dt.UTC))
-        try:
-            await self._db[TASKS].update_one({"_id": f"{job}.{task}"}, {"$set": fields}, upsert=True)
-        except Exception as exc:
-            raise self.unreachable(exc) from exc
+        from pymongo import UpdateOne  # loaded with the client already (see connect): no cost here
+        from pymongo.errors import BulkWriteError  # likewise
+
+        def update(task: int, fields: Mapping[str, Any]) -> Any:
+            return UpdateOne({"_id": f"{job}.{task}"}, {"$set": {**fields, "job": job, "task": task}}, upsert=True)
+
+        pending = [update(task, fields) for task, fields in updates.items()]
+        for attempt in (1, 2):
+            try:
+                await self._db[TASKS].bulk_write(pending, ordered=False)
+                return
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if attempt == 2 or not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise self.unreachable(exc) from exc
+                pending = [pending[e["index"]] for e in errors]
+            except Exception as exc:
+                raise self.unreachable(exc) from exc
 
     def unreachable(self, exc: Exception) -> StoreError:
         return StoreError(

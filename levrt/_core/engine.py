@@ -18,7 +18,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from levrt import _job, context
@@ -28,13 +28,14 @@ from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import runtime_mode
+from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
 from levrt._shapes import podstatus
 from levrt._shapes.build import build_task, read_files
 from levrt._shapes.names import api_path, job_selector
 from levrt.cr import Cr
 from levrt.document import Document
-from levrt.errors import LevrtError, StoreError, TaskFailed
+from levrt.errors import LevrtError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
 
@@ -73,7 +74,7 @@ class Engine:
         self.watch = watch
         self.job_id = job_id
         self._task_index = itertools.count()
-        self._background: set[asyncio.Task[None]] = set()
+        self.status = StatusRecords(store, job=job_id)
         self.tasks: list[Task] = []
         self.sweeper = PayloadSweeper(kube, namespace=settings.namespace, job=job_id)
         """Deletes finished tasks' payload Secrets in batches (the Pods' garbage collection is the backstop)."""
@@ -109,8 +110,7 @@ class Engine:
         try:
             if delete_pods:
                 await self.delete_job_pods()
-            if self._background:
-                await asyncio.gather(*self._background, return_exceptions=True)
+            await self.status.close()
             await self.sweeper.close()
         finally:
             await self.watch.close()
@@ -132,20 +132,9 @@ class Engine:
             if names:
                 log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)
 
-    def later(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run bookkeeping off the hot path; ``close`` waits for it."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     def record(self, *, task: int, **fields: Any) -> None:
-        async def write() -> None:
-            try:
-                await self.store.record_task(job=self.job_id, task=task, **fields)
-            except StoreError as exc:
-                log.warning("could not record the status of task %d: %s", task, exc)
-
-        self.later(write())
+        """Record a task's status (``levrt_tasks``), written off the hot path and in order."""
+        self.status.record(task, **fields)
 
     # -- the Runner of levrt._job ------------------------------------------------------------
 

@@ -1,0 +1,77 @@
+"""Task status records: merged per task in the order they were made, one bulk write per batch,
+an E11000 collision sent again, and a store error logged without failing the job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from pymongo.errors import BulkWriteError
+
+from levrt._clients.store import Store
+from levrt._core.records import StatusRecords
+from tests.fakes import FakeMongo
+
+
+def store(mongo: FakeMongo) -> Store:
+    return Store(mongo.client("mongodb://fake/"), database="levrt", uri_for_errors="mongodb://fake/")
+
+
+async def test_changes_are_merged_in_order_and_written_in_one_request() -> None:
+    mongo = FakeMongo()
+    records = StatusRecords(store(mongo), job=4)
+    for task in range(50):
+        records.record(task, state="submitting", pod=f"lev-j4-t{task}")
+        records.record(task, state="running")
+    records.record(7, state="succeeded", exitCode=0)
+    await records.close()
+    tasks = mongo["levrt"]["levrt_tasks"]
+    assert tasks.bulk_writes == 1 and records.writes == 1
+    by_id = {d["_id"]: d for d in tasks.docs}
+    assert len(by_id) == 50
+    assert (by_id["4.7"]["state"], by_id["4.7"]["exitCode"], by_id["4.7"]["pod"]) == ("succeeded", 0, "lev-j4-t7")
+    assert (by_id["4.8"]["state"], by_id["4.8"]["job"], by_id["4.8"]["task"]) == ("running", 4, 8)
+
+
+async def test_a_later_state_is_never_overwritten_by_an_earlier_one() -> None:
+    mongo = FakeMongo()
+    records = StatusRecords(store(mongo), job=1)
+    records.record(0, state="running")
+    await asyncio.sleep(0)  # the writer takes the first batch
+    records.record(0, state="succeeded")
+    await records.close()
+    assert mongo["levrt"]["levrt_tasks"].docs[0]["state"] == "succeeded"
+
+
+async def test_a_duplicate_key_race_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    mongo = FakeMongo()
+    tasks = mongo["levrt"]["levrt_tasks"]
+    real = tasks.bulk_write
+    sent: list[int] = []
+
+    async def collide_once(requests: list[Any], ordered: bool = True) -> None:
+        sent.append(len(requests))
+        if len(sent) == 1:  # the store inserted the first and refused the second as a duplicate
+            await real(requests[:1], ordered)
+            raise BulkWriteError({"writeErrors": [{"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"}]})
+        await real(requests, ordered)
+
+    monkeypatch.setattr(tasks, "bulk_write", collide_once)
+    records = StatusRecords(store(mongo), job=2)
+    records.record(0, state="running")
+    records.record(1, state="running")
+    await records.close()
+    assert sent == [2, 1]
+    assert sorted(d["_id"] for d in tasks.docs) == ["2.0", "2.1"]
+
+
+async def test_a_store_error_is_logged_and_the_job_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    mongo = FakeMongo()
+    mongo.unreachable = "no route to host"
+    records = StatusRecords(store(mongo), job=3)
+    with caplog.at_level(logging.WARNING, logger="lev"):
+        records.record(0, state="running")
+        await records.close()
+    assert "could not record the status of 1 task(s) of job 3" in caplog.text
