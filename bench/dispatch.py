@@ -14,7 +14,8 @@ limit), at most ``--inflight`` tasks at once, one watch each:
 
 - levrt: ``session()`` + ``Concurrent(limit=inflight)`` over N ``Cr(busybox, entry=trivial())``
   with ``Settings(node_selector=..., tolerations=...)`` (gated Pod, payload Secret, gate lifted;
-  Pod deleted at the end; three records per task in the store);
+  Pod deleted at the end, payload Secrets swept in batches; three status changes per task, written
+  to the store in batches);
 - raw: plain POSTs of the same Pod (the builder's Pod, without the gate), its end seen on one
   ``PodWatch``, then a DELETE: the least a client must do for the same outcome.
 
