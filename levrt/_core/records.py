@@ -10,7 +10,6 @@ at a time, every change made since its last request, merged per task in the orde
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from typing import Any
@@ -18,7 +17,10 @@ from typing import Any
 from levrt._clients.store import Store
 from levrt.errors import StoreError
 
-__all__ = ["StatusRecords"]
+__all__ = ["CLOSE_TIMEOUT", "StatusRecords"]
+
+CLOSE_TIMEOUT = 60.0
+"""Seconds the end of a job waits for the store to take the last status records."""
 
 log = logging.getLogger("lev")
 
@@ -32,6 +34,7 @@ class StatusRecords:
         self._pending: dict[int, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
         self.writes = 0
         """Requests sent to the store (for tests and benches)."""
 
@@ -46,6 +49,8 @@ class StatusRecords:
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
+            if self._closing:
+                return
 
     async def flush(self) -> None:
         """Write what is pending now (and what is recorded meanwhile)."""
@@ -57,10 +62,17 @@ class StatusRecords:
                 log.warning("could not record the status of %d task(s) of job %d: %s", len(batch), self._job, exc)
             self.writes += 1
 
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
-        await self.flush()
+    async def close(self, *, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Write what is left: the writer finishes the batch it is sending (cancelling it would lose
+        that batch), then whatever came since. A store that does not answer within ``timeout``
+        loses the rest, with a warning, rather than holding the job open."""
+        if self._writer is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._writer, timeout)
+        except TimeoutError:
+            log.warning("the store did not take the status of %d task(s) of job %d within %.0f s; not recorded",
+                        len(self._pending), self._job, timeout)
+        self._writer = None

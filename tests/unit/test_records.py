@@ -75,3 +75,18 @@ async def test_a_store_error_is_logged_and_the_job_goes_on(caplog: pytest.LogCap
         records.record(0, state="running")
         await records.close()
     assert "could not record the status of 1 task(s) of job 3" in caplog.text
+
+
+async def test_a_store_that_hangs_does_not_hold_the_job_open(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    mongo = FakeMongo()
+
+    async def hang(requests: list[Any], ordered: bool = True) -> None:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(mongo["levrt"]["levrt_tasks"], "bulk_write", hang)
+    records = StatusRecords(store(mongo), job=5)
+    with caplog.at_level(logging.WARNING, logger="lev"):
+        records.record(0, state="running")
+        await asyncio.wait_for(records.close(timeout=0.2), 5)
+    assert "did not take the status" in caplog.text
