@@ -12,11 +12,11 @@ still removed by the garbage collector with its Pod. A refusal is logged once an
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+from typing import Any
 
 from levrt._clients.api import Forbidden
+from levrt._clients.batches import Batches
 from levrt._clients.kube import Kube, Priority
 from levrt._shapes.names import JOB_LABEL, MANAGED_SELECTOR, PAYLOAD_ROLE, ROLE_LABEL, TASK_LABEL, api_path
 from levrt.errors import LevrtError
@@ -27,6 +27,9 @@ log = logging.getLogger("lev")
 
 BATCH = 100
 """Tasks per request: keeps the label selector (and the URL) short."""
+
+CLOSE_TIMEOUT = 60.0
+"""Seconds the end of a job waits for the last sweep."""
 
 
 def payload_selector(job: int, tasks: list[int]) -> str:
@@ -42,53 +45,36 @@ class PayloadSweeper:
         self._kube = kube
         self._namespace = namespace
         self._job = job
-        self._linger = linger
-        self._pending: list[int] = []
-        self._wake = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
+        self._batches = Batches(self._delete, linger=linger)
         self._refused = False
         self.requests = 0
         self.swept = 0
 
     def add(self, task: int) -> None:
         """Queue the payload Secret of a task whose Pod is done with it."""
-        if self._refused:
-            return
-        self._pending.append(task)
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
+        if not self._refused:
+            self._batches.add(task)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self._linger)  # gather the tasks that finish together
-            self._wake.clear()
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Delete what is queued now."""
-        while self._pending and not self._refused:
-            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+    async def _delete(self, batch: dict[int, dict[str, Any]]) -> None:
+        tasks = sorted(batch)
+        for start in range(0, len(tasks), BATCH):
+            chunk = tasks[start:start + BATCH]
             try:
                 await self._kube.request(
                     "DELETE", api_path("secrets", namespace=self._namespace),
-                    query={"labelSelector": payload_selector(self._job, batch)}, priority=Priority.CLEANUP,
+                    query={"labelSelector": payload_selector(self._job, chunk)}, priority=Priority.CLEANUP,
                 )
             except Forbidden as exc:
                 self._refused = True
-                self._pending.clear()
+                self._batches.drop()
                 log.info("payload Secrets are left to the garbage collector (no deletecollection right: %s)", exc)
+                return
             except LevrtError as exc:
-                log.debug("could not sweep %d payload Secret(s): %s; the garbage collector will", len(batch), exc)
+                log.debug("could not sweep %d payload Secret(s): %s; the garbage collector will", len(chunk), exc)
             else:
                 self.requests += 1
-                self.swept += len(batch)
+                self.swept += len(chunk)
 
     async def close(self) -> None:
-        """Sweep what is left and stop."""
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        await self.flush()
+        """Sweep what is left and stop (a sweep that outlasts ``CLOSE_TIMEOUT`` is left to the collector)."""
+        await self._batches.close(timeout=CLOSE_TIMEOUT)

@@ -1,4 +1,4 @@
-"""Task status records, written in order and in batches, off the hot path of a task.
+"""Task status records, written in order and in batches (``levrt._clients.batches``), off the hot path.
 
 Why: every task records its status three times (submitting, running, its end). Written one
 request each, concurrently, a fan-out of thousands sent the store thousands of writes at once,
@@ -9,11 +9,11 @@ at a time, every change made since its last request, merged per task in the orde
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from typing import Any
 
+from levrt._clients.batches import Batches
 from levrt._clients.store import Store
 from levrt.errors import StoreError
 
@@ -31,48 +31,23 @@ class StatusRecords:
     def __init__(self, store: Store, *, job: int) -> None:
         self._store = store
         self._job = job
-        self._pending: dict[int, dict[str, Any]] = {}
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
+        self._batches = Batches(self._write)
         self.writes = 0
         """Requests sent to the store (for tests and benches)."""
 
     def record(self, task: int, **fields: Any) -> None:
-        self._pending.setdefault(task, {}).update(fields, updated=dt.datetime.now(dt.UTC))
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
+        self._batches.add(task, **fields, updated=dt.datetime.now(dt.UTC))
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
-            if self._closing:
-                return
-
-    async def flush(self) -> None:
-        """Write what is pending now (and what is recorded meanwhile)."""
-        while self._pending:
-            batch, self._pending = self._pending, {}
-            try:
-                await self._store.record_tasks(job=self._job, updates=batch)
-            except StoreError as exc:
-                log.warning("could not record the status of %d task(s) of job %d: %s", len(batch), self._job, exc)
-            self.writes += 1
+    async def _write(self, batch: dict[int, dict[str, Any]]) -> None:
+        try:
+            await self._store.record_tasks(job=self._job, updates=batch)
+        except StoreError as exc:
+            log.warning("could not record the status of %d task(s) of job %d: %s", len(batch), self._job, exc)
+        self.writes += 1
 
     async def close(self, *, timeout: float = CLOSE_TIMEOUT) -> None:
-        """Write what is left: the writer finishes the batch it is sending (cancelling it would lose
-        that batch), then whatever came since. A store that does not answer within ``timeout``
-        loses the rest, with a warning, rather than holding the job open."""
-        if self._writer is None:
-            return
-        self._closing = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(self._writer, timeout)
-        except TimeoutError:
+        """Write what is left. A store that does not take it within ``timeout`` loses the rest, with
+        a warning, rather than holding the job open."""
+        if not await self._batches.close(timeout=timeout):
             log.warning("the store did not take the status of %d task(s) of job %d within %.0f s; not recorded",
-                        len(self._pending), self._job, timeout)
-        self._writer = None
+                        self._batches.pending, self._job, timeout)

@@ -1,0 +1,79 @@
+"""Changes keyed by task, merged in the order they were made and handed on in batches by one writer.
+
+Why: bookkeeping a job does for every task (status records in the store, deleting payload Secrets)
+would otherwise be one request per task, sent concurrently: thousands at once in a fan-out, and
+out of order. Both go through this: ``add`` returns at once; one writer hands ``send`` everything
+added since its last call, one call at a time, so a later change never overtakes an earlier one.
+Closing lets the writer finish the batch it is sending (cancelling it would lose that batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["Batches", "Send"]
+
+Send = Callable[[dict[int, dict[str, Any]]], Awaitable[None]]
+"""Takes one batch (task → its merged fields); handles its own errors (a raise stops the writer)."""
+
+
+class Batches:
+    """``add(task, **fields)`` now, sent soon; ``linger`` seconds gather changes made together."""
+
+    def __init__(self, send: Send, *, linger: float = 0.0) -> None:
+        self._send = send
+        self._linger = linger
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Tasks with changes not handed to ``send`` yet."""
+        return len(self._pending)
+
+    def add(self, task: int, **fields: Any) -> None:
+        self._pending.setdefault(task, {}).update(fields)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    def drop(self) -> None:
+        """Forget what is pending (``send`` learnt that it can never be sent)."""
+        self._pending.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self._linger:
+                with contextlib.suppress(TimeoutError):  # closing cuts the linger short
+                    await asyncio.wait_for(self._closing.wait(), self._linger)
+            self._wake.clear()
+            await self.flush()
+            if self._closing.is_set():
+                return
+
+    async def flush(self) -> None:
+        """Hand ``send`` what is pending now (and what is added meanwhile)."""
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            await self._send(batch)
+
+    async def close(self, *, timeout: float) -> bool:
+        """Send what is left; False if that took longer than ``timeout`` (the rest is not sent)."""
+        if self._writer is None:
+            return True
+        self._closing.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._writer, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._writer = None
+            self._closing.clear()
+        return True
