@@ -57,6 +57,32 @@ NODE_PREFIX = "levrt-kwok-"
 TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 SIDES = ("raw", "levrt")
 
+# The Ready conditions a fake Node starts with and renews (two Stages share them).
+NODE_CONDITIONS = """\
+      {{ $now := Now }}
+      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
+      conditions:
+      {{ range NodeConditions }}
+      - lastHeartbeatTime: {{ $now | Quote }}
+        lastTransitionTime: {{ $lastTransitionTime | Quote }}
+        message: {{ .message | Quote }}
+        reason: {{ .reason | Quote }}
+        status: {{ .status | Quote }}
+        type: {{ .type | Quote }}
+      {{ end }}
+"""
+# Pods levrt manages and nobody is deleting (two Stages share them).
+LEVRT_POD = """\
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.metadata.labels["app.kubernetes.io/managed-by"]'
+      operator: 'In'
+      values: ['levrt']
+"""
+
 # Pods managed by levrt, pending on a fake node: Running at once, with a podIP, init containers done.
 STAGES = """
 apiVersion: config.kwok.x-k8s.io/v1alpha1
@@ -80,17 +106,7 @@ spec:
       values: ['True']
   next:
     statusTemplate: |
-      {{ $now := Now }}
-      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-      conditions:
-      {{ range NodeConditions }}
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $lastTransitionTime | Quote }}
-        message: {{ .message | Quote }}
-        reason: {{ .reason | Quote }}
-        status: {{ .status | Quote }}
-        type: {{ .type | Quote }}
-      {{ end }}
+@NODE_CONDITIONS@
       addresses:
       - address: {{ NodeIP | Quote }}
         type: InternalIP
@@ -125,17 +141,7 @@ spec:
     jitterDurationMilliseconds: 25000
   next:
     statusTemplate: |
-      {{ $now := Now }}
-      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-      conditions:
-      {{ range NodeConditions }}
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $lastTransitionTime | Quote }}
-        message: {{ .message | Quote }}
-        reason: {{ .reason | Quote }}
-        status: {{ .status | Quote }}
-        type: {{ .type | Quote }}
-      {{ end }}
+@NODE_CONDITIONS@
   immediateNextStage: true
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
@@ -143,14 +149,7 @@ kind: Stage
 metadata:
   name: levrt-pod-running
 spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.metadata.labels["app.kubernetes.io/managed-by"]'
-      operator: 'In'
-      values: ['levrt']
+@LEVRT_POD@
     - key: '.status.podIP'
       operator: 'DoesNotExist'
   next:
@@ -209,14 +208,7 @@ kind: Stage
 metadata:
   name: levrt-pod-succeeded
 spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.metadata.labels["app.kubernetes.io/managed-by"]'
-      operator: 'In'
-      values: ['levrt']
+@LEVRT_POD@
     - key: '.status.phase'
       operator: 'In'
       values: ['Running']
@@ -261,7 +253,7 @@ spec:
   next:
     finalizers: {empty: true}
     delete: true
-"""
+""".replace("@NODE_CONDITIONS@\n", NODE_CONDITIONS).replace("@LEVRT_POD@\n", LEVRT_POD)
 
 
 @levrt.remote
