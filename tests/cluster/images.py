@@ -223,6 +223,10 @@ def redis_ref() -> str:
     return "levrt.local/redis:" + debian_version("redis-server", "7.0.15")
 
 
+def nmap_ref() -> str:
+    return "levrt.local/nmap:" + debian_version("nmap", "7.93")
+
+
 PAUSE_REF = "levrt.local/pause:3.10"
 FERRETDB_REF = "levrt.local/ferretdb:1.24.0"
 COREDNS_REF = "levrt.local/coredns:1.12.4"
@@ -245,6 +249,31 @@ def busybox_rootfs(root: Path) -> None:
         link = root / "bin" / applet
         if applet != "busybox" and not link.exists():
             link.symlink_to("busybox")
+
+
+def nmap_rootfs(root: Path) -> None:
+    """Debian's nmap as it runs on the host, without a shell or Python: the binary and the
+    libraries ldd names, its data (/usr/share/nmap: service and OS fingerprint databases, NSE
+    scripts), and the libc name databases it falls back to (/etc/services, /etc/protocols).
+    OpenSSL's legacy provider is loaded by path at run time (no ldd line): without it every
+    ``-sV`` run logs "OpenSSL legacy provider failed to load"."""
+    binary = Path("/usr/bin/nmap")
+    if not binary.exists():
+        raise FileNotFoundError(f"{binary} is missing: install Debian's nmap (python3 -m tests.cluster packages)")
+    base_files(root)
+    add_binary(root, binary)
+    for provider in Path("/usr/lib/x86_64-linux-gnu/ossl-modules").glob("legacy.so"):
+        add_binary(root, provider)
+    shutil.copytree("/usr/share/nmap", root / "usr" / "share" / "nmap", symlinks=True)
+    for name in ("services", "protocols"):
+        copy_into(root, Path("/etc") / name)
+
+
+def nmap_image(workdir: Path) -> Image:
+    """The nmap image, assembled under ``workdir`` (tests/e2e/test_nmap.py imports it alone)."""
+    root = _fresh(workdir, "nmap")
+    nmap_rootfs(root)
+    return Image(nmap_ref(), (root,), entrypoint=("/usr/bin/nmap",), workdir="/tmp")
 
 
 def test_images(workdir: Path) -> list[Image]:
@@ -277,6 +306,7 @@ def test_images(workdir: Path) -> list[Image]:
         Image(redis_ref(), (redis,), entrypoint=("/usr/bin/redis-server", "--protected-mode", "no"), workdir="/data"),
         Image(FERRETDB_REF, (ferretdb,), entrypoint=("/ferretdb",), workdir="/state"),
         Image(COREDNS_REF, (coredns,), entrypoint=("/coredns",)),
+        nmap_image(workdir),
     ]
 
 
