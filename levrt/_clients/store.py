@@ -28,6 +28,8 @@ COUNTERS = "levrt_counters"
 TASKS = "levrt_tasks"
 DUPLICATE_KEY = 11000
 """MongoDB's error code for a second document with the same ``_id``."""
+MAX_CLAIMS = 100
+"""Job ids tried before giving up (each one already claimed by another job)."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
 # shown by ``levrt get jobs`` like any schema, and without the ``levrt_`` prefix of internals.
 JOBS = "jobs"
@@ -86,14 +88,31 @@ class Store:
         return self._db[name]
 
     async def next_job_id(self) -> int:
-        """Allocate a job id from the atomic counter (1, 2, 3, ...)."""
-        try:
-            counter = await self._db[COUNTERS].find_one_and_update(
-                {"_id": "job"}, {"$inc": {"seq": 1}}, upsert=True, return_document=True
-            )
-        except Exception as exc:
-            raise self.unreachable(exc) from exc
-        return int(counter["seq"])
+        """Allocate a job id (1, 2, 3, ...): the counter's next value, claimed by inserting
+        ``{"_id": "job.<n>"}`` next to it.
+
+        Why the claim: the id names the job's Pods, so two jobs must never share one, and not
+        every MongoDB-compatible store runs ``$inc`` atomically under concurrent callers (FerretDB
+        on SQLite handed two jobs opened in the same millisecond the same value). A unique ``_id``
+        is enforced by every store; a value someone else claimed is skipped.
+        """
+        for _ in range(MAX_CLAIMS):
+            try:
+                counter = await self._db[COUNTERS].find_one_and_update(
+                    {"_id": "job"}, {"$inc": {"seq": 1}}, upsert=True, return_document=True
+                )
+                job = int(counter["seq"])
+                await self._db[COUNTERS].insert_one({"_id": f"job.{job}"})
+            except Exception as exc:
+                if getattr(exc, "code", None) == DUPLICATE_KEY:
+                    continue  # another job holds this id (or the upsert raced): take the next
+                raise self.unreachable(exc) from exc
+            return job
+        raise StoreError(
+            f"The store at {self._uri} handed out {MAX_CLAIMS} job ids that were already taken: its "
+            f"counter ({COUNTERS}, _id 'job') is behind the claimed ids. Set its 'seq' to the highest "
+            "claimed job id."
+        )
 
     async def record_tasks(self, *, job: int, updates: Mapping[int, Mapping[str, Any]]) -> None:
         """Upsert the internal status of some tasks of one job (state, pod, timing, exit code) in

@@ -90,3 +90,13 @@ async def test_a_store_that_hangs_does_not_hold_the_job_open(monkeypatch: pytest
         records.record(0, state="running")
         await asyncio.wait_for(records.close(timeout=0.2), 5)
     assert "did not take the status" in caplog.text
+
+
+async def test_a_job_id_already_claimed_is_skipped() -> None:
+    """Two jobs never share an id, even when the store's counter hands the same value out twice."""
+    mongo = FakeMongo()
+    counters = mongo["levrt"]["levrt_counters"]
+    assert [await store(mongo).next_job_id() for _ in range(2)] == [1, 2]
+    counters.docs[0]["seq"] = 1  # the counter fell behind (a lost $inc, a restored backup)
+    assert await store(mongo).next_job_id() == 3
+    assert sorted(d["_id"] for d in counters.docs) == ["job", "job.1", "job.2", "job.3"]
