@@ -30,6 +30,7 @@ from levrt.document import Document
 from levrt.errors import *  # noqa: F403  (the error classes, listed once in errors.__all__)
 from levrt.remote import remote
 from levrt.run import run
+from levrt.storage import upload
 from levrt.task import Task
 
 if TYPE_CHECKING:
@@ -56,5 +57,6 @@ __all__ = [
     "lev",
     "remote",
     "run",
+    "upload",
     *errors.__all__,
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -48,6 +49,10 @@ class Runner(Protocol):
 
     def job_document(self) -> Document:
         """The job's own record (``lev.doc`` in an orchestration)."""
+        ...
+
+    async def upload(self, source: bytes | str | os.PathLike[str]) -> str:
+        """Store content in the job's store's file storage (``levrt.upload``); its sha256."""
         ...
 
 

@@ -14,8 +14,10 @@ Standard library only: cloudpickle pickles ``levrt.lev`` by reference into entri
 from __future__ import annotations
 
 import contextvars
+import os
+import pathlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from levrt import _job
 from levrt.errors import LevrtError, NamespaceError, OutsideTaskError
@@ -53,6 +55,10 @@ class TaskBinding(Protocol):
     def task_id(self) -> int: ...
 
     def set(self, data: dict[str, Any]) -> None: ...
+
+    def put(self, name: str, source: Any) -> str: ...
+
+    def upload(self, source: Any) -> str: ...
 
     @property
     def doc(self) -> Any: ...
@@ -181,6 +187,18 @@ class Lev:
             ) from None
         if fields:
             binding.set(fields)
+
+    def put(self, name: str, source: str | os.PathLike[str] | bytes | BinaryIO) -> str:
+        """Store a file as this task's artifact ``name`` (inside an entry only): ``source`` is a local
+        path (``str`` or ``Path``), a binary file object, or bytes. The file is streamed into the
+        store's file storage, never read whole into memory, and listed in the record; fetch it with
+        ``await doc.artifact(name)``, ``await doc.download(name, path)`` or
+        ``levrt get SCHEMA --job N --artifact NAME -o FILE``. Putting a name again replaces it.
+        Returns the content's sha256."""
+        binding = self._binding("put()")
+        if isinstance(source, str):
+            source = pathlib.Path(source)  # here a str is a path: content would be bytes
+        return binding.put(name, source)
 
     @property
     def doc(self) -> Any:

@@ -23,17 +23,19 @@ from levrt.errors import (
     EnvError,
     FileSpecError,
     LinkError,
+    OptionError,
     PortError,
     SchemaError,
     ServiceError,
 )
 from levrt.remote import Remote, RemoteCall, as_call
+from levrt.settings import check_node_selector, check_resources, check_timeout, check_tolerations
 
 if TYPE_CHECKING:
     from levrt.document import Document
     from levrt.task import Task
 
-__all__ = ["MAX_FILE_BYTES", "RESERVED_PATHS", "Cr", "Digest", "File"]
+__all__ = ["LINUX_CAPABILITIES", "MAX_FILE_BYTES", "MAX_RETRIES", "RESERVED_PATHS", "Cr", "Digest", "File"]
 
 SCHEMA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*@\d+\.\d+$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -48,20 +50,36 @@ PLATFORM_IMAGE_RE = re.compile(
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"  # :tag, @digest
 )
 
-# A file becomes one ConfigMap; the apiserver caps an object's data at 1 MiB.
+# Content up to this size becomes one ConfigMap (the apiserver caps an object's data at 1 MiB);
+# larger content goes through the store's file storage (levrt._shapes.files).
 MAX_FILE_BYTES = 1024 * 1024 - 1024
 MAX_CMD_BYTES = 128 * 1024
 MAX_ENV_BYTES = 128 * 1024
 # Mount points of levrt itself: files there would hide the runtime or the payload.
 RESERVED_PATHS = ("/levrt", "/levrt-payload", "/levrt-target")
 RESERVED_CONTAINER_NAMES = ("main", "levrt-runtime")
+# Retries are for infrastructure hiccups; more than a few means something is wrong to look at.
+MAX_RETRIES = 10
+# Run options a service may not carry: they belong to the whole Pod (the main Cr's).
+POD_OPTIONS = ("timeout", "retries", "node_selector", "tolerations")
+# The Linux capabilities (capability.h, CAP_CHOWN=0 .. CAP_CHECKPOINT_RESTORE=40), as Kubernetes
+# names them in securityContext.capabilities (no CAP_ prefix).
+LINUX_CAPABILITIES = frozenset(
+    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+    "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+    "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+    "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE".split()
+)
 
 
 class Digest(str):
-    """The sha256 (64 hex digits) of file content stored before: ``files={"/x": Digest(h)}``.
+    """The sha256 (64 hex digits) of content in the store's file storage: ``files={"/x": Digest(h)}``.
 
-    Content-addressed (1.x): the Pod mounts the file object ``levrt-f-<digest[:40]>`` that an
-    earlier task created; no content travels with this task.
+    Content-addressed (1.x): store the content once with ``levrt put FILE`` or
+    ``await levrt.upload(content_or_path)`` (which return its Digest), then any number of tasks
+    mount it without sending it again. A Digest the store does not have is a ``FileSpecError``
+    at submit, before anything is created.
     """
 
     __slots__ = ()
@@ -93,7 +111,10 @@ class Cr:
     ``await cr.start()`` (→ ``Task``). Each start is a new run.
     """
 
-    __slots__ = ("cmd", "entry", "env", "files", "host", "image", "links", "ports", "schema", "services")
+    __slots__ = (
+        "capabilities", "cmd", "entry", "env", "files", "host", "image", "links", "node_selector", "ports",
+        "resources", "retries", "schema", "services", "timeout", "tolerations",
+    )
 
     image: str
     schema: str | None
@@ -105,6 +126,20 @@ class Cr:
     links: Mapping[str, str]
     ports: tuple[int, ...]
     services: Mapping[str, Cr]
+    # Run options (keyword-only; None/empty: the Settings default applies).
+    timeout: int | None
+    """Seconds the run may take: then SIGINT to the entry, a hard end 10 s later (runtime)."""
+    resources: Mapping[str, Mapping[str, str]] | None
+    """The container's Kubernetes ``resources`` (``{"limits": {"cpu": "1"}}``); replaces Settings'."""
+    capabilities: tuple[str, ...]
+    """Linux capabilities added to the container, normalised (``("NET_RAW",)``)."""
+    node_selector: Mapping[str, str] | None
+    """Node labels the Pod must run on; merged over Settings', these keys winning."""
+    tolerations: tuple[Mapping[str, Any], ...]
+    """Taints the Pod tolerates, after Settings' ones."""
+    retries: int
+    """How many times an infrastructure failure (Pod deleted or evicted, node lost, image pull
+    hiccup) submits the task again; never for the entry's own error or a timeout."""
 
     def __init__(
         self,
@@ -119,6 +154,12 @@ class Cr:
         links: Mapping[str, str] | None = None,
         ports: Iterable[int] = (),
         services: Mapping[str, Cr] | None = None,
+        timeout: int | None = None,
+        resources: Mapping[str, Mapping[str, str | int | float]] | None = None,
+        capabilities: Iterable[str] = (),
+        node_selector: Mapping[str, str] | None = None,
+        tolerations: Iterable[Mapping[str, Any]] | None = None,
+        retries: int = 0,
     ) -> None:
         self.image = _image(image)
         self.schema = _schema(schema)
@@ -131,6 +172,16 @@ class Cr:
         self.files = MappingProxyType(_files(files))
         self.links = MappingProxyType(_links(links))
         self.ports = _ports(ports)
+        self.timeout = check_timeout(timeout, what="timeout", error=OptionError)
+        checked_resources = check_resources(resources, what="resources", error=OptionError)
+        self.resources = None if checked_resources is None else _frozen(checked_resources)
+        self.capabilities = _capabilities(capabilities)
+        selector = check_node_selector(node_selector, what="node_selector", error=OptionError)
+        self.node_selector = None if selector is None else MappingProxyType(selector)
+        self.tolerations = tuple(
+            _frozen(t) for t in check_tolerations(tolerations, what="tolerations", error=OptionError)
+        )
+        self.retries = _retries(retries)
         self.services = MappingProxyType(_services(services, main=self))
 
     # -- running (through the current job's engine) ---------------------------------------------
@@ -163,6 +214,18 @@ class Cr:
         for name in ("files", "links", "services"):
             if getattr(self, name):
                 parts.append(f"{name}={sorted(getattr(self, name))!r}")
+        if self.timeout is not None:
+            parts.append(f"timeout={self.timeout}")
+        if self.resources is not None:
+            parts.append(f"resources={_thawed(self.resources)!r}")
+        if self.capabilities:
+            parts.append(f"capabilities={list(self.capabilities)!r}")
+        if self.node_selector is not None:
+            parts.append(f"node_selector={dict(self.node_selector)!r}")
+        if self.tolerations:
+            parts.append(f"tolerations={[dict(t) for t in self.tolerations]!r}")
+        if self.retries:
+            parts.append(f"retries={self.retries}")
         return f"Cr({', '.join(parts)})"
 
 
@@ -318,9 +381,8 @@ def _file_value(path: str, value: object) -> File:
     if isinstance(value, bytearray | memoryview):
         value = bytes(value)
     if isinstance(value, bytes):
-        size = len(value)
+        pass  # any size: content over MAX_FILE_BYTES goes through the store's file storage
     elif isinstance(value, str):
-        size = len(value.encode("utf-8", errors="surrogatepass"))
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -338,17 +400,11 @@ def _file_value(path: str, value: object) -> File:
             raise FileSpecError(
                 f"files[{path!r}] = Path({str(value)!r}) is not a regular file; mount files one by one."
             )
-        size = local.stat().st_size
     else:
         raise FileSpecError(
             f"files[{path!r}] is a {type(value).__name__} ({value!r:.60}); a File is bytes (content), str "
             "(UTF-8 text), pathlib.Path (a local file) or levrt.Digest (stored content); None leaves the "
             "file out."
-        )
-    if size > MAX_FILE_BYTES:
-        raise FileSpecError(
-            f"files[{path!r}] is {size} bytes, over the {MAX_FILE_BYTES}-byte limit of one file (a "
-            "Kubernetes object holds at most 1 MiB). Split it, compress it, or fetch it inside the entry."
         )
     return value
 
@@ -399,6 +455,45 @@ def _ports(ports: object) -> tuple[int, ...]:
     return tuple(checked)
 
 
+def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only view, nested dicts included: a Cr does not change after validation."""
+    return MappingProxyType({k: _frozen(v) if isinstance(v, Mapping) else v for k, v in value.items()})
+
+
+def _thawed(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _thawed(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+
+
+def _retries(retries: object) -> int:
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise OptionError(
+            f"retries={retries!r}; use a whole number 0..{MAX_RETRIES} (how many times a task is submitted "
+            "again after an infrastructure failure such as an evicted or deleted Pod)."
+        )
+    return retries
+
+
+def _capabilities(capabilities: object) -> tuple[str, ...]:
+    """Names as Kubernetes wants them: upper case, no ``CAP_`` prefix, each a Linux capability."""
+    items = _str_list(capabilities, what="capabilities", error=OptionError, example="'NET_RAW'")
+    checked: list[str] = []
+    for item in items:
+        name = item.strip().upper().removeprefix("CAP_")
+        if name not in LINUX_CAPABILITIES:
+            close = [c for c in sorted(LINUX_CAPABILITIES) if name and (name in c or c in name)]
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            if name == "ALL":
+                hint = " Name the capabilities the task needs instead, e.g. ['NET_RAW', 'NET_ADMIN']."
+            raise OptionError(
+                f"capabilities item {item!r} is not a Linux capability (e.g. 'NET_RAW', 'NET_ADMIN', "
+                f"'SYS_PTRACE'; see capabilities(7)).{hint}"
+            )
+        if name in checked:
+            raise OptionError(f"capabilities lists {name!r} twice. List each capability once.")
+        checked.append(name)
+    return tuple(checked)
+
+
 def _services(services: object, *, main: Cr) -> dict[str, Cr]:
     shape = "{name: Cr}, e.g. {'redis': Cr('redis:7')}"
     given = _mapping(services, what="services", error=ServiceError, shape=shape)
@@ -430,6 +525,12 @@ def _services(services: object, *, main: Cr) -> dict[str, Cr]:
                 f"services[{name!r}] has host=True but the main Cr does not. A Pod has one network: set "
                 "host=True on the main Cr (services follow it)."
             )
+        for option in POD_OPTIONS:
+            if getattr(svc, option):
+                raise ServiceError(
+                    f"services[{name!r}] has {option}={getattr(svc, option)!r}. {option} applies to the whole "
+                    "Pod: set it on the main Cr."
+                )
         if svc.schema is not None:
             raise ServiceError(
                 f"services[{name!r}] has schema={svc.schema!r}. A service writes into its task's record; "

@@ -25,6 +25,7 @@ __all__ = [
     "LinkError",
     "MetaError",
     "NamespaceError",
+    "OptionError",
     "OrchestrationError",
     "OutsideTaskError",
     "PayloadError",
@@ -71,6 +72,11 @@ class PortError(CrError):
 
 class LinkError(CrError):
     """A ``links`` entry: bad alias, or a host that is not an IP address."""
+
+
+class OptionError(CrError):
+    """A run option (``timeout``, ``resources``, ``capabilities``, ``node_selector``,
+    ``tolerations``, ``retries``) has a bad value."""
 
 
 class EntryError(LevrtError, TypeError):

@@ -37,7 +37,18 @@ class Task:
         """Whether the caller signalled it: such a run returns its Document even if it exits non-zero."""
         self.document: Document | None = None
         """The Document, once ``done()`` returned it."""
+        self.timed_out = False
+        """Whether the run reached its ``timeout`` (``Cr(timeout=...)``): ``done()`` still returns its
+        Document, with what the entry stored until then."""
+        self.retries = 0
+        """How many times an infrastructure failure submitted it again (``Cr(retries=...)``); ``pod``
+        names the latest Pod."""
         self._failure: BaseException | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Whether ``done()`` saw the end of the run (a Document, or a failure)."""
+        return self.document is not None or self._failure is not None
 
     @property
     def id(self) -> str:

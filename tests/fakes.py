@@ -22,7 +22,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,6 +31,8 @@ from urllib.parse import unquote
 from levrt._clients.api import ExecResult, Request, Response, api_error
 
 __all__ = [
+    "BulkWriteError",
+    "DuplicateKeyError",
     "ExecCall",
     "FakeApiServer",
     "FakeMongo",
@@ -756,6 +758,8 @@ class FakeMongo:
 
     Every client it makes shares its databases (``mongo["levrt"]["coll"]``). ``uris``: what
     ``Store.connect`` was given. With ``unreachable`` set, every operation raises.
+    ``sync_client`` makes a synchronous client (pymongo's ``MongoClient`` face, as the in-task
+    runtime uses) over the same databases: what a task writes, the client reads.
     """
 
     def __init__(self) -> None:
@@ -768,6 +772,10 @@ class FakeMongo:
         self.uris.append(uri)
         self.clients.append(FakeMongoClient(self))
         return self.clients[-1]
+
+    def sync_client(self, uri: str) -> SyncFakeMongoClient:
+        self.uris.append(uri)
+        return SyncFakeMongoClient(self)
 
     def __getitem__(self, name: str) -> FakeDatabase:
         return self.databases.setdefault(name, FakeDatabase(self, name))
@@ -794,31 +802,104 @@ class FakeDatabase:
         return self.collections.setdefault(name, FakeCollection(self.mongo, f"{self.name}.{name}", name))
 
 
+class DuplicateKeyError(Exception):
+    """What PyMongo raises for a second document with the same ``_id`` (code 11000)."""
+
+    code = 11000
+
+
+class BulkWriteError(Exception):
+    """What PyMongo raises when some documents of an ``insert_many`` were refused."""
+
+    def __init__(self, details: Obj) -> None:
+        super().__init__(f"batch op errors occurred: {details}")
+        self.details = details
+
+
 class FakeCollection:
     """The part of an ``AsyncCollection`` levrt uses: equality queries (dotted keys, ``$and``),
-    ``$set``/``$inc`` updates with upsert, and cursors with ``sort``/``limit``."""
+    ``$set``/``$inc`` updates with upsert, inserts refusing a duplicate ``_id``, replace, and
+    cursors with ``sort``/``limit``. ``fail_inserts_after``: the number of further documents
+    ``insert_many`` accepts before the connection "drops" (an upload cut short)."""
 
     def __init__(self, mongo: FakeMongo, full_name: str, name: str) -> None:
         self.mongo, self.full_name, self.name = mongo, full_name, name
         self.docs: list[Obj] = []
         self.bulk_writes = 0
+        self.fail_inserts_after: int | None = None
+        self.calls: list[str] = []
 
     def _reach(self) -> None:
         if self.mongo.unreachable is not None:
             raise ServerSelectionTimeoutError(self.mongo.unreachable)
 
-    async def insert_one(self, doc: Mapping[str, Any]) -> None:
+    # -- the synchronous core (the async methods and SyncFakeCollection share it) -------------------
+
+    def _by_id(self, ident: Any) -> Obj | None:
+        return next((d for d in self.docs if d.get("_id") == ident), None)
+
+    def insert_one_now(self, doc: Mapping[str, Any]) -> None:
         self._reach()
+        self.calls.append("insert_one")
+        if "_id" in doc and self._by_id(doc["_id"]) is not None:
+            raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.full_name} dup key: {doc['_id']}")
         self.docs.append(copy.deepcopy(dict(doc)))
 
-    async def find_one(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> Obj | None:
+    def insert_many_now(self, docs: list[Mapping[str, Any]], ordered: bool = True) -> None:
         self._reach()
+        self.calls.append("insert_many")
+        errors = []
+        for index, doc in enumerate(docs):
+            if self.fail_inserts_after is not None:
+                if self.fail_inserts_after <= 0:
+                    raise ServerSelectionTimeoutError("connection closed")
+                self.fail_inserts_after -= 1
+            if "_id" in doc and self._by_id(doc["_id"]) is not None:
+                errors.append({"index": index, "code": 11000, "errmsg": "E11000 duplicate key error"})
+                if ordered:
+                    break
+                continue
+            self.docs.append(copy.deepcopy(dict(doc)))
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": []})
+
+    def replace_one_now(self, query: Mapping[str, Any], doc: Mapping[str, Any], upsert: bool = False) -> None:
+        self._reach()
+        self.calls.append("replace_one")
+        for index, found in enumerate(self.docs):
+            if matches(found, query):
+                self.docs[index] = {"_id": found.get("_id"), **copy.deepcopy(dict(doc))}
+                return
+        if upsert:
+            self.docs.append(copy.deepcopy(dict(doc)))
+
+    def find_one_now(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> Obj | None:
+        self._reach()
+        self.calls.append("find_one")
         found = next((d for d in self.docs if matches(d, query or {})), None)
         return project(found, projection) if found is not None else None
 
-    async def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False) -> None:
+    def update_one_now(self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False) -> None:
         self._reach()
+        self.calls.append("update_one")
         self._update(query, update, upsert=upsert)
+
+    # -- the async face (AsyncCollection) --------------------------------------------------------
+
+    async def insert_one(self, doc: Mapping[str, Any]) -> None:
+        self.insert_one_now(doc)
+
+    async def insert_many(self, docs: list[Mapping[str, Any]], ordered: bool = True) -> None:
+        self.insert_many_now(docs, ordered)
+
+    async def replace_one(self, query: Mapping[str, Any], doc: Mapping[str, Any], upsert: bool = False) -> None:
+        self.replace_one_now(query, doc, upsert)
+
+    async def find_one(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> Obj | None:
+        return self.find_one_now(query, projection)
+
+    async def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False) -> None:
+        self.update_one_now(query, update, upsert)
 
     async def find_one_and_update(self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False,
                                   return_document: bool = False) -> Obj | None:
@@ -834,8 +915,14 @@ class FakeCollection:
         for op in requests:
             self._update(op._filter, op._doc, upsert=op._upsert)
 
-    def find(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> FakeCursor:
+    def find(self, query: Mapping[str, Any] | None = None, projection: Any = None,
+             batch_size: int = 0) -> FakeCursor:
         return FakeCursor(self, dict(query or {}), projection)
+
+    def find_now(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> list[Obj]:
+        self._reach()
+        self.calls.append("find")
+        return [project(d, projection) for d in self.docs if matches(d, query or {})]
 
     def _update(self, query: Mapping[str, Any], update: Mapping[str, Any], *, upsert: bool) -> Obj | None:
         doc = next((d for d in self.docs if matches(d, query)), None)
@@ -852,6 +939,79 @@ class FakeCollection:
         for key, value in update.get("$inc", {}).items():
             set_path(doc, key, (get_path(doc, key) or 0) + value)
         return doc
+
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+"""MongoDB's document limit, which the runtime-side fake enforces on updates."""
+
+
+class WriteError(Exception):
+    """What PyMongo raises when the server refuses a write (with the server's error code)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SyncFakeMongoClient:
+    """pymongo's ``MongoClient`` face of a ``FakeMongo`` (``client[db][coll]``, ``close()``)."""
+
+    def __init__(self, mongo: FakeMongo) -> None:
+        self.mongo = mongo
+        self.closed = False
+
+    def __getitem__(self, name: str) -> SyncFakeDatabase:
+        return SyncFakeDatabase(self.mongo[name])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class SyncFakeDatabase:
+    def __init__(self, database: FakeDatabase) -> None:
+        self.database = database
+
+    def __getitem__(self, name: str) -> SyncFakeCollection:
+        return SyncFakeCollection(self.database[name])
+
+
+class SyncFakeCollection:
+    """A ``FakeCollection`` through pymongo's synchronous ``Collection`` methods."""
+
+    def __init__(self, coll: FakeCollection) -> None:
+        self.coll = coll
+        self.name = coll.name
+
+    def insert_one(self, doc: Mapping[str, Any]) -> None:
+        self.coll.insert_one_now(doc)
+
+    def insert_many(self, docs: list[Mapping[str, Any]], ordered: bool = True) -> None:
+        self.coll.insert_many_now(docs, ordered)
+
+    def replace_one(self, query: Mapping[str, Any], doc: Mapping[str, Any], upsert: bool = False) -> None:
+        self.coll.replace_one_now(query, doc, upsert)
+
+    def find_one(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> Obj | None:
+        return self.coll.find_one_now(query, projection)
+
+    def find(self, query: Mapping[str, Any] | None = None, projection: Any = None,
+             batch_size: int = 0) -> Iterator[Obj]:
+        return iter(self.coll.find_now(query, projection))
+
+    def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False) -> None:
+        bson_encode(update)  # a value the driver cannot encode fails as it would for real
+        saved = copy.deepcopy(self.coll.docs)
+        self.coll.update_one_now(query, update, upsert)
+        changed = next((d for d in self.coll.docs if matches(d, query)), None)
+        if changed is not None and len(bson_encode(changed)) > MAX_DOCUMENT_BYTES:
+            self.coll.docs[:] = saved
+            raise WriteError(10334, "BSONObjectTooLarge: the update would make the document too large")
+
+
+def bson_encode(doc: Mapping[str, Any]) -> bytes:
+    import bson  # pymongo's; only the runtime-side fakes encode
+
+    return bson.encode(dict(doc))
 
 
 class FakeCursor:
@@ -902,8 +1062,17 @@ def matches(doc: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
 
 
 def project(doc: Mapping[str, Any], projection: Any) -> Obj:
+    """MongoDB's projection: fields included (with ``_id`` unless ``_id: 0``), or fields excluded."""
     out = copy.deepcopy(dict(doc))
     if projection is None:
         return out
-    fields = [k for k, v in projection.items() if v] if isinstance(projection, Mapping) else list(projection)
-    return {k: v for k, v in out.items() if k in fields or k == "_id"}
+    spec = dict(projection) if isinstance(projection, Mapping) else {k: 1 for k in projection}
+    included = {k for k, v in spec.items() if v and k != "_id"}
+    excluded = {k for k, v in spec.items() if not v and k != "_id"}
+    if included:
+        out = {k: v for k, v in out.items() if k in included or k == "_id"}
+    else:
+        out = {k: v for k, v in out.items() if k not in excluded}
+    if "_id" in spec and not spec["_id"]:
+        out.pop("_id", None)
+    return out

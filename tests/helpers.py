@@ -25,8 +25,9 @@ def build(
     collection: str = "default",
     settings: Settings | None = None,
     file_contents: Mapping[str, bytes] | None = None,
+    attempt: int = 0,
 ) -> TaskObjects:
-    """The objects of ``cr`` as task ``task`` of job ``job``; default ``Settings()``.
+    """The objects of ``cr`` as task ``task`` of job ``job`` (``attempt``: a retry's); default ``Settings()``.
 
     ``file_contents`` defaults to ``read_files(cr)``, as at submit time; pass ``{}`` to build
     without reading them.
@@ -38,6 +39,7 @@ def build(
         collection=collection,
         settings=Settings() if settings is None else settings,
         file_contents=read_files(cr) if file_contents is None else file_contents,
+        attempt=attempt,
     )
 
 

@@ -1,7 +1,7 @@
 """The ``levrt`` command: the parser, the list of subcommands, and the exit-code policy.
 
 Why a list written out here: the subcommands live in modules by theme (``check``, ``run``,
-``tasks`` for ps/logs/kill/get, ``admin`` for gc/doctor/up); this module names them in the
+``tasks`` for ps/logs/kill/get, ``put``, ``admin`` for gc/doctor/up); this module names them in the
 order ``levrt --help`` shows them, so nothing registers itself behind an import.
 
 Not named ``levrt/cli.py``: ``levrt.cli`` is the public argv builder, and importing a submodule
@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from levrt._cli import admin, attach, check, run, tasks
+from levrt._cli import admin, attach, check, put, run, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
@@ -30,6 +30,7 @@ COMMANDS: tuple[Command, ...] = (
     tasks.KILL,
     attach.ATTACH,
     tasks.GET,
+    put.PUT,
     admin.GC,
     admin.DOCTOR,
     admin.UP,

@@ -36,6 +36,7 @@ from levrt._cli.base import (
     cluster,
     parse_duration,
     pod_of,
+    resolve_pod,
     task_pod_missing,
 )
 from levrt._clients.api import STDOUT, ExecStream
@@ -68,7 +69,8 @@ def attach_command(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with cluster(args) as (kube, settings):
-            path = api_path("pods", namespace=settings.namespace, name=pod_name)
+            name = await resolve_pod(kube, settings.namespace, args.task)
+            path = api_path("pods", namespace=settings.namespace, name=name)
             loop = asyncio.get_running_loop()
             deadline = None if timeout is None else loop.time() + timeout
             if not await _until_running(kube, path, args.task, args.container, deadline):
@@ -76,7 +78,7 @@ def attach_command(args: argparse.Namespace) -> int:
             command = [PYTHON, "-I", "-c", BRIDGE]
             if deadline is not None:
                 command += ["--wait", f"{max(deadline - loop.time(), 0.0):.1f}"]
-            async with kube.exec_stream(api_path("pods", namespace=settings.namespace, name=pod_name, sub="exec"),
+            async with kube.exec_stream(api_path("pods", namespace=settings.namespace, name=name, sub="exec"),
                                         container=args.container, command=command) as stream:
                 code, attached = await relay(stream, sys.stdin, sys.stdout, sys.stderr)
             return await _outcome(kube, path, args.task, args.container, code, attached)

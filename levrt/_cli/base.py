@@ -22,7 +22,7 @@ from types import ModuleType
 from levrt._clients.api import NotFound
 from levrt._clients.kube import Kube
 from levrt._core.sources import package_root
-from levrt._shapes.names import pod_name
+from levrt._shapes.names import ATTEMPT_LABEL, TASK_LABEL, api_path, job_selector, pod_name
 from levrt._shapes.podstatus import parse_timestamp
 from levrt.errors import LevrtError
 from levrt.settings import Settings
@@ -42,6 +42,7 @@ __all__ = [
     "parse_duration",
     "pod_of",
     "print_table",
+    "resolve_pod",
     "settings_of",
     "task_pod_missing",
 ]
@@ -106,6 +107,22 @@ def pod_of(task: str) -> str:
     if re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", task):
         return task
     raise CliError(f"{task!r} is not a task. Give JOB.TASK (e.g. 12.3, see `levrt ps`) or a Pod name.")
+
+
+async def resolve_pod(kube: Kube, namespace: str, task: str) -> str:
+    """The Pod a task runs in now: for ``JOB.TASK`` the latest attempt (a retried task runs in
+    ``lev-j12-t3-r1``, then ``-r2``...); a Pod name is taken as given."""
+    first = pod_of(task)
+    match = re.fullmatch(r"(\d+)\.(\d+)", task)
+    if not match:
+        return first
+    selector = f"{job_selector(int(match.group(1)))},{TASK_LABEL}={match.group(2)}"
+    listing = await kube.request("GET", api_path("pods", namespace=namespace), query={"labelSelector": selector})
+    attempts: dict[int, str] = {}
+    for item in listing.get("items", []):
+        attempt = item["metadata"].get("labels", {}).get(ATTEMPT_LABEL, "0")
+        attempts[int(attempt) if attempt.isdigit() else 0] = item["metadata"]["name"]
+    return attempts[max(attempts)] if attempts else first
 
 
 def parse_duration(text: str) -> float:

@@ -17,7 +17,7 @@ from levrt.concurrent import progress_hook
 __all__ = ["live_progress"]
 
 T = TypeVar("T")
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "done", "timed-out", "failed")
 
 
 async def live_progress(engine: Engine, main: Awaitable[T]) -> T:
@@ -46,11 +46,15 @@ async def live_progress(engine: Engine, main: Awaitable[T]) -> T:
             live.update(_job_table(engine, fraction[0]))
 
 
-def _task_rows(engine: Engine) -> Iterator[tuple[str, str, str, str, str]]:
+def _task_rows(engine: Engine) -> Iterator[tuple[str, str, str, str, str, str]]:
     for task in engine.tasks[-20:]:
         pod = engine.watch.get(task.pod)
         state = summary(pod) if pod else ("done" if task.document is not None else "ended")
-        yield task.id, task.pod, task.cr.image, state, task.host or "-"
+        if task.timed_out:
+            state = "timed-out"
+        # A retried task shows its latest Pod and how many times the cluster's failures replaced it.
+        retries = f"{task.retries}/{task.cr.retries}" if task.cr.retries else "-"
+        yield task.id, task.pod, task.cr.image, state, retries, task.host or "-"
 
 
 def _job_table(engine: Engine, fraction: float) -> Any:
@@ -60,7 +64,7 @@ def _job_table(engine: Engine, fraction: float) -> Any:
 
     counts = dict.fromkeys(STATES, 0)
     table = Table(title=f"levrt job {engine.job_id}", expand=False)
-    for column in ("task", "pod", "image", "state", "host"):
+    for column in ("task", "pod", "image", "state", "retries", "host"):
         table.add_column(column)
     for row in _task_rows(engine):
         word = row[3].split("(")[0]

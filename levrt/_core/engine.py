@@ -8,7 +8,9 @@ orchestration run. ``session()`` opens an ``Engine`` and installs it as the curr
 Submitting follows DESIGN.md: the Pod is created behind a scheduling gate, the objects it owns
 are created with an ownerReference to it, then the gate is lifted (``levrt._clients.submit``).
 The end of a task is decided here too: which exits count as success, what is recorded, and when
-the Pod is deleted.
+the Pod is deleted. A run that reached its timeout is not a failure (its Document is returned,
+``Task.timed_out`` set); a Pod the cluster ended (deleted by someone else, evicted, its node lost,
+a pull hiccup) is submitted again as a new Pod of the same task, up to ``Cr.retries`` times.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from levrt import _job, context
 from levrt._clients import signals, submit
+from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.sweep import PayloadSweeper
@@ -30,8 +34,10 @@ from levrt._clients.watch import PodWatch
 from levrt._core import runtime_mode
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
+from levrt._core.uploads import Uploads
 from levrt._shapes import podstatus
-from levrt._shapes.build import build_task, read_files
+from levrt._shapes.build import TaskObjects, build_task, read_files, with_attempt
+from levrt._shapes.files import stored_files
 from levrt._shapes.names import api_path, job_selector
 from levrt.cr import Cr
 from levrt.document import Document
@@ -45,6 +51,17 @@ log = logging.getLogger("lev")
 
 POLL_SECONDS = 5.0
 """How often a starting task's Pod is looked at again when no event came (deadlines, scheduling)."""
+RETRY_BACKOFF = 2.0
+"""Seconds before a task's first retry; doubled for each further one, at most ``RETRY_BACKOFF_MAX``."""
+RETRY_BACKOFF_MAX = 30.0
+
+
+class _ClusterEnded(Exception):
+    """An attempt that the cluster, not the task, ended before it started (a retry may succeed)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 @contextlib.asynccontextmanager
@@ -78,6 +95,13 @@ class Engine:
         self.tasks: list[Task] = []
         self.sweeper = PayloadSweeper(kube, namespace=settings.namespace, job=job_id)
         """Deletes finished tasks' payload Secrets in batches (the Pods' garbage collection is the backstop)."""
+        self.files = FileStore.of(store)
+        self.uploads = Uploads(self.files)
+        """Content tasks need in the store's file storage, uploaded once per job (``levrt._core.uploads``)."""
+        self._deleted: set[str] = set()
+        """Pods this job deleted itself: their deletion is no failure of the cluster to retry."""
+        self._first_objects: dict[int, TaskObjects] = {}
+        """The first attempt's objects of each task that may be retried (renamed for a retry)."""
 
     @classmethod
     async def open(cls, *, settings: Settings, kubeconfig: str | None = None) -> Engine:
@@ -110,6 +134,9 @@ class Engine:
         try:
             if delete_pods:
                 await self.delete_job_pods()
+                for task in self.tasks:  # started, never awaited to the end: their Pods are gone now
+                    if not task.ended:
+                        self.record(task=task.task_id, state="deleted", reason="the job ended before the task")
             await self.status.close()
             await self.sweeper.close()
         finally:
@@ -141,48 +168,108 @@ class Engine:
     async def start(self, cr: Cr) -> Task:
         index = next(self._task_index)
         collection = context.collection_name(cr.schema)
-        files = await asyncio.to_thread(read_files, cr)
+        files = await asyncio.to_thread(read_files, cr, hashes=self.uploads.hashes)
         objects = build_task(
             cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
             file_contents=files,
         )
+        # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
+        await self.uploads.ensure(stored_files(cr, files))
         name = objects.name
         self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
                     submitted=time.time())
         await submit.submit(self.kube, self.settings.namespace, objects)
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod=name, collection=collection)
         self.tasks.append(task)
-        try:
-            pod = await self._wait_started(name, need_ready=bool(cr.ports))
-        except BaseException:
-            await asyncio.shield(self.delete_pod(name))
-            raise
-        task.host = pod.get("status", {}).get("podIP")
-        self.record(task=index, state="running", host=task.host)
+        if cr.retries:
+            self._first_objects[index] = objects
+        await self._wait_running(task)
         return task
 
+    async def _wait_running(self, task: Task) -> None:
+        """Wait until the task's Pod runs; a start the cluster spoiled is submitted again (retries)."""
+        while True:
+            try:
+                pod = await self._wait_started(task.pod, need_ready=bool(task.cr.ports),
+                                               retry=task.retries < task.cr.retries)
+            except _ClusterEnded as ended:
+                await self._resubmit(task, ended.cause)
+                continue
+            except BaseException:
+                await asyncio.shield(self.delete_pod(task.pod))
+                raise
+            task.host = pod.get("status", {}).get("podIP")
+            self.record(task=task.task_id, state="running", host=task.host)
+            return
+
+    async def _resubmit(self, task: Task, cause: str) -> None:
+        """Replace the task's Pod by a new one (same task id, same record, ``-r<n>`` name)."""
+        attempt = task.retries + 1
+        old = task.pod
+        objects = with_attempt(self._first_objects[task.task_id], attempt)
+        await asyncio.shield(self.delete_pod(old))
+        self.watch.forget(old)
+        delay = min(RETRY_BACKOFF * 2 ** (attempt - 1), RETRY_BACKOFF_MAX)
+        log.warning("task %s: %s; submitting it again as %s in %.0f s (retry %d of %d)",
+                    task.id, cause, objects.name, delay, attempt, task.cr.retries)
+        task.pod, task.retries, task.host = objects.name, attempt, None
+        self.record(task=task.task_id, state="retrying", pod=objects.name, retries=attempt, retryReason=cause)
+        await asyncio.sleep(delay)
+        await submit.submit(self.kube, self.settings.namespace, objects)
+
     async def finish(self, task: Task) -> Document:
-        """Wait for the end; a non-zero exit is a failure unless the caller signalled the task."""
-        pod = await self.watch.wait(task.pod, podstatus.finished)
+        """Wait for the end; a non-zero exit is a failure unless the caller signalled the task or it
+        reached its timeout. A Pod the cluster ended is replaced while ``task.cr.retries`` allow."""
+        while True:
+            pod = await self.watch.wait(task.pod, podstatus.finished)
+            cause = podstatus.infrastructure_failure(pod, deleted_by_us=task.pod in self._deleted)
+            if cause is None or task.signalled or task.retries >= task.cr.retries:
+                break
+            try:
+                await self._resubmit(task, cause)
+                await self._wait_running(task)
+            except TaskFailed as exc:  # the new Pod never ran (and is deleted): the end of the task
+                self.record(task=task.task_id, state="failed", reason=exc.reason)
+                self._ended(task)
+                raise
         ended = podstatus.terminated(pod)
         exit_code = ended.get("exitCode")
         ok = exit_code == 0 or (pod.get("status", {}).get("phase") == "Succeeded" and exit_code is None)
         try:
-            if not ok and not task.signalled:
+            if podstatus.timed_out(pod):
+                task.timed_out = True
+                self.record(task=task.task_id, state="timed-out", exitCode=exit_code)
+                timeout = task.cr.timeout if task.cr.timeout is not None else self.settings.timeout
+                log.warning("task %s timed out after %s s; its record keeps what it stored until then",
+                            task.id, timeout)
+            elif not ok and not task.signalled:
                 reason = ended.get("reason") or pod.get("status", {}).get("reason") or (
                     "PodDeleted" if pod.get(podstatus.DELETED) else "Failed"
                 )
                 detail = ended.get("message") or pod.get("status", {}).get("message") or ""
+                if cause is not None:  # the cluster ended it and no retry is left: say so
+                    reason, _, detail = cause.partition(": ")
+                    if task.retries:
+                        detail += f"; after {task.retries} retr{'y' if task.retries == 1 else 'ies'}"
                 self.record(task=task.task_id, state="failed", exitCode=exit_code, reason=reason)
                 raise await self.failure(task.pod, reason=reason, detail=detail, exit_code=exit_code, task=task)
-            self.record(task=task.task_id, state="succeeded", exitCode=exit_code)
+            else:
+                self.record(task=task.task_id, state="succeeded", exitCode=exit_code)
         finally:
             if not self.settings.keep:
                 await self.delete_pod(task.pod)
-                if task.cr.entry is not None or any(svc.entry is not None for svc in task.cr.services.values()):
-                    self.sweeper.add(task.task_id)
-            self.watch.forget(task.pod)
-        return Document(self.store.collection(task.collection), {"_id": {"job": task.job_id, "task": task.task_id}})
+            self._ended(task)
+        return Document(self.store.collection(task.collection), {"_id": {"job": task.job_id, "task": task.task_id}},
+                        timed_out=task.timed_out, files=self.files)
+
+    def _ended(self, task: Task) -> None:
+        """Forget a task that ended (its Pod deleted, unless kept): payloads to sweep, watch entry."""
+        if not self.settings.keep and (
+            task.cr.entry is not None or any(svc.entry is not None for svc in task.cr.services.values())
+        ):
+            self.sweeper.add(task.task_id)
+        self.watch.forget(task.pod)
+        self._first_objects.pop(task.task_id, None)
 
     async def signal(self, task: Task, signal: str | int) -> None:
         signum = signals.signal_number(signal)
@@ -206,21 +293,27 @@ class Engine:
         return await self.pod_logs(task.pod, tail=tail)
 
     def job_document(self) -> Document:
-        return Document(self.store.collection(JOBS), {"_id": {"job": self.job_id}})
+        return Document(self.store.collection(JOBS), {"_id": {"job": self.job_id}}, files=self.files)
+
+    async def upload(self, source: bytes | str | os.PathLike[str]) -> str:
+        """``levrt.upload`` in this job: store content in the file storage; its sha256."""
+        return await self.uploads.upload(source)
 
     # -- Pods --------------------------------------------------------------------------------
 
     async def delete_pod(self, name: str) -> None:
+        self._deleted.add(name)
         await submit.delete_pod(self.kube, self.settings.namespace, name)
 
-    async def _wait_started(self, name: str, *, need_ready: bool) -> dict[str, Any]:
+    async def _wait_started(self, name: str, *, need_ready: bool, retry: bool = False) -> dict[str, Any]:
         """Wait until the main container runs (and is Ready when it has ports).
 
         ``start_timeout`` counts from the moment the Pod has a node: a fan-out larger than the
         cluster queues in the scheduler, and waiting there is not a slow start. A Pod the scheduler
         cannot place fails after ``schedule_timeout``, unless it only waits for room that this job's
         own running Pods will free (``Too many pods``, ``Insufficient cpu``): that is a queue
-        draining, so it waits on.
+        draining, so it waits on. With ``retry``, a start the cluster spoiled (the Pod deleted by
+        someone else, a pull that may be a hiccup) raises ``_ClusterEnded`` instead of failing.
         """
         bound: float | None = None  # when we saw it on a node (our clock: no skew with the cluster's)
         room_seen: float | None = None  # when another Pod of the job last held a node
@@ -257,6 +350,10 @@ class Engine:
                 continue
             state = podstatus.start_state(pod, need_ready=need_ready)
             if isinstance(state, podstatus.StartFailure):
+                if retry and (
+                    podstatus.pull_may_recover(state) or (state.reason == "PodDeleted" and name not in self._deleted)
+                ):
+                    raise _ClusterEnded(f"{state.reason}: {state.detail}")
                 raise await self.failure(name, reason=state.reason, detail=state.detail)
             return pod
 

@@ -22,13 +22,19 @@ The shape follows DESIGN.md "Pod shape" and SPEC 2:
 - Ports of the main container → ``readinessProbe``. One port: ``tcpSocket``. Several ports: an
   ``exec`` probe run by the runtime's Python that connects to each (the runtime is then added even
   without an entry, because a tcpSocket probe checks only one port).
-- Files → one immutable, content-addressed ConfigMap per distinct content
+- Files → small content: one immutable, content-addressed ConfigMap per distinct content
   (``levrt-f-<sha256[:40]>``, key ``content``; ``data`` for UTF-8 text, ``binaryData`` otherwise),
-  mounted with ``subPath`` read-only at the exact path. A ``Digest`` names such an object stored
-  before: it is mounted, not created.
+  mounted with ``subPath`` read-only at the exact path. Content over ``MAX_FILE_BYTES`` and every
+  ``Digest`` is in the store's file storage: a first init container ``levrt-files`` fetches it
+  into the emptyDir ``levrt-files``, mounted with ``subPath: <sha256>`` read-only at the path
+  (``levrt._shapes.files``).
 - Links → ``hostAliases`` alias → IP. ``Cr`` accepts IP addresses only (a hostAlias needs an IP;
   a DNS name can be used directly instead of linking it).
 - ``host=True`` → ``hostNetwork`` with ``dnsPolicy: ClusterFirstWithHostNet``.
+- Run options (DESIGN.md "Run options") over the Settings defaults: ``capabilities`` →
+  ``securityContext.capabilities.add``, ``resources`` per container, ``timeout`` → ``LEVRT_TIMEOUT``
+  for the entry and ``activeDeadlineSeconds`` as the backstop, ``nodeSelector`` merged,
+  ``tolerations`` appended; ``attempt`` > 0 (a retry) → Pod ``...-r<n>``, label ``levrt.io/attempt``.
 """
 
 from __future__ import annotations
@@ -41,11 +47,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from levrt import payload
-from levrt._shapes.files import containers_files, file_object, read_files
+from levrt._shapes.files import FILES_VOLUME, containers_files, fetch_container, file_mount, read_files
 from levrt._shapes.names import (
+    ATTEMPT_LABEL,
     COLLECTION_ANNOTATION,
     ENTRY_ANNOTATION,
     GATE,
+    JOB_LABEL,
     MANAGED_BY,
     PAYLOAD_MOUNT,
     PAYLOAD_ROLE,
@@ -54,17 +62,27 @@ from levrt._shapes.names import (
     RUNTIME_COMMAND,
     RUNTIME_COPIER,
     RUNTIME_MOUNT,
+    TASK_LABEL,
     TERMINATION_POLICY,
     image_reference,
     payload_secret_name,
     pod_name,
     task_labels,
 )
-from levrt.cr import Cr
+from levrt.cr import Cr, Digest
 from levrt.errors import LevrtError, PayloadError, SettingsError
+from levrt.runtime.timeout import TIMEOUT_GRACE
 from levrt.settings import Settings
 
-__all__ = ["PROBE_ROLE", "RUNTIME_COPY_COMMAND", "TaskObjects", "build_task", "read_files", "runtime_probe_pod"]
+__all__ = [
+    "PROBE_ROLE",
+    "RUNTIME_COPY_COMMAND",
+    "TaskObjects",
+    "build_task",
+    "read_files",
+    "runtime_probe_pod",
+    "with_attempt",
+]
 
 RUNTIME_VOLUME = "levrt-runtime"
 RUNTIME_TARGET = "/levrt-target"
@@ -96,6 +114,9 @@ PROBE_SCRIPT = (
 # One Secret carries every payload of the Pod; the apiserver caps a Secret at 1 MiB.
 MAX_SECRET_BYTES = 1024 * 1024 - 4096
 PROBE_PERIOD = 1
+DEADLINE_MARGIN = 20
+"""Seconds of activeDeadlineSeconds beyond timeout + the runtime's grace: the Pod's clock starts
+before the image is pulled and the entry runs, so the runtime's own timer comes first."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,21 +141,27 @@ def build_task(
     task: int,
     collection: str,
     settings: Settings,
-    file_contents: Mapping[str, bytes] | None = None,
+    file_contents: Mapping[str, bytes | Digest] | None = None,
+    attempt: int = 0,
 ) -> TaskObjects:
     """The Pod and owned objects running ``cr`` as task ``task`` of job ``job``.
 
     ``collection`` is the full collection name (namespace prefix included); ``file_contents`` is
-    what ``read_files(cr)`` returned (needed when ``cr`` has ``Path`` files).
+    what ``read_files(cr)`` returned (needed when ``cr`` has ``Path`` files); ``attempt`` > 0 names
+    the Pod of a retry (``Cr(retries=...)``), which keeps the task's id and record.
     """
     for label, ident in (("job", job), ("task", task)):
         if isinstance(ident, bool) or not isinstance(ident, int) or ident < 0:
             raise LevrtError(f"build_task({label}={ident!r}): ids are integers >= 0.")
     if not isinstance(collection, str) or not collection:
         raise LevrtError(f"build_task(collection={collection!r}): the collection name is a non-empty str.")
-    name = pod_name(job, task)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise LevrtError(f"build_task(attempt={attempt!r}): attempts are integers >= 0.")
+    name = pod_name(job, task, attempt)
     ns = settings.namespace
     labels = task_labels(job, task)
+    if attempt:
+        labels[ATTEMPT_LABEL] = str(attempt)
     contents = dict(file_contents or {})
 
     # Payloads (one per container with an entry), in one Secret.
@@ -153,17 +180,15 @@ def build_task(
     multi_port = len(cr.ports) > 1 or any(len(s.ports) > 1 for s in cr.services.values())
     runtime = bool(payloads) or multi_port
 
-    # File objects, deduplicated by content across all containers.
+    # File objects, deduplicated by content across all containers; large content from the store.
     file_objects: dict[str, dict[str, Any]] = {}
+    stored: dict[str, None] = {}
     mounts: dict[str, list[dict[str, Any]]] = {}
     for container, files in containers_files(cr):
-        mounts[container] = []
-        for target, value in files.items():
-            obj_name = file_object(target, value, contents, file_objects, namespace=ns)
-            mounts[container].append(
-                {"name": obj_name, "mountPath": target, "subPath": "content", "readOnly": True}
-            )
-    volume_names = sorted({m["name"] for ms in mounts.values() for m in ms})
+        mounts[container] = [
+            file_mount(target, value, contents, file_objects, stored, namespace=ns) for target, value in files.items()
+        ]
+    volume_names = sorted({m["name"] for ms in mounts.values() for m in ms} - {FILES_VOLUME})
 
     init_containers: list[dict[str, Any]] = []
     copier: dict[str, Any] | None = None
@@ -193,6 +218,8 @@ def build_task(
             task=task,
         )
         sidecar["restartPolicy"] = "Always"
+        if svc.resources:
+            sidecar["resources"] = _plain(svc.resources)
         if svc.ports:
             sidecar["startupProbe"] = _probe(
                 svc.ports, failure_threshold=max(1, math.ceil(settings.start_timeout / PROBE_PERIOD))
@@ -211,8 +238,13 @@ def build_task(
     )
     if cr.ports:
         main["readinessProbe"] = _probe(cr.ports, failure_threshold=3)
-    if settings.resources:
-        main["resources"] = copy.deepcopy(dict(settings.resources))
+    # Per-task run options win over the Settings defaults (DESIGN.md "Run options").
+    resources = cr.resources if cr.resources is not None else settings.resources
+    if resources:
+        main["resources"] = _plain(resources)
+    timeout = cr.timeout if cr.timeout is not None else settings.timeout
+    if timeout is not None and cr.entry is not None:
+        main["env"].append({"name": "LEVRT_TIMEOUT", "value": str(timeout)})
 
     spec: dict[str, Any] = {
         "schedulingGates": [{"name": GATE}],
@@ -226,12 +258,18 @@ def build_task(
     aliases = _host_aliases(cr)
     if aliases:
         spec["hostAliases"] = aliases
-    if settings.timeout is not None:
-        spec["activeDeadlineSeconds"] = settings.timeout
-    if settings.node_selector:
-        spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        spec["tolerations"] = [copy.deepcopy(dict(t)) for t in settings.tolerations]
+    if timeout is not None:
+        # The kubelet's backstop behind the runtime's own timer, and the only deadline of an image
+        # without an entry: counted from the Pod's start, so it also covers the pull.
+        spec["activeDeadlineSeconds"] = timeout + TIMEOUT_GRACE + DEADLINE_MARGIN
+    node_selector = {**(settings.node_selector or {}), **(cr.node_selector or {})}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    tolerations = [*settings.tolerations, *cr.tolerations]
+    if tolerations:
+        spec["tolerations"] = [_plain(t) for t in tolerations]
+    if stored:  # first: every other container, sidecars included, may mount a stored file
+        init_containers.insert(0, fetch_container(list(stored), settings))
     if init_containers:
         spec["initContainers"] = init_containers
     spec["containers"] = [main] if copier is None else [copier, main]
@@ -240,6 +278,8 @@ def build_task(
         volumes.append(_runtime_volume(settings))
     if payloads:
         volumes.append({"name": PAYLOAD_VOLUME, "secret": {"secretName": payload_secret_name(name)}})
+    if stored:
+        volumes.append({"name": FILES_VOLUME, "emptyDir": {}})
     volumes += [{"name": v, "configMap": {"name": v}} for v in volume_names]
     if volumes:
         spec["volumes"] = volumes
@@ -319,8 +359,43 @@ def _container(
     mounts += files
     if mounts:
         container["volumeMounts"] = mounts
+    if cr.capabilities:  # e.g. NET_RAW for a SYN scan; added to the runtime's default set
+        container["securityContext"] = {"capabilities": {"add": list(cr.capabilities)}}
     container["terminationMessagePolicy"] = TERMINATION_POLICY
     return container
+
+
+def with_attempt(objects: TaskObjects, attempt: int) -> TaskObjects:
+    """The objects of ``build_task(..., attempt=0)`` renamed for retry ``attempt``: what
+    ``build_task(..., attempt=attempt)`` gives, without building (and reading files) again.
+
+    Only the Pod's name, its payload Secret's and the attempt label change; the file objects are
+    content-addressed and shared by every attempt.
+    """
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise LevrtError(f"with_attempt(attempt={attempt!r}): a retry is attempt 1 or more.")
+    old = objects.name
+    labels = objects.pod["metadata"]["labels"]
+    name = pod_name(int(labels[JOB_LABEL]), int(labels[TASK_LABEL]), attempt)
+    pod = copy.deepcopy(objects.pod)
+    pod["metadata"]["name"] = name
+    pod["metadata"]["labels"][ATTEMPT_LABEL] = str(attempt)
+    for volume in pod["spec"].get("volumes", []):
+        if volume.get("secret", {}).get("secretName") == payload_secret_name(old):
+            volume["secret"]["secretName"] = payload_secret_name(name)
+    owned = []
+    for obj in objects.owned:
+        if obj["kind"] == "Secret" and obj["metadata"]["name"] == payload_secret_name(old):
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["name"] = payload_secret_name(name)
+            obj["metadata"]["labels"][ATTEMPT_LABEL] = str(attempt)
+        owned.append(obj)
+    return TaskObjects(pod=pod, owned=owned)
+
+
+def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-ready deep copy of an option's (possibly read-only) mapping."""
+    return {k: _plain(v) if isinstance(v, Mapping) else copy.deepcopy(v) for k, v in value.items()}
 
 
 def _poststart_copier() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 __all__ = [
+    "ATTEMPT_LABEL",
     "COLLECTION_ANNOTATION",
     "ENTRY_ANNOTATION",
     "FILE_LABEL",
@@ -47,6 +48,8 @@ JOB_LABEL = "levrt.io/job"
 TASK_LABEL = "levrt.io/task"
 FILE_LABEL = "levrt.io/file"
 ROLE_LABEL = "levrt.io/role"
+ATTEMPT_LABEL = "levrt.io/attempt"
+"""On the Pod of a retried task (``Cr(retries=...)``): 1 for the first retry, absent on the first Pod."""
 RUNTIME_COPIER = "levrt-runtime"
 """The container that copies the runtime into a Pod (copy mode): levrt's, not the task's."""
 PAYLOAD_ROLE = "payload"
@@ -80,9 +83,9 @@ def image_reference(image: str, registry: str | None) -> str | None:
     return f"{registry}/{image[1:]}"
 
 
-def pod_name(job: int, task: int) -> str:
-    """``lev-j{job}-t{task}``: the Pod of one task."""
-    return f"lev-j{job}-t{task}"
+def pod_name(job: int, task: int, attempt: int = 0) -> str:
+    """``lev-j{job}-t{task}``: the Pod of one task; ``lev-j{job}-t{task}-r{attempt}`` for a retry."""
+    return f"lev-j{job}-t{task}" if not attempt else f"lev-j{job}-t{task}-r{attempt}"
 
 
 def payload_secret_name(pod: str) -> str:

@@ -15,23 +15,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from levrt._shapes.names import RUNTIME_COMMAND
+from levrt.runtime.timeout import EXIT_TIMED_OUT
 
 __all__ = [
     "DELETED",
     "FATAL_WAITING",
     "IMAGE_PULL_REASONS",
+    "INFRASTRUCTURE_REASONS",
     "StartFailure",
     "condition",
     "container_status",
     "finished",
     "holds_room",
+    "infrastructure_failure",
     "main_state",
     "on_node",
     "parse_timestamp",
+    "pull_may_recover",
     "runs_runtime",
     "start_state",
     "summary",
     "terminated",
+    "timed_out",
     "unschedulable_since",
     "waits_for_room",
 ]
@@ -84,8 +89,17 @@ def main_state(pod: Pod) -> Mapping[str, Any]:
 
 
 def terminated(pod: Pod) -> Mapping[str, Any]:
-    """The main container's ``terminated`` state (exit code, reason, message), or ``{}``."""
-    return main_state(pod).get("terminated") or {}
+    """The main container's ``terminated`` state (exit code, reason, message), or ``{}``. When the
+    main container never ran because an init container failed (``levrt-files`` could not fetch a
+    stored file), that one's, its message naming it."""
+    ended: Mapping[str, Any] = main_state(pod).get("terminated") or {}
+    if ended:
+        return ended
+    for cs in pod.get("status", {}).get("initContainerStatuses") or []:
+        init: Mapping[str, Any] = (cs.get("state") or {}).get("terminated") or {}
+        if init.get("exitCode"):
+            return {**init, "message": f"init container {cs.get('name')}: {init.get('message') or 'failed'}"}
+    return {}
 
 
 def condition(pod: Pod, kind: str) -> Mapping[str, Any]:
@@ -167,7 +181,9 @@ def runs_runtime(pod: Pod) -> bool:
 
 
 def summary(pod: Pod) -> str:
-    """One word for people: ``running``, ``done``, ``failed(<reason>)``, ``pending(<reason>)``."""
+    """One word for people: ``running``, ``done``, ``timed-out``, ``failed(<reason>)``, ``pending(<reason>)``."""
+    if timed_out(pod):
+        return "timed-out"
     state = main_state(pod)
     if "terminated" in state:
         code = state["terminated"].get("exitCode")
@@ -176,3 +192,67 @@ def summary(pod: Pod) -> str:
         return "running"
     waiting = (state.get("waiting") or {}).get("reason")
     return f"pending({waiting})" if waiting else "pending"
+
+
+# -- the end of a run: timed out, or ended by the cluster rather than by the task -------------------
+
+INFRASTRUCTURE_REASONS = {
+    "Evicted": "the kubelet evicted it (node pressure)",
+    "Preempting": "the scheduler preempted it for a Pod of higher priority",
+    "NodeLost": "its node stopped answering",
+    "Shutdown": "its node shut down",
+    "Terminated": "its node shut down",
+    "UnexpectedAdmissionError": "its node could not admit it",
+    "OutOfcpu": "its node had no cpu left when it was admitted",
+    "OutOfmemory": "its node had no memory left when it was admitted",
+    "OutOfpods": "its node had no Pod slot left when it was admitted",
+}
+"""Pod ``status.reason`` values that say the cluster ended the Pod, not the task (retried)."""
+# What an image pull failure says when the image is not there or not ours to pull: a new Pod
+# would fail the same way, so these are not retried.
+_PULL_FOR_GOOD = ("not found", "manifest unknown", "unauthorized", "denied", "invalid reference", "no such host")
+
+
+def timed_out(pod: Pod) -> bool:
+    """Whether the run ended at its timeout: the kubelet's deadline (``DeadlineExceeded``), or the
+    runtime's timer (exit ``EXIT_TIMED_OUT`` of a main container running the runtime with a
+    ``LEVRT_TIMEOUT``; an image's own program may exit 124 for its own reasons)."""
+    if pod.get("status", {}).get("reason") == "DeadlineExceeded":
+        return True
+    if terminated(pod).get("exitCode") != EXIT_TIMED_OUT or not runs_runtime(pod):
+        return False
+    for container in pod.get("spec", {}).get("containers") or []:
+        if container.get("name") == "main":
+            return any(e.get("name") == "LEVRT_TIMEOUT" for e in container.get("env") or [])
+    return False
+
+
+def infrastructure_failure(pod: Pod, *, deleted_by_us: bool = False) -> str | None:
+    """Why the cluster, not the task, ended this Pod (a new Pod may well succeed), or None.
+
+    Deleted by someone else (a tombstone or a ``deletionTimestamp`` that ``deleted_by_us`` does
+    not explain), evicted, preempted, its node lost or shut down. A main container that exited 0
+    succeeded whatever happened to the Pod afterwards; a timeout is never such a failure.
+    """
+    if terminated(pod).get("exitCode") == 0 or timed_out(pod):
+        return None
+    status = pod.get("status", {})
+    reason = status.get("reason")
+    if reason in INFRASTRUCTURE_REASONS:
+        return f"{reason}: {INFRASTRUCTURE_REASONS[reason]}"
+    disruption = condition(pod, "DisruptionTarget")
+    if disruption.get("status") == "True":
+        why = disruption.get("message") or "the cluster ended it"
+        return f"{disruption.get('reason') or 'DisruptionTarget'}: {why}"
+    if (pod.get(DELETED) or pod.get("metadata", {}).get("deletionTimestamp")) and not deleted_by_us:
+        return "PodDeleted: the Pod was deleted by someone else"
+    return None
+
+
+def pull_may_recover(failure: StartFailure) -> bool:
+    """Whether an image pull failure may be a hiccup (a registry timeout, a reset connection) that
+    a new Pod gets past: ``ErrImagePull``/``ImagePullBackOff`` unless the message says the image does
+    not exist or may not be pulled; never ``InvalidImageName`` or ``ErrImageNeverPull``."""
+    if failure.reason not in ("ErrImagePull", "ImagePullBackOff"):
+        return False
+    return not any(text in failure.detail.lower() for text in _PULL_FOR_GOOD)

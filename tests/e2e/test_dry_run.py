@@ -59,3 +59,23 @@ async def test_apiserver_rejects_an_invalid_pod(kube_cluster: Any) -> None:
         assert info.value.status == 422
     finally:
         await kube.close()
+
+
+async def test_the_run_options_survive_validation(kube_cluster: Any) -> None:
+    """What the apiserver keeps of every run option (nothing dropped or defaulted away)."""
+    objects = CASES["run-options"]
+    kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
+    try:
+        created = await kube.request("POST", api_path("pods", namespace=kube_cluster.namespace), body=objects.pod,
+                                     query={"dryRun": "All"})
+    finally:
+        await kube.close()
+    spec, sent = created["spec"], objects.pod["spec"]
+    main = next(c for c in spec["containers"] if c["name"] == "main")
+    sent_main = next(c for c in sent["containers"] if c["name"] == "main")
+    assert main["securityContext"]["capabilities"]["add"] == ["NET_RAW", "NET_ADMIN"]
+    assert main["resources"] == sent_main["resources"]
+    assert spec["activeDeadlineSeconds"] == sent["activeDeadlineSeconds"]
+    assert spec["nodeSelector"] == sent["nodeSelector"]
+    assert all(t in spec["tolerations"] for t in sent["tolerations"])
+    assert created["metadata"]["labels"]["levrt.io/attempt"] == "1"

@@ -78,21 +78,22 @@ def run_python(rootfs: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def start_entry(rootfs: Path, call: Callable[..., Any], *args: Any,
-                argv: Iterable[str] = ()) -> subprocess.Popen[bytes]:
-    """Write the payload of ``call(*args)`` and start ``python -m levrt.runtime ARGV`` on it, as a task would.
+                argv: Iterable[str] = (), env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Write the payload of ``call(*args)`` and start ``python -m levrt.runtime ARGV`` on it, as a task would
+    (``env``: more of the task's environment, e.g. ``LEVRT_TIMEOUT``).
 
     ``OUT`` and the termination log of an earlier run are removed first.
     """
     inside(rootfs, PAYLOAD).write_bytes(levrt.payload.dumps(call, args))
     for old in (OUT, TERMINATION_LOG):
         inside(rootfs, old).unlink(missing_ok=True)
-    return python(rootfs, "-m", "levrt.runtime", *argv, env=TASK_ENV)
+    return python(rootfs, "-m", "levrt.runtime", *argv, env={**TASK_ENV, **(env or {})})
 
 
 def run_entry(rootfs: Path, call: Callable[..., Any], *args: Any,
-              argv: Iterable[str] = ()) -> subprocess.CompletedProcess[bytes]:
+              argv: Iterable[str] = (), env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """``start_entry`` to the end."""
-    return finish(start_entry(rootfs, call, *args, argv=argv))
+    return finish(start_entry(rootfs, call, *args, argv=argv, env=env))
 
 
 def interrupt_entry(rootfs: Path, call: Callable[..., Any], *args: Any,

@@ -148,3 +148,54 @@ def test_config_names_what_is_missing() -> None:
     config = RuntimeConfig.from_env({"LEVRT_PAYLOAD": "/p", "LEVRT_JOB": "4", "LEVRT_TASK": "2",
                                      "LEVRT_COLLECTION": "a|b@1"})
     assert (config.job, config.task, config.collection, config.database) == (4, 2, "a|b@1", "levrt")
+
+
+STORED_APART = '''
+import hashlib, os, threading
+from levrt.runtime import fetch
+from levrt.runtime.blobs import Bucket, decode_value, encode_value
+
+
+class Coll:
+    def __init__(self):
+        self.docs = {}
+
+    def find_one(self, query, projection=None):
+        return self.docs.get(query["_id"])
+
+    def insert_one(self, doc):
+        self.docs[doc["_id"]] = doc
+
+    def insert_many(self, docs, ordered=True):
+        for doc in docs:
+            self.insert_one(doc)
+
+    def find(self, query, projection=None, batch_size=0):
+        return [d for d in self.docs.values() if d.get("files_id") == query["files_id"]]
+
+
+class Client(dict):
+    def close(self):
+        pass
+
+
+db = {"levrt_files.files": Coll(), "levrt_files.chunks": Coll()}
+read_end, write_end = os.pipe()
+writer = threading.Thread(target=lambda: (os.write(write_end, b"x" * 3000001), os.close(write_end)))
+writer.start()
+sha, size = Bucket(db).put_file(os.fdopen(read_end, "rb"), filename="pipe", kind="artifact")
+writer.join()
+assert decode_value(encode_value({"a": b"1"})) == {"a": b"1"}
+code = fetch.main(["/tmp", sha], {"LEVRT_STORE_URI": "mongodb://store/"}, connect=lambda uri: Client(levrt=db))
+print(code, size, hashlib.sha256(open("/tmp/" + sha, "rb").read()).hexdigest() == sha)
+'''
+
+
+def test_storing_apart_and_the_levrt_files_fetch_run_on_the_bundle_alone(rootfs: Path) -> None:
+    """What large results, artifacts (a pipe spooled to a temporary file) and the ``levrt-files``
+    init container use of the standard library is in the trimmed bundle."""
+    out = run_python(rootfs, "-c", STORED_APART)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "0 3000001 True" and "levrt-files: " in out.stdout
+    usage = run_python(rootfs, "-m", "levrt.runtime.fetch", "/tmp", "not-a-digest")
+    assert usage.returncode == 2 and "usage: python3 -m levrt.runtime.fetch" in usage.stderr

@@ -122,9 +122,54 @@ def files_cr(local: pathlib.Path) -> Cr:
     return Cr(BUSYBOX, entry=read_back(sorted(files)), files=files)
 
 
+BIG_WORDLIST = b"".join(b"word%06d\n" % i for i in range(120_000))
+"""1.3 MB: over what a ConfigMap holds, so it goes through the store's file storage."""
+
+
+def stored_files(big: pathlib.Path) -> Cr:
+    # No entry: the image's own sha256sum reads files that levrt-files fetched from the store.
+    return Cr(
+        BUSYBOX,
+        cmd=["sha256sum", "/usr/share/wordlists/big.txt", "/opt/stored/rockyou.txt", "/etc/scan.conf"],
+        files={
+            "/usr/share/wordlists/big.txt": big,
+            "/opt/stored/rockyou.txt": Digest("ab" * 32),  # stored before (levrt put, levrt.upload)
+            "/etc/scan.conf": "threads=4\n",  # small: a ConfigMap, as always
+        },
+    )
+
+
 def plain_image() -> Cr:
     # No entry anywhere: no runtime, no payload; the image's own entrypoint gets cmd.
     return Cr("levrt.local/nginx:1.27", cmd=["-g", "daemon off;"], env=["A=1", "B=x=y"])
+
+
+@levrt.remote
+def long_scan() -> None:
+    import time
+
+    try:
+        for done in range(10**6):
+            lev.set(progress=done)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        lev.set(partial=True)
+
+
+def run_options() -> Cr:
+    # Every run option; the service carries the two a service may have (resources, capabilities).
+    return Cr(
+        BUSYBOX,
+        entry=long_scan(),
+        timeout=3600,
+        resources={"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": 2, "memory": "1Gi"}},
+        capabilities=["net_raw", "CAP_NET_ADMIN"],
+        node_selector={"levrt.io/scanner": "true", "kubernetes.io/os": "linux"},
+        tolerations=[{"key": "scanners", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}],
+        retries=2,
+        services={"redis": Cr("levrt.local/redis:7", cmd=["--port", "9001"], ports=[9001],
+                              resources={"limits": {"memory": "128Mi"}}, capabilities=["SYS_RESOURCE"])},
+    )
 
 
 def multi_port_service() -> Cr:
@@ -146,6 +191,8 @@ def golden_cases(workdir: pathlib.Path | None = None) -> dict[str, TaskObjects]:
         workdir = pathlib.Path(tempfile.mkdtemp(prefix="levrt-golden-"))
     local = workdir / "wordlist.txt"
     local.write_bytes(PATH_FILE_CONTENT)
+    big = workdir / "big.txt"
+    big.write_bytes(BIG_WORDLIST)
     crs: dict[str, tuple[Cr, str]] = {
         "hello-world": (hello("levrt", image=BUSYBOX), ""),
         "nmap-host-files": (nmap_port_os("192.168.1.0/24"), ""),
@@ -157,6 +204,8 @@ def golden_cases(workdir: pathlib.Path | None = None) -> dict[str, TaskObjects]:
         "plain-image": (plain_image(), ""),
         "multi-port-service": (multi_port_service(), ""),
         "runtime-image-volume": (redis_service(), ""),
+        "run-options": (run_options(), ""),
+        "stored-files": (stored_files(big), ""),
     }
     settings = {
         # The runtime mounted from its image (Kubernetes 1.35+): no init container, no copy.
@@ -168,7 +217,16 @@ def golden_cases(workdir: pathlib.Path | None = None) -> dict[str, TaskObjects]:
             tolerations=({"key": "levrt", "operator": "Exists", "effect": "NoSchedule"},),
             image_pull_policy="Never",
         ),
+        # Settings' defaults under the Cr's options: node labels merged, tolerations appended,
+        # resources and timeout replaced. Built as the first retry (Pod -r1, label levrt.io/attempt).
+        "run-options": GOLDEN_SETTINGS.replace(
+            timeout=600,
+            resources={"limits": {"memory": "256Mi"}},
+            node_selector={"kubernetes.io/os": "any", "zone": "a"},
+            tolerations=({"key": "levrt", "operator": "Exists", "effect": "NoSchedule"},),
+        ),
     }
+    attempts = {"run-options": 1}
     out: dict[str, TaskObjects] = {}
     for index, (name, (cr, namespace)) in enumerate(crs.items()):
         if namespace:
@@ -181,7 +239,8 @@ def golden_cases(workdir: pathlib.Path | None = None) -> dict[str, TaskObjects]:
                 collection = collection_name(cr.schema)
         else:
             collection = collection_name(cr.schema)
-        out[name] = build(cr, job=7, task=index, collection=collection, settings=settings.get(name, GOLDEN_SETTINGS))
+        out[name] = build(cr, job=7, task=index, collection=collection, settings=settings.get(name, GOLDEN_SETTINGS),
+                          attempt=attempts.get(name, 0))
     return out
 
 

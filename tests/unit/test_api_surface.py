@@ -25,6 +25,7 @@ PUBLIC = {
     "run",
     "cli",
     "annot",
+    "upload",
 }
 
 
@@ -98,5 +99,12 @@ def test_cr_signature_matches_the_seeds() -> None:
         "links",
         "ports",
         "services",
+        # Run options beyond the seeds (SPEC 9), keyword-only like the seeds' own.
+        "timeout",
+        "resources",
+        "capabilities",
+        "node_selector",
+        "tolerations",
+        "retries",
     ]
     assert params["schema"].default is None and params["host"].default is False

@@ -11,9 +11,12 @@ import pytest
 import levrt
 from levrt import Cr, Digest
 from levrt._clients.submit import with_owner
-from levrt._shapes.build import read_files
+from levrt._shapes.build import DEADLINE_MARGIN, read_files
+from levrt._shapes.files import stored_files
+from levrt.cr import MAX_FILE_BYTES
 from levrt.errors import FileSpecError, LevrtError
 from levrt.payload import loads_call
+from levrt.runtime.timeout import TIMEOUT_GRACE
 from levrt.settings import Settings
 from tests.helpers import build
 
@@ -96,12 +99,57 @@ def test_binary_content_uses_binary_data() -> None:
     assert "data" not in objs.owned[0]
 
 
-def test_digest_is_mounted_not_created() -> None:
-    objs = build(Cr(IMG, files={"/x": Digest("cd" * 32)}))
-    assert objs.owned == []
-    assert objs.pod["spec"]["volumes"] == [
-        {"name": "levrt-f-" + "cd" * 20, "configMap": {"name": "levrt-f-" + "cd" * 20}}
+def test_digest_is_fetched_from_the_store_by_the_first_init_container() -> None:
+    sha = "cd" * 32
+    objs = build(Cr(IMG, files={"/x": Digest(sha)}))
+    spec = objs.pod["spec"]
+    assert objs.owned == []  # no ConfigMap: the content is in the store's file storage
+    assert spec["volumes"] == [{"name": "levrt-files", "emptyDir": {}}]
+    fetch = spec["initContainers"][0]
+    assert fetch["name"] == "levrt-files" and fetch["image"] == Settings().runtime_image
+    assert fetch["command"] == ["/levrt/bin/python3", "-m", "levrt.runtime.fetch", "/levrt-files", sha]
+    env = {e["name"]: e for e in fetch["env"]}
+    assert env["LEVRT_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "levrt-store", "key": "uri"}
+    assert env["LEVRT_DB"]["value"] == "levrt"
+    assert fetch["volumeMounts"] == [{"name": "levrt-files", "mountPath": "/levrt-files"}]
+    # An image without an entry gets the file too: mounted from the emptyDir at its exact path.
+    assert spec["containers"][-1]["volumeMounts"] == [
+        {"name": "levrt-files", "mountPath": "/x", "subPath": sha, "readOnly": True}
     ]
+
+
+def test_content_over_the_configmap_limit_goes_through_the_store(tmp_path: pathlib.Path) -> None:
+    big = b"w" * (MAX_FILE_BYTES + 1)
+    text = "\u00e9" * (MAX_FILE_BYTES // 2 + 1)  # fewer characters than the limit, more bytes
+    local = tmp_path / "words.txt"
+    local.write_bytes(b"v" * (MAX_FILE_BYTES + 7))
+    cr = Cr(
+        IMG,
+        files={"/big": big, "/text": text, "/words": local, "/small": b"s", "/again": big},
+        services={"svc": Cr("x:1", files={"/svc/big": big})},
+    )
+    contents = read_files(cr)
+    assert contents[str(local)] == hashlib.sha256(local.read_bytes()).hexdigest()  # hashed, not read
+    objs = build(cr, file_contents=contents)
+    sha = {name: hashlib.sha256(data).hexdigest()
+           for name, data in (("big", big), ("text", text.encode()), ("words", local.read_bytes()))}
+    spec = objs.pod["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["levrt-files", "svc"]
+    assert spec["initContainers"][0]["command"][4:] == [sha["big"], sha["text"], sha["words"]]  # once each
+    mounts = {m["mountPath"]: m for m in spec["containers"][-1]["volumeMounts"]}
+    assert mounts["/again"]["subPath"] == mounts["/big"]["subPath"] == sha["big"]
+    assert mounts["/small"]["subPath"] == "content" and mounts["/small"]["name"].startswith("levrt-f-")
+    assert spec["initContainers"][1]["volumeMounts"] == [
+        {"name": "levrt-files", "mountPath": "/svc/big", "subPath": sha["big"], "readOnly": True}
+    ]
+    assert [o["kind"] for o in objs.owned] == ["ConfigMap"]  # only the small file
+    # Built without read_files' digests (a test, a dry run), large in-memory content is hashed here.
+    assert build(Cr(IMG, files={"/big": big}), file_contents={}).pod["spec"]["initContainers"][0]["command"][4:] == [
+        sha["big"]]
+    stored = stored_files(cr, contents)
+    assert list(stored) == [sha["big"], sha["text"], sha["words"]]
+    assert stored[sha["big"]].targets == ("/big", "/again", "/svc/big")
+    assert stored[sha["words"]].source == local and stored[sha["words"]].label == "words.txt"
 
 
 def test_path_files_need_read_files(tmp_path: pathlib.Path) -> None:
@@ -115,13 +163,16 @@ def test_path_files_need_read_files(tmp_path: pathlib.Path) -> None:
         read_files(cr)
 
 
-def test_path_file_grown_over_the_limit_at_submit(tmp_path: pathlib.Path) -> None:
+def test_path_file_grown_over_the_limit_at_submit_goes_through_the_store(tmp_path: pathlib.Path) -> None:
     local = tmp_path / "x"
     local.write_text("small")
     cr = Cr(IMG, files={"/x": local})
     local.write_bytes(b"0" * (1024 * 1024))
-    with pytest.raises(FileSpecError, match="limit"):
-        read_files(cr)
+    hashes: dict[tuple[str, int, int, int, int], str] = {}
+    assert read_files(cr, hashes=hashes) == {str(local): hashlib.sha256(local.read_bytes()).hexdigest()}
+    assert list(hashes.values()) == [hashlib.sha256(local.read_bytes()).hexdigest()]
+    hashes[next(iter(hashes))] = "ab" * 32  # the memo is used: a fan-out hashes a file once
+    assert read_files(cr, hashes=hashes) == {str(local): "ab" * 32}
 
 
 def test_host_network_and_aliases() -> None:
@@ -153,7 +204,9 @@ def test_settings_knobs() -> None:
     )
     objs = build(Cr(IMG, entry=entry()), settings=s)
     spec = objs.pod["spec"]
-    assert spec["activeDeadlineSeconds"] == 60 and spec["nodeSelector"] == {"k": "v"}
+    # Settings.timeout is the default of Cr(timeout=...): the runtime's timer, the kubelet's backstop.
+    assert spec["activeDeadlineSeconds"] == 60 + TIMEOUT_GRACE + DEADLINE_MARGIN and spec["nodeSelector"] == {"k": "v"}
+    assert {"name": "LEVRT_TIMEOUT", "value": "60"} in spec["containers"][-1]["env"]
     assert spec["tolerations"] == [{"operator": "Exists"}]
     assert spec["containers"][-1]["resources"] == {"limits": {"cpu": "1"}}
     assert {c["imagePullPolicy"] for c in spec.get("initContainers", []) + spec["containers"]} == {"Never"}

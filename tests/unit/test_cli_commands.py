@@ -59,11 +59,11 @@ def mongo() -> Iterator[FakeMongo]:
 
 
 def task_pod(job: int, task: int, *, image: str = "busybox:1.36", runtime: bool = False,
-             namespace: str = "levrt") -> dict[str, Any]:
-    """A task Pod as levrt builds it (``runtime``: its main runs levrt's Python)."""
+             namespace: str = "levrt", attempt: int = 0) -> dict[str, Any]:
+    """A task Pod as levrt builds it (``runtime``: its main runs levrt's Python; ``attempt``: a retry's)."""
     cr = Cr(image, entry=entry() if runtime else None)
     settings = Settings(namespace=namespace)
-    return build_task(cr, job=job, task=task, collection="default", settings=settings).pod
+    return build_task(cr, job=job, task=task, collection="default", settings=settings, attempt=attempt).pod
 
 
 def out_err(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
@@ -77,15 +77,17 @@ def out_err(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
 def test_ps_shows_levrt_task_pods_oldest_first(api: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
     api.put(task_pod(3, 1, image="alpine:3.20"), age=60)
     api.put(task_pod(3, 0), age=120)
+    api.put(task_pod(3, 2, attempt=2), age=30)  # submitted again twice after infrastructure failures
     api.put({"kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": [{"name": "main", "image": "x"}]}})
     api.set_running("lev-j3-t0", ip="10.244.0.9")
 
     assert main(["ps"]) == 0
     lines = out_err(capsys)[0].splitlines()
     assert [line.split() for line in lines] == [
-        ["TASK", "POD", "IMAGE", "STATE", "HOST", "AGE"],
-        ["3.0", "lev-j3-t0", "busybox:1.36", "running", "10.244.0.9", "2m"],
-        ["3.1", "lev-j3-t1", "alpine:3.20", "pending", "-", "1m"],
+        ["TASK", "POD", "IMAGE", "STATE", "RETRIES", "HOST", "AGE"],
+        ["3.0", "lev-j3-t0", "busybox:1.36", "running", "0", "10.244.0.9", "2m"],
+        ["3.1", "lev-j3-t1", "alpine:3.20", "pending", "0", "-", "1m"],
+        ["3.2", "lev-j3-t2-r2", "busybox:1.36", "pending", "2", "-", "30s"],
     ]
 
 
@@ -99,7 +101,7 @@ def test_ps_json_one_job_of_another_namespace(api: FakeApiServer, capsys: pytest
     assert main(["ps", "-o", "json", "--job", "4", "-n", "scans"]) == 0
     rows = json.loads(out_err(capsys)[0])
     assert [{k: v for k, v in row.items() if k != "age"} for row in rows] == [
-        {"task": "4.0", "pod": "lev-j4-t0", "image": "busybox:1.36", "state": "failed(OOMKilled)",
+        {"task": "4.0", "pod": "lev-j4-t0", "image": "busybox:1.36", "state": "failed(OOMKilled)", "retries": 0,
          "host": "10.244.0.7"},
     ]
 
@@ -124,6 +126,15 @@ def test_logs_prints_the_output_of_main(api: FakeApiServer, capsys: pytest.Captu
     assert main(argv) == 0
     assert out_err(capsys) == (printed, "")
     assert dict(api.requests[-1].query)["container"] == "main"
+
+
+def test_a_retried_task_is_found_in_its_latest_pod(api: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+    api.put(task_pod(3, 2, attempt=1))
+    api.put(task_pod(3, 2, attempt=2))  # submitted again twice: JOB.TASK means the Pod running now
+    api.logs["lev-j3-t2-r1"] = "first try\n"
+    api.logs["lev-j3-t2-r2"] = "second try\n"
+    assert main(["logs", "3.2"]) == 0
+    assert out_err(capsys) == ("second try\n", "")
 
 
 def test_logs_of_an_unknown_task_is_a_usage_error(api: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:

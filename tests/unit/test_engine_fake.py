@@ -69,6 +69,15 @@ async def test_a_task_runs_to_its_document_and_its_pod_is_deleted(api: FakeApiSe
     assert api.closed == 1 and mongo.clients[0].closed
 
 
+async def test_a_task_never_awaited_is_recorded_deleted_when_the_job_ends(api: FakeApiServer,
+                                                                         mongo: FakeMongo) -> None:
+    async with open_job(api, mongo):
+        await (await started(api, Cr("busybox:1.36")))  # started, left running
+    assert api.get("pods", POD) is None
+    record = mongo["levrt"]["levrt_tasks"].docs[0]
+    assert (record["state"], record["reason"]) == ("deleted", "the job ended before the task")
+
+
 async def test_a_failed_task_raises_with_its_reason_logs_and_events(api: FakeApiServer, mongo: FakeMongo) -> None:
     async with open_job(api, mongo):
         task = await (await started(api, Cr("busybox:1.36")))

@@ -95,7 +95,6 @@ CASES: list[tuple[str, Callable[[], Any], type[LevrtError], str]] = [
     ("file-bad-type", lambda: Cr(IMG, files={"/x": 12345}), FileSpecError, "12345"),  # type: ignore[dict-item]
     ("file-missing-path", lambda: Cr(IMG, files={"/w.txt": pathlib.Path(MISSING)}), FileSpecError, MISSING),
     ("file-directory-path", lambda: Cr(IMG, files={"/w": pathlib.Path("/tmp")}), FileSpecError, "/tmp"),
-    ("file-too-large", lambda: Cr(IMG, files={"/big": b"x" * (1024 * 1024)}), FileSpecError, "1048576"),
     ("file-not-dict", lambda: Cr(IMG, files=["/x"]), FileSpecError, "['/x']"),  # type: ignore[arg-type]
     ("digest-bad", lambda: Digest("abc123"), FileSpecError, "abc123"),
     ("port-zero", lambda: Cr(IMG, ports=[0]), PortError, "port 0"),
