@@ -38,6 +38,18 @@ def levrt_settings(kube_cluster: Any, runtime_image: str) -> Any:
     )
 
 
+@pytest.fixture(scope="session")
+def cli_env(kube_cluster: Any, runtime_image: str) -> dict[str, str]:
+    """The environment a user's shell gives the ``levrt`` command for this cluster (add to a copy)."""
+    return dict(
+        os.environ,
+        KUBECONFIG=kube_cluster.kubeconfig,
+        LEVRT_NAMESPACE=kube_cluster.namespace,
+        LEVRT_STORE_URI=kube_cluster.store_uri,
+        LEVRT_RUNTIME_IMAGE=runtime_image,
+    )
+
+
 @pytest.fixture
 async def job(kube_cluster: Any, levrt_settings: Any) -> AsyncIterator[Any]:
     """An open levrt job; afterwards no levrt-labelled object of any kind may remain."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -92,16 +91,9 @@ async def test_workflow_of_the_example_package(job: Any, example: None) -> None:
 
 
 @pytest.mark.parametrize("where", ["here", "in-cluster"])
-def test_levrt_run_a_workflow_file_inside_the_package(kube_cluster: Any, runtime_image: str, where: str) -> None:
+def test_levrt_run_a_workflow_file_inside_the_package(kube_cluster: Any, cli_env: dict[str, str], where: str) -> None:
     """From this machine, and in an orchestration Pod that gets the whole lev/ tree shipped."""
-    env = dict(
-        os.environ,
-        KUBECONFIG=kube_cluster.kubeconfig,
-        LEVRT_NAMESPACE=kube_cluster.namespace,
-        LEVRT_STORE_URI=kube_cluster.store_uri,
-        LEVRT_RUNTIME_IMAGE=runtime_image,
-        LEVRT_EXAMPLE_IMAGE=BUSYBOX,
-    )
+    env = dict(cli_env, LEVRT_EXAMPLE_IMAGE=BUSYBOX)
 
     def levrt(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "levrt", *args], cwd=REPO, env=env, capture_output=True,

@@ -198,20 +198,13 @@ def levrt_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 @pytest.mark.parametrize("where", ["here", "in-cluster"])
 async def test_levrt_run_the_sweep_workflow(
-    job: Any, kube_cluster: Any, runtime_image: str, nmap_image: str, where: str
+    job: Any, cli_env: dict[str, str], nmap_image: str, where: str
 ) -> None:
     """``levrt run .../flows.py:sweep``: Concurrent over the targets, a summary in the job's record."""
     redis, http = await start_targets()
     assert redis.host and http.host
     _, node_ip = await the_node(job)
-    env = dict(
-        os.environ,
-        KUBECONFIG=kube_cluster.kubeconfig,
-        LEVRT_NAMESPACE=kube_cluster.namespace,
-        LEVRT_STORE_URI=kube_cluster.store_uri,
-        LEVRT_RUNTIME_IMAGE=runtime_image,
-        LEVRT_NMAP_IMAGE=nmap_image,
-    )
+    env = dict(cli_env, LEVRT_NMAP_IMAGE=nmap_image)
     # Here: connect scans of three targets, the node itself among them (the apiserver's 6443).
     # In the cluster: SYN scans with OS detection of the two services.
     if where == "here":
