@@ -29,6 +29,7 @@ TEARDOWN = TESTS / "teardown"
 TIER_BY_PATH = {
     "smoke": "cluster",
     "e2e": "cluster",
+    "faults": "cluster",
     "chart/test_chart_cluster.py": "cluster",
     "teardown": "teardown",
 }
