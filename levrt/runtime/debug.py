@@ -315,9 +315,11 @@ class _Session:
             return
         try:
             client, self.client = self.client, None
+            # The socket goes first: a client told "the session ends" may attach again at once
+            # (the next breakpoint), and must then wait for a new socket, not be refused as busy.
+            self._close_listener()
             if client is not None:
                 client.goodbye(message)
-            self._close_listener()
         finally:
             self._lock.release()
         if log:
