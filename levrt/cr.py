@@ -37,17 +37,18 @@ if TYPE_CHECKING:
 
 __all__ = ["LINUX_CAPABILITIES", "MAX_FILE_BYTES", "MAX_RETRIES", "RESERVED_PATHS", "Cr", "Digest", "File"]
 
-SCHEMA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*@\d+\.\d+$")
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# \Z, not $: $ also matches before a trailing newline, which the apiserver (or the store) would then get.
+SCHEMA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*@[0-9]+\.[0-9]+\Z")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 HOSTNAME_RE = re.compile(
-    r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
+    r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*\Z"
 )
-ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$")
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*\Z")
+IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*\Z")
 # 1.x: ".user.tool:tag" names an image the platform built, in its registry (Settings.image_registry).
 PLATFORM_IMAGE_RE = re.compile(
     r"^\.[a-z0-9]+([._-][a-z0-9]+)*"  # .user.tool
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"  # :tag, @digest
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?\Z"  # :tag, @digest
 )
 
 # Content up to this size becomes one ConfigMap (the apiserver caps an object's data at 1 MiB);
@@ -286,7 +287,19 @@ def _str_list(value: object, *, what: str, error: type[CrError], example: str) -
             )
         if "\0" in item:
             raise error(f"{what} item {item!r} contains a NUL character, which a process cannot receive.")
+        if not _utf8(item):
+            raise error(f"{what} item {item!r} is not valid UTF-8 text (a lone surrogate); pass UTF-8 text.")
     return items
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: lone surrogates (from a bad decode) do not, and the
+    apiserver's JSON would silently turn them into U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _cmd(cmd: object) -> tuple[str, ...]:
@@ -332,6 +345,8 @@ def check_file_path(path: object) -> str:
         )
     if "\0" in path:
         raise FileSpecError(f"files key {path!r} contains a NUL character.")
+    if not _utf8(path):
+        raise FileSpecError(f"files key {path!r} is not valid UTF-8 text (a lone surrogate).")
     norm = posixpath.normpath(path)
     if norm.startswith("//"):
         norm = "/" + norm.lstrip("/")
@@ -418,6 +433,10 @@ def _links(links: object) -> dict[str, str]:
                 f"links alias {alias!r} is not a valid host name (letters, digits, '-' and '.'). "
                 "Use a name such as 'proxy'."
             )
+        if alias != alias.lower():
+            # The apiserver takes only lowercase host aliases (RFC 1123); names resolve regardless of case.
+            raise LinkError(f"links alias {alias!r} has upper-case letters; Kubernetes takes host aliases in "
+                            f"lower case: write {alias.lower()!r}.")
         if host is None:
             raise LinkError(
                 f"links[{alias!r}] is None: the linked task has no IP yet. Start it first — "
@@ -432,6 +451,11 @@ def _links(links: object) -> dict[str, str]:
                 f"links[{alias!r}] = {host!r} is not an IP address. Links map an alias to the IP of "
                 "another task (task.host); for a DNS name, use the name directly instead of a link."
             ) from None
+        if isinstance(ip, ipaddress.IPv6Address) and (ip.ipv4_mapped is not None or ip.scope_id):
+            # The apiserver refuses both in hostAliases; the plain IPv4 / unscoped form means the same host.
+            plain = str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip).partition("%")[0]
+            raise LinkError(f"links[{alias!r}] = {host!r}: Kubernetes takes no IPv4-mapped or scoped IPv6 "
+                            f"address in a host alias; write {plain!r}.")
         checked[alias] = str(ip)
     return checked
 

@@ -35,10 +35,11 @@ __all__ = [
 DEFAULT_RUNTIME_IMAGE = f"levrt.local/runtime:{__version__}"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RUNTIME_MODES = ("auto", "image", "copy")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# \Z, not $: $ also matches before a trailing newline, which the apiserver then refuses.
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 # A registry host (with an optional port) and an optional path: no scheme, no tag.
-_REGISTRY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*\Z")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -89,6 +90,10 @@ class Settings:
     """Pod ``nodeSelector`` (``LEVRT_NODE_SELECTOR``, JSON object); a Cr's keys are merged over it."""
     tolerations: tuple[Mapping[str, Any], ...] = ()
     """Pod ``tolerations`` (``LEVRT_TOLERATIONS``, JSON list); a Cr's are appended."""
+    lease_seconds: float = 30.0
+    """How long a job's Lease stays valid without renewal (``LEVRT_LEASE_SECONDS``); the client renews
+    it every third of that, and the chart's reaper ends a job whose Lease was not renewed for twice
+    that (``levrt._clients.lease``)."""
 
     def __post_init__(self) -> None:
         if not _DNS1123_LABEL.match(self.namespace) or len(self.namespace) > 63:
@@ -129,6 +134,11 @@ class Settings:
             isinstance(self.debug_wait, bool) or not isinstance(self.debug_wait, int | float) or self.debug_wait < 0
         ):
             raise SettingsError(f"debug_wait={self.debug_wait!r}; use a number of seconds >= 0 (0 skips breakpoints).")
+        if isinstance(self.lease_seconds, bool) or not isinstance(self.lease_seconds, int | float) or not (
+            3 <= self.lease_seconds <= 3600
+        ):
+            raise SettingsError(f"lease_seconds={self.lease_seconds!r}; use a number of seconds from 3 to 3600 "
+                                "(LEVRT_LEASE_SECONDS).")
         # Normalised in place (the dataclass is frozen): the builder then copies them as they are.
         object.__setattr__(self, "resources", check_resources(self.resources, what="resources", error=SettingsError))
         selector = check_node_selector(self.node_selector, what="node_selector", error=SettingsError)
@@ -168,6 +178,7 @@ class Settings:
             ("LEVRT_START_TIMEOUT", "start_timeout"),
             ("LEVRT_SCHEDULE_TIMEOUT", "schedule_timeout"),
             ("LEVRT_DEBUG_WAIT", "debug_wait"),
+            ("LEVRT_LEASE_SECONDS", "lease_seconds"),
         ):
             if env.get(var):
                 kw[field] = _number(env, var, float)
@@ -204,26 +215,31 @@ def _json(env: Mapping[str, str], var: str, kind: type) -> Any:
 # value is judged the same way whether it comes from LEVRT_RESOURCES or Cr(resources=...).
 
 RESOURCE_SECTIONS = ("limits", "requests")
+# Beyond this a timeout is no limit, and activeDeadlineSeconds (timeout + margins) could overflow
+# the apiserver's int64.
+MAX_TIMEOUT = 365 * 24 * 3600
 _RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 # A Kubernetes quantity: a decimal number and a suffix (binary SI, decimal SI or an exponent).
 _QUANTITY = re.compile(
-    r"^(?P<num>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][-+]?[0-9]+)?$"
+    r"^(?P<num>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][-+]?[0-9]+)?\Z"
 )
 _SUFFIX: dict[str, Decimal] = {
     "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
     **{s: Decimal(1000) ** (i + 1) for i, s in enumerate("kMGTPE")},
     **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
 }
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
 _TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 def check_timeout(value: object, *, what: str, error: type[LevrtError]) -> int | None:
-    """A whole number of seconds >= 1, or None."""
+    """A whole number of seconds 1..``MAX_TIMEOUT``, or None."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         hint = f" (e.g. {what}={max(1, math.ceil(value))})" if isinstance(value, float) and value > 0 else ""
         raise error(f"{what}={value!r}; use a whole number of seconds >= 1{hint}, or None.")
+    if isinstance(value, int) and value > MAX_TIMEOUT:
+        raise error(f"{what}={value!r} is over {MAX_TIMEOUT} seconds (a year); use None for no time limit.")
     return value
 
 

@@ -43,11 +43,13 @@ __all__ = [
 ]
 
 Obj = dict[str, Any]
-KINDS = {"pods": "Pod", "secrets": "Secret", "configmaps": "ConfigMap", "events": "Event", "nodes": "Node"}
+KINDS = {"pods": "Pod", "secrets": "Secret", "configmaps": "ConfigMap", "events": "Event", "nodes": "Node",
+         "leases": "Lease"}
 REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed", 409: "AlreadyExists",
            410: "Expired", 415: "UnsupportedMediaType", 422: "Invalid", 500: "InternalError"}
 CORE_PATH = re.compile(
-    r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?$"
+    r"^/api(?:s/coordination\.k8s\.io)?/v1"  # the core group, and the Leases' group
+    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?$"
 )
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 

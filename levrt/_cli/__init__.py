@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from levrt._cli import admin, attach, check, put, run, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
@@ -32,15 +33,24 @@ COMMANDS: tuple[Command, ...] = (
     tasks.GET,
     put.PUT,
     admin.GC,
+    admin.REAP,
     admin.DOCTOR,
     admin.UP,
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (the usage block is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="levrt", description="Kubernetes-native job runner for security tooling.")
+    parser = _Parser(prog="levrt", description="Kubernetes-native job runner for security tooling.")
     parser.add_argument("--version", action="version", version=f"levrt {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for command in COMMANDS:
         sp = sub.add_parser(command.name, help=command.help, description=command.help)
         command.arguments(sp)
@@ -51,10 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``levrt`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if extra:  # said by the subcommand, as every other mistake in its arguments
+        print(f"levrt {args.command}: unrecognized arguments: {' '.join(extra)} "
+              f"(see `levrt {args.command} --help`)", file=sys.stderr)
         return EXIT_USAGE
     try:
         return handler(args)
@@ -70,3 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `levrt get ... | head`: the reader left; end quietly, as kubectl does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:
+        # Not one of levrt's errors: a bug, or a library's error nobody mapped yet. One line still,
+        # with the way to the traceback for the report.
+        if os.environ.get("LEVRT_DEBUG") == "1":
+            raise
+        print(f"levrt {args.command}: unexpected {type(exc).__name__}: {exc} (LEVRT_DEBUG=1 shows the "
+              "traceback; please report it)", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,9 +1,10 @@
-"""Looking after the platform: ``levrt gc``, ``doctor`` and ``up``."""
+"""Looking after the platform: ``levrt gc``, ``reap``, ``doctor`` and ``up``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shutil
 import subprocess
@@ -19,44 +20,92 @@ from levrt._cli.base import (
     cluster,
     parse_duration,
 )
+from levrt._clients import lease
 from levrt._clients.api import Forbidden, NotFound
 from levrt._clients.kube import MIN_MINOR, Kube
-from levrt._clients.store import COUNTERS, Store, resolve_uri
+from levrt._clients.store import COUNTERS, Store, resolve_uri, short_error
 from levrt._core import runtime_mode
-from levrt._shapes.names import MANAGED_SELECTOR, api_path
+from levrt._shapes.names import JOB_LABEL, api_path, job_selector
 from levrt._shapes.podstatus import parse_timestamp
 from levrt.errors import LevrtError
 from levrt.settings import DEFAULT_RUNTIME_IMAGE
 
-__all__ = ["DOCTOR", "GC", "KIND_HOST_CIDRS", "KIND_STORE_PORT", "UP", "same_image", "up_plan"]
+__all__ = ["DOCTOR", "GC", "KIND_HOST_CIDRS", "KIND_STORE_PORT", "REAP", "UP", "same_image", "up_plan"]
 
 
 # -- gc -----------------------------------------------------------------------------------------
 
 
 def _gc_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--older-than", default="1h", help="only objects older than this (default: 1h; 0 = all)")
+    parser.add_argument("--older-than", default="1h",
+                        help="objects of jobs without a Lease (levrt 1.x-era, or made without the right to "
+                             "create one), and Leases of jobs kept with --keep: only older than this "
+                             "(default: 1h; 0 = all)")
+    parser.add_argument("--job", type=int, metavar="N", help="end job N now, live or not: delete its Lease "
+                        "(everything of the job goes with it), or its objects when it has none")
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     add_cluster_options(parser)
 
 
 def gc_command(args: argparse.Namespace) -> int:
+    """Remove what dead or finished jobs left: never a live job's objects (its Lease is renewed)."""
     min_age = parse_duration(args.older_than)
+    if args.job is not None and args.job < 0:
+        raise CliError(f"--job {args.job}: a job id is a number >= 0 (see `levrt ps`).")
 
     async def go() -> tuple[list[str], list[str]]:
-        removed, failed = [], []
+        removed: list[str] = []
+        failed: list[str] = []
         async with cluster(args) as (kube, settings):
+            ns, now = settings.namespace, time.time()
+            try:
+                leases = await lease.list_leases(kube, ns)
+            except NotFound:  # an apiserver without the coordination API: 1.x behaviour only
+                leases = []
+            live: set[str] = set()
+            for item in leases:
+                job = lease.lease_job(item)
+                name = item["metadata"]["name"]
+                renewed = lease.renewed_at(item) or now
+                if args.job is not None:
+                    doomed = job == args.job
+                    why = "ended on request"
+                elif lease.kept(item):
+                    doomed = now - renewed >= min_age
+                    why = f"kept after it ended, {age_text(now - renewed)} ago"
+                else:
+                    doomed = lease.expired(item, now=now)
+                    why = f"its client stopped renewing its Lease {age_text(now - renewed)} ago"
+                if not doomed:
+                    live.add(str(job))
+                    continue
+                pods = await kube.request("GET", api_path("pods", namespace=ns),
+                                          query={"labelSelector": job_selector(job)})
+                owned = [f"pods/{p['metadata']['name']}" for p in pods.get("items", [])]
+                if not args.dry_run:
+                    try:
+                        await lease.delete_lease(kube, ns, name)
+                    except LevrtError as exc:
+                        failed.append(f"could not delete leases/{name}: {exc}")
+                        continue
+                removed.append(f"leases/{name} (job {job}: {why})"
+                               + (f" and with it {', '.join(owned)}" if owned else ""))
+            if args.job is not None and leases and any(lease.lease_job(i) == args.job for i in leases):
+                return removed, failed
+            # Objects of no Lease (levrt 1.x-era jobs, or a client that could not create one): an
+            # owned object lives and dies with its owner; the rest by age, never a live job's.
             for plural in ("pods", "secrets", "configmaps"):
-                listing = await kube.request("GET", api_path(plural, namespace=settings.namespace),
-                                             query={"labelSelector": MANAGED_SELECTOR})
+                listing = await kube.request("GET", api_path(plural, namespace=ns),
+                                             query={"labelSelector": job_selector(args.job)})
                 for item in listing["items"]:
                     meta = item["metadata"]
-                    if time.time() - parse_timestamp(meta["creationTimestamp"]) < min_age:
+                    if meta.get("ownerReferences") or (meta.get("labels") or {}).get(JOB_LABEL) in live:
+                        continue
+                    if args.job is None and now - parse_timestamp(meta["creationTimestamp"]) < min_age:
                         continue
                     if not args.dry_run:
                         try:
-                            await kube.request("DELETE", api_path(plural, namespace=settings.namespace,
-                                                                  name=meta["name"]),
+                            await kube.request("DELETE", api_path(plural, namespace=ns, name=meta["name"]),
                                                query={"gracePeriodSeconds": 0})
                         except NotFound:
                             pass  # gone already (the garbage collector took it with its Pod)
@@ -72,8 +121,48 @@ def gc_command(args: argparse.Namespace) -> int:
     for message in failed:
         print(message, file=sys.stderr)
     if not removed and not failed:
-        print("Nothing to remove.", file=sys.stderr)
+        print("Nothing to remove." if args.job is None else f"Nothing of job {args.job} is left.", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def age_text(seconds: float) -> str:
+    """``95s``, ``12m``, ``3h``, ``2d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(0, int(seconds))}s"
+
+
+# -- reap ---------------------------------------------------------------------------------------
+
+
+def _reap_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--period", default="15s", help="time between two sweeps (default: 15s)")
+    parser.add_argument("--grace", default=None,
+                        help="how long past its duration a Lease may go unrenewed (default: one more duration)")
+    parser.add_argument("--once", action="store_true", help="one sweep, then exit")
+    add_cluster_options(parser)
+
+
+def reap_command(args: argparse.Namespace) -> int:
+    """The chart's reaper: delete the Leases of jobs whose client died, and with them their objects."""
+    period = parse_duration(args.period)
+    grace = None if args.grace is None else parse_duration(args.grace)
+    if period <= 0:
+        raise CliError(f"--period {args.period}: give a duration > 0, e.g. 15s.")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+
+    async def go() -> None:
+        async with cluster(args) as (kube, settings):
+            reaper = lease.Reaper(kube, namespace=settings.namespace, grace=grace)
+            logging.getLogger("lev").info("reaper: watching job Leases in %s every %.0f s", settings.namespace, period)
+            if args.once:
+                await reaper.sweep()
+            else:
+                await reaper.run(period=period)
+
+    asyncio.run(go())
+    return EXIT_OK
 
 
 # -- doctor -------------------------------------------------------------------------------------
@@ -119,7 +208,7 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
                 finally:
                     await store.close()
             except Exception as exc:
-                checks.append(("store reachable", False, str(exc).splitlines()[0][:200]))
+                checks.append(("store reachable", False, short_error(exc)))
             checks.append(await _runtime_image_check(kube, settings.runtime_image))
     except LevrtError as exc:
         checks.append(("cluster reachable", False, str(exc)))
@@ -195,7 +284,10 @@ def up_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-GC = Command("gc", "remove leftover levrt Pods, Secrets and ConfigMaps", _gc_arguments, gc_command)
+GC = Command("gc", "remove what dead or finished jobs left (never a live job's); --job N ends one job",
+             _gc_arguments, gc_command)
+REAP = Command("reap", "delete the Leases (and so the objects) of jobs whose client died; the chart runs it",
+               _reap_arguments, reap_command)
 DOCTOR = Command("doctor", "check the cluster, permissions, store and runtime image", add_cluster_options,
                  doctor_command)
 UP = Command("up", "create a kind cluster with levrt installed (needs Docker, kind and helm)", _up_arguments,

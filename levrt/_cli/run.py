@@ -10,7 +10,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from levrt._cli.base import (
@@ -36,6 +36,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("args", nargs="*", help="string arguments passed to the function")
     parser.add_argument("--in-cluster", action="store_true",
                         help="run the orchestration itself in a Pod under the levrt ServiceAccount")
+    parser.add_argument("--detach", action="store_true",
+                        help="run it in a Pod (as --in-cluster) and return once its job is open, printing the "
+                             "job id: the job runs on without this client (levrt ps/get --job N follow it)")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
                         help="with --in-cluster: an environment variable for the orchestration Pod (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep task Pods after their results are read")
@@ -46,12 +49,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     target, _, func_name = args.target.partition(":")
-    if args.in_cluster:
+    if args.in_cluster or args.detach:
         env = dict(_parse_env(item) for item in args.env)
         return run_in_cluster(target, func_name or "main", args.args, settings=settings_of(args),
-                              kubeconfig=args.kubeconfig, env=env)
+                              kubeconfig=args.kubeconfig, env=env, detach=args.detach)
     if args.env:
-        raise CliError("--env sets variables of the orchestration Pod; it needs --in-cluster. "
+        raise CliError("--env sets variables of the orchestration Pod; it needs --in-cluster or --detach. "
                        "For a local run, set them in your shell.")
     module = load_module(target)
     func = getattr(module, func_name or "main", None)
@@ -64,7 +67,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.keep:
         settings = settings.replace(keep=True)
     try:
-        result = asyncio.run(_run(func(*args.args), settings=settings, args=args))
+        result = asyncio.run(_run(lambda: func(*args.args), settings=settings, args=args))
     except asyncio.CancelledError:
         print("levrt run: terminated (SIGTERM); the job's Pods were deleted.", file=sys.stderr)
         return EXIT_TERMINATED
@@ -80,7 +83,9 @@ def _parse_env(item: str) -> tuple[str, str]:
     return name, value
 
 
-async def _run(main: Awaitable[Any], *, settings: Settings, args: argparse.Namespace) -> Any:
+async def _run(main: Callable[[], Awaitable[Any]], *, settings: Settings, args: argparse.Namespace) -> Any:
+    """Open the job, then call ``main`` (not before: a job that cannot open leaves no coroutine
+    that was never awaited)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     # SIGTERM (an orchestration Pod being deleted, a `kill`) ends the job like Ctrl-C does: the
     # run is cancelled and the session deletes the job's Pods before the process exits.
@@ -90,8 +95,8 @@ async def _run(main: Awaitable[Any], *, settings: Settings, args: argparse.Names
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
     async with session(settings=settings, kubeconfig=args.kubeconfig) as engine:
         if args.no_progress or not sys.stderr.isatty():
-            return await main
-        return await live_progress(engine, main)
+            return await main()
+        return await live_progress(engine, main())
 
 
 RUN = Command("run", "run an orchestration as one job, with live progress", _arguments, run_command)

@@ -28,12 +28,13 @@ from levrt._cli.base import (
 )
 from levrt._clients import signals
 from levrt._clients.blobs import FileStore
-from levrt._clients.store import Store, resolve_uri
+from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL, api_path, job_selector
 from levrt._shapes.podstatus import runs_runtime, summary
 from levrt._stored import ARTIFACTS, human_size, placeholder_of, put_back, stored_apart
-from levrt.context import lev
-from levrt.errors import LevrtError, NamespaceError
+from levrt.context import DEFAULT_COLLECTION, lev
+from levrt.cr import _schema as check_schema
+from levrt.errors import LevrtError, NamespaceError, SchemaError
 
 __all__ = ["GET", "KILL", "LOGS", "PS", "table_cell"]
 
@@ -163,7 +164,21 @@ def _collection(schema: str, ns: str | None) -> str:
     return namespace.prefix + schema
 
 
+def _check_schema(name: str) -> None:
+    """Reject what no task can have written, with the SDK's own message (``Cr(schema=...)``):
+    a schema, ``default`` (tasks without one) or ``jobs`` (the orchestrations' own records)."""
+    if name in (DEFAULT_COLLECTION, JOBS):
+        return
+    try:
+        check_schema(name)
+    except SchemaError as exc:
+        raise CliError(f"{exc} ('{DEFAULT_COLLECTION}' and '{JOBS}' are accepted too.)") from None
+
+
 def get_command(args: argparse.Namespace) -> int:
+    _check_schema(args.schema)
+    if args.limit < 1:
+        raise CliError(f"--limit {args.limit}: give a number of records, 1 or more.")
     try:
         collection = _collection(args.schema, args.ns)
     except NamespaceError as exc:

@@ -339,12 +339,18 @@ class Kube:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def lines(
-        self, path: str, *, query: Mapping[str, Any] | None = None, timeout: float | None = None
+        self, path: str, *, query: Mapping[str, Any] | None = None, timeout: float | None = None,
+        opened: Callable[[], None] | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """The lines of a streaming GET (watch, log follow). Close it with ``contextlib.aclosing``."""
+        """The lines of a streaming GET (watch, log follow). Close it with ``contextlib.aclosing``.
+
+        ``opened`` is called once the server accepted the stream: a quiet watch sends no line for
+        minutes, and its reader must still know that the apiserver answered."""
         async with self._transport.stream(self._request("GET", path, query), timeout=timeout) as stream:
             if stream.status >= 400:
                 raise api_error(stream.status, await stream.read(), method="GET", path=path)
+            if opened is not None:
+                opened()
             async for line in stream.lines():
                 yield line
 

@@ -22,7 +22,7 @@ from levrt._shapes.names import api_path
 from levrt.errors import StoreError
 from levrt.settings import Settings
 
-__all__ = ["COUNTERS", "JOBS", "TASKS", "Store", "resolve_uri", "use_client"]
+__all__ = ["COUNTERS", "JOBS", "TASKS", "Store", "resolve_uri", "short_error", "use_client"]
 
 COUNTERS = "levrt_counters"
 TASKS = "levrt_tasks"
@@ -72,10 +72,12 @@ class Store:
         # pymongo costs a tenth of a second to import: only processes that use the store pay it.
         from pymongo import AsyncMongoClient
 
+        # Timeouts written in the URI win (keyword arguments would override them): a script that
+        # must fail fast on a missing store says so with ?serverSelectionTimeoutMS=500.
+        options: dict[str, Any] = {key: int(timeout * 1000) for key in ("serverSelectionTimeoutMS", "connectTimeoutMS")
+                   if key.lower() not in uri.lower()}
         try:
-            client: Any = AsyncMongoClient(
-                uri, serverSelectionTimeoutMS=int(timeout * 1000), connectTimeoutMS=int(timeout * 1000)
-            )
+            client: Any = AsyncMongoClient(uri, **options)
         except Exception as exc:
             raise StoreError(f"Invalid store URI {_redact(uri)!r}: {exc}") from exc
         return cls(client, database=database, uri_for_errors=_redact(uri))
@@ -144,7 +146,7 @@ class Store:
 
     def unreachable(self, exc: Exception) -> StoreError:
         return StoreError(
-            f"The store at {self._uri} did not answer: {exc}. Check that it runs "
+            f"The store at {self._uri} did not answer: {short_error(exc)}. Check that it runs "
             "(kubectl -n levrt get pods) and that LEVRT_STORE_URI points at an address this "
             "machine can reach."
         )
@@ -164,6 +166,13 @@ async def resolve_uri(kube: Kube, settings: Settings) -> str:
             f"could not be read ({exc}). Set LEVRT_STORE_URI to a store address this machine reaches."
         ) from exc
     return base64.b64decode(secret.get("data", {}).get("uri", "")).decode()
+
+
+def short_error(exc: BaseException) -> str:
+    """A driver error in one line: PyMongo appends its whole topology description (a screenful,
+    the address twice) to a selection timeout; the first error is what the reader needs."""
+    text = str(exc).split(", Timeout: ", 1)[0].split(" (configured timeouts:", 1)[0]
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _redact(uri: str) -> str:

@@ -3,7 +3,9 @@
 Why a module of its own: task Pods (the engine) and orchestration Pods (in-cluster runs) are
 submitted the same way (DESIGN.md, "Submit order"): the Pod is created behind a scheduling gate,
 its ConfigMaps/Secrets are created with an ownerReference to it, then the gate is lifted. A
-failure in between deletes the Pod and the garbage collector removes what it owned.
+failure in between deletes the Pod and the garbage collector removes what it owned. The Pod
+itself is created owned by its job's Lease (``levrt._clients.lease``), so ending the job's Lease
+removes the Pod and, through it, the rest.
 
 Under the client's rate limit (``levrt._clients.kube.Limiter``) creating a task's Pod is new work
 and waits behind the later steps of submits already under way and behind deletions, so a fan-out
@@ -24,7 +26,7 @@ from levrt._shapes.build import TaskObjects
 from levrt._shapes.names import api_path, plural
 from levrt.errors import ClusterError, LevrtError
 
-__all__ = ["create", "delete_pod", "submit", "with_owner"]
+__all__ = ["create", "delete_pod", "owned_by", "submit", "with_owner"]
 
 log = logging.getLogger("lev")
 
@@ -39,9 +41,21 @@ def with_owner(obj: Mapping[str, Any], *, pod_name: str, pod_uid: str) -> dict[s
     return out
 
 
-async def submit(kube: Kube, namespace: str, objects: TaskObjects) -> dict[str, Any]:
-    """Create ``objects.pod`` gated, then ``objects.owned`` owned by it, then lift the gate."""
-    pod = await create(kube, namespace, objects.pod, priority=Priority.NEW_WORK)
+def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` carrying the ownerReference ``owner`` (a job's Lease: ``levrt._clients.lease``)."""
+    out = copy.deepcopy(dict(obj))
+    refs = out.setdefault("metadata", {}).setdefault("ownerReferences", [])
+    if not any(ref.get("uid") == owner["uid"] for ref in refs):
+        refs.append(dict(owner))
+    return out
+
+
+async def submit(kube: Kube, namespace: str, objects: TaskObjects, *,
+                 owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Create ``objects.pod`` gated (owned by ``owner``, the job's Lease, when given), then
+    ``objects.owned`` owned by the Pod, then lift the gate."""
+    body = objects.pod if owner is None else owned_by(objects.pod, owner)
+    pod = await create(kube, namespace, body, priority=Priority.NEW_WORK)
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
     try:
         owned = [with_owner(obj, pod_name=name, pod_uid=uid) for obj in objects.owned]
@@ -69,6 +83,15 @@ async def create(kube: Kube, namespace: str, body: Mapping[str, Any], *, priorit
             "(helm install levrt charts/levrt) or set LEVRT_NAMESPACE to an existing namespace."
         ) from exc
     except Forbidden as exc:
+        if "violates PodSecurity" in str(exc):
+            # Pod Security Admission, not RBAC: the fix is the namespace's label, not the account's Role.
+            raise ClusterError(
+                f"Namespace {namespace!r} refuses this Pod under its PodSecurity standard: {exc}. Host "
+                "networking (host=True), capabilities beyond the baseline set (e.g. NET_RAW, NET_ADMIN) and "
+                "the runtime node cache's hostPath need the namespace label "
+                f"pod-security.kubernetes.io/enforce=privileged (kubectl label namespace {namespace} "
+                "pod-security.kubernetes.io/enforce=privileged --overwrite; README, \"PodSecurity\")."
+            ) from exc
         raise ClusterError(
             f"Not allowed to create {body.get('kind', 'objects')} in namespace "
             f"{namespace!r}: {exc}. Give your account the levrt Role."

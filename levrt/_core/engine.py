@@ -20,14 +20,17 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from levrt import _job, context
 from levrt._clients import signals, submit
+from levrt._clients.api import Forbidden
 from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
+from levrt._clients.lease import JobLease, adopt_pod, release_pod
 from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
@@ -82,8 +85,12 @@ class Engine:
     """One job. Create with ``await Engine.open(...)``; end with ``await engine.close()``."""
 
     def __init__(self, *, settings: Settings, kube: Kube, store: Store, watch: PodWatch, job_id: int,
-                 runtime: Decision | None = None) -> None:
+                 runtime: Decision | None = None, lease: JobLease | None = None, own_pod: str | None = None) -> None:
         self.settings = settings
+        self.lease = lease
+        """The job's Lease, owner of its Pods (None: the apiserver refused it; logged at open)."""
+        self.own_pod = own_pod
+        """The orchestration Pod this job runs in, when the Lease adopted it (``levrt run --in-cluster``)."""
         self.runtime = runtime or Decision(settings.runtime_mode, "as configured")
         """How this job's tasks get the runtime, and why (``levrt._core.runtime_mode``)."""
         self.kube = kube
@@ -108,6 +115,7 @@ class Engine:
         kube = await Kube.connect(kubeconfig=kubeconfig)
         store: Store | None = None
         watch: PodWatch | None = None
+        lease: JobLease | None = None
         try:
             version = await kube.server_version()
             version.require_supported()
@@ -116,9 +124,13 @@ class Engine:
                 settings = settings.replace(runtime_mode=runtime.mode)
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
             job_id = await store.next_job_id()
+            lease = await _open_lease(kube, settings, job_id)
+            own_pod = await _adopt_own_pod(kube, settings, job_id, lease)
             watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
             await watch.start()
         except BaseException:
+            if lease is not None:  # nothing of a job that never opened may stay (the Lease would own its Pod)
+                await asyncio.shield(lease.close())
             if watch is not None:
                 await watch.close()
             if store is not None:
@@ -127,7 +139,8 @@ class Engine:
             raise
         log.info("job: %d", job_id)
         log.debug("runtime: %s (%s)", runtime.mode, runtime.reason)
-        return cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id, runtime=runtime)
+        return cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id, runtime=runtime,
+                   lease=lease, own_pod=own_pod)
 
     async def close(self, *, delete_pods: bool = False) -> None:
         """Stop watching and close connections; with ``delete_pods`` remove this job's Pods."""
@@ -140,9 +153,24 @@ class Engine:
             await self.status.close()
             await self.sweeper.close()
         finally:
+            await self._close_lease()
             await self.watch.close()
             await self.store.close()
             await self.kube.close()
+
+    async def _close_lease(self) -> None:
+        """Last step of a job: its Lease goes, and with it whatever of the job is left (a payload
+        Secret the sweep missed); a kept job's Lease stays, marked kept, until ``levrt gc``."""
+        if self.lease is None:
+            return
+        if self.own_pod is not None and not _detached():
+            # An attached in-cluster run: the client following it deletes this Pod itself once it
+            # has read its exit code; the Lease must not take it first.
+            try:
+                await release_pod(self.kube, self.settings.namespace, self.own_pod)
+            except LevrtError as exc:
+                log.warning("could not release the orchestration Pod %s from the job's Lease: %s", self.own_pod, exc)
+        await asyncio.shield(self.lease.close(keep=self.settings.keep))
 
     def _pods_path(self, name: str | None = None, sub: str | None = None) -> str:
         return api_path("pods", namespace=self.settings.namespace, name=name, sub=sub)
@@ -178,7 +206,7 @@ class Engine:
         name = objects.name
         self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
                     submitted=time.time())
-        await submit.submit(self.kube, self.settings.namespace, objects)
+        await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod=name, collection=collection)
         self.tasks.append(task)
         if cr.retries:
@@ -215,7 +243,7 @@ class Engine:
         task.pod, task.retries, task.host = objects.name, attempt, None
         self.record(task=task.task_id, state="retrying", pod=objects.name, retries=attempt, retryReason=cause)
         await asyncio.sleep(delay)
-        await submit.submit(self.kube, self.settings.namespace, objects)
+        await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
 
     async def finish(self, task: Task) -> Document:
         """Wait for the end; a non-zero exit is a failure unless the caller signalled the task or it
@@ -301,6 +329,9 @@ class Engine:
 
     # -- Pods --------------------------------------------------------------------------------
 
+    def _owner(self) -> dict[str, Any] | None:
+        return None if self.lease is None else self.lease.reference
+
     async def delete_pod(self, name: str) -> None:
         self._deleted.add(name)
         await submit.delete_pod(self.kube, self.settings.namespace, name)
@@ -366,7 +397,7 @@ class Engine:
                       task: Task | None = None) -> TaskFailed:
         """A ``TaskFailed`` quoting the Pod's events and the tail of its logs."""
         logs = await self.pod_logs(name, tail=40)
-        events = await self.events(name)
+        events = await self.events(name, uid=(self.watch.get(name) or {}).get("metadata", {}).get("uid"))
         text = f"Task {name} failed: {reason}"
         if detail:
             text += f" ({detail.strip()})"
@@ -386,11 +417,14 @@ class Engine:
             return ""
         return text if isinstance(text, str) else str(text)
 
-    async def events(self, name: str) -> list[str]:
+    async def events(self, name: str, *, uid: str | None = None) -> list[str]:
+        """The events of the Pod ``name``: of this very Pod when its ``uid`` is known. Matching by
+        name alone would also quote an older Pod of the same name (job ids restart when a store
+        loses its data, and events outlive their Pod by an hour)."""
+        selector = f"involvedObject.uid={uid}" if uid else f"involvedObject.name={name}"
         try:
             listing = await self.kube.request(
-                "GET", api_path("events", namespace=self.settings.namespace),
-                query={"fieldSelector": f"involvedObject.name={name}"},
+                "GET", api_path("events", namespace=self.settings.namespace), query={"fieldSelector": selector},
             )
         except LevrtError:
             return []
@@ -398,3 +432,34 @@ class Engine:
             listing.get("items", []), key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""
         )
         return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '').strip()}" for e in items]
+
+
+POD_NAME_ENV, POD_UID_ENV, DETACHED_ENV = "LEVRT_POD_NAME", "LEVRT_POD_UID", "LEVRT_DETACHED"
+"""Set in an orchestration Pod (``levrt._shapes.orchestrator``): its own name and uid, and whether
+its client left it to run on (``levrt run --detach``)."""
+
+
+def _detached() -> bool:
+    return os.environ.get(DETACHED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+async def _open_lease(kube: Kube, settings: Settings, job: int) -> JobLease | None:
+    """Create and start renewing the job's Lease; None (logged) where the account may not create one."""
+    try:
+        lease = await JobLease.create(kube, namespace=settings.namespace, job=job, duration=settings.lease_seconds,
+                                      holder=f"{socket.gethostname()}/{os.getpid()}")
+    except Forbidden as exc:
+        log.warning("job %d runs without a Lease (%s): a client that dies leaves its Pods to `levrt gc`. "
+                    "Give the account the chart's Role (leases: create, patch, delete).", job, exc)
+        return None
+    lease.start()
+    return lease
+
+
+async def _adopt_own_pod(kube: Kube, settings: Settings, job: int, lease: JobLease | None) -> str | None:
+    """In an orchestration Pod: make that Pod one of the job's objects, owned by its Lease."""
+    name, uid = os.environ.get(POD_NAME_ENV), os.environ.get(POD_UID_ENV)
+    if lease is None or not name or not uid:
+        return None
+    await adopt_pod(kube, settings.namespace, name, uid=uid, owner=lease.reference, job=job)
+    return name

@@ -11,6 +11,7 @@ The objects are built by ``levrt._shapes.orchestrator`` (pure); this module does
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,9 +32,10 @@ __all__ = ["run_in_cluster"]
 
 def run_in_cluster(
     target: str, func: str, args: Sequence[str], *, settings: Settings, kubeconfig: str | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, detach: bool = False,
 ) -> int:
-    """Submit the orchestration Pod, stream its output here, and return its exit code."""
+    """Submit the orchestration Pod, stream its output here, and return its exit code; with
+    ``detach``, return once its job has opened (printing the job id) and leave it running."""
     path = Path(target)
     if not path.is_file():
         raise OrchestrationError(
@@ -43,12 +45,12 @@ def run_in_cluster(
     sources, entry = orchestration_sources(path)
     objects = orchestrator_objects(
         sources=sources, entry=entry, func=func, args=args, settings=settings,
-        run_id=new_run_id(sources[entry]), env=env,
+        run_id=new_run_id(sources[entry]), env=env, detach=detach,
     )
-    return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig))
+    return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig, detach=detach))
 
 
-async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | None) -> int:
+async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | None, detach: bool = False) -> int:
     kube = await Kube.connect(kubeconfig=kubeconfig)
     ns = settings.namespace
     name = objects.name
@@ -73,6 +75,12 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
                     f"The orchestration Pod {name} cannot start: {state.reason} ({state.detail}). "
                     f"Check that the runtime image {settings.runtime_image} is on the nodes."
                 )
+            if detach:
+                job = await _job_opened(kube, watch, ns, name, timeout=settings.start_timeout)
+                print(f"job {job}: running detached in Pod {ns}/{name}; follow it with `levrt ps --job {job}`, "
+                      f"its records with `levrt get SCHEMA --job {job}`, end it with `levrt gc --job {job}`.",
+                      flush=True)
+                return 0
             # Following the log of a container that already ended returns all of it, then ends.
             await kube.follow(api_path("pods", namespace=ns, name=name, sub="log"), out=sys.stdout)
             pod = await watch.wait(name, podstatus.finished)
@@ -82,11 +90,39 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
                 print(f"levrt: the orchestration Pod {name} exited with code {code} "
                       f"({status.get('reason', 'Error')}); its output is above.", file=sys.stderr)
             return code
+        except BaseException:
+            detach = False  # a detached run that failed to open its job is not left behind
+            raise
         finally:
-            if not settings.keep:
+            if not settings.keep and not detach:
                 # Graceful: if we were interrupted, the orchestration gets SIGTERM and deletes the
                 # Pods of its job before it exits (levrt run maps SIGTERM to cancellation).
                 await asyncio.shield(submit.delete_pod(kube, ns, name, graceful=True))
     finally:
         await watch.close()
         await kube.close()
+
+
+JOB_LINE = re.compile(r"^job: (\d+)$", re.MULTILINE)
+"""The line the engine logs once the job is open (its Lease made and this Pod adopted)."""
+
+
+async def _job_opened(kube: Kube, watch: PodWatch, ns: str, name: str, *, timeout: float) -> int:
+    """The id of the job the orchestration Pod opened, read from its log (polled: the line comes
+    within seconds of the start, and a follow would not give up on a Pod that never prints it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    path = api_path("pods", namespace=ns, name=name, sub="log")
+    while True:
+        text = await kube.request("GET", path, query={"container": "main"})
+        found = JOB_LINE.search(text if isinstance(text, str) else str(text))
+        if found:
+            return int(found.group(1))
+        pod = watch.get(name) or {}
+        if podstatus.finished(pod) or loop.time() > deadline:
+            raise OrchestrationError(
+                f"The orchestration Pod {name} "
+                + ("ended" if podstatus.finished(pod) else f"did not open its job within {timeout:.0f}s")
+                + " before its job was open; its output:\n" + str(text).strip()[-2000:]
+            )
+        await asyncio.sleep(0.5)

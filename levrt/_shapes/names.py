@@ -17,6 +17,8 @@ __all__ = [
     "FILE_LABEL",
     "GATE",
     "JOB_LABEL",
+    "KEPT_ANNOTATION",
+    "LEASE_GROUP",
     "MANAGED_BY",
     "MANAGED_SELECTOR",
     "PAYLOAD_MOUNT",
@@ -35,6 +37,7 @@ __all__ = [
     "file_object_name",
     "image_reference",
     "job_selector",
+    "lease_name",
     "orchestrator_name",
     "payload_secret_name",
     "plural",
@@ -58,6 +61,10 @@ RUN_LABEL = "levrt.io/run"
 COLLECTION_ANNOTATION = "levrt.io/collection"
 ENTRY_ANNOTATION = "levrt.io/entry"
 SHA256_ANNOTATION = "levrt.io/sha256"
+LEASE_GROUP = "coordination.k8s.io"
+"""The API group of a job's Lease (``levrt._clients.lease``): everything of the job hangs off it."""
+KEPT_ANNOTATION = "levrt.io/kept"
+"""On the Lease of a job that ended with ``keep``: the reaper leaves it, ``levrt gc`` removes it."""
 # A Pod behind this scheduling gate cannot start until the objects it owns exist.
 GATE = "levrt.io/objects"
 
@@ -96,6 +103,11 @@ def payload_secret_name(pod: str) -> str:
 def orchestrator_name(run_id: str) -> str:
     """The Pod of one in-cluster orchestration run."""
     return f"lev-orch-{run_id}"
+
+
+def lease_name(job: int) -> str:
+    """``levrt-job-{job}``: the Lease that owns every object of one job."""
+    return f"levrt-job-{job}"
 
 
 def file_object_name(sha256_hex: str) -> str:

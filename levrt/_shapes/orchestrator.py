@@ -3,7 +3,9 @@
 Why apart from the run itself (``levrt._core.incluster``): like task Pods, the orchestration Pod
 is computed without I/O so it can be snapshot-tested and dry-run by the apiserver. It carries the
 orchestration file and the modules beside it in a ConfigMap, and runs ``python -m levrt run``
-from the runtime image under the chart's ``levrt-orchestrator`` ServiceAccount.
+from the runtime image under the chart's ``levrt-orchestrator`` ServiceAccount. The Pod knows its
+own name and uid (downward API): the job it opens adopts it, owned by the job's Lease
+(``levrt._core.engine``); detached (``levrt run --detach``) it stays so to the job's end.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ MAX_SOURCE = 512 * 1024
 
 def orchestrator_objects(
     *, sources: Mapping[str, bytes], entry: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, detach: bool = False,
 ) -> TaskObjects:
     """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (relative POSIX path →
     bytes): the orchestration file and the modules beside it, or the whole package it belongs to
@@ -76,7 +78,12 @@ def orchestrator_objects(
         {"name": "LEVRT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "LEVRT_RUNTIME_IMAGE", "value": settings.runtime_image},
         {"name": "LEVRT_STORE_URI", "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}}},
+        # Its own name and uid: the job it runs adopts this Pod (owned by the job's Lease).
+        {"name": "LEVRT_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "LEVRT_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
+    if detach:  # nobody follows it: the job's Lease keeps it to the end, and takes it along
+        env_list.append({"name": "LEVRT_DETACHED", "value": "1"})
     if settings.keep:
         env_list.append({"name": "LEVRT_KEEP", "value": "1"})
     # The user's variables come last so they can override the settings (LEVRT_TIMEOUT=...).

@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PAYLOAD",
     "EXIT_SETUP",
+    "EXIT_STORE",
     "EXIT_TIMED_OUT",
     "RuntimeConfig",
     "StoreBinding",
@@ -67,7 +69,17 @@ EXIT_OK = 0
 EXIT_ENTRY_FAILED = 1
 EXIT_SETUP = 2
 EXIT_PAYLOAD = 3
+EXIT_STORE = 4
 EXIT_INTERRUPTED = 130
+
+STORE_WAIT = 300.0
+"""Seconds the runtime waits after the entry for writes buffered during a store outage
+(``LEVRT_STORE_WAIT``); what is still unwritten then is reported (exit ``EXIT_STORE``)."""
+HARD_END_FLUSH = 5.0
+"""Seconds a timed-out entry's buffered writes get when the process is ended after the grace
+(within the margin the Pod's activeDeadlineSeconds leaves)."""
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+"""Pauses between the background attempts to write buffered updates (the last one repeats)."""
 
 TERMINATION_LOG = "/dev/termination-log"
 REASON_LIMIT = 1024
@@ -88,6 +100,7 @@ class RuntimeConfig:
     job: int
     task: int
     termination_log: str = TERMINATION_LOG
+    store_wait: float = STORE_WAIT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RuntimeConfig:
@@ -103,6 +116,10 @@ class RuntimeConfig:
             raise SetupError(
                 f"LEVRT_JOB={env['LEVRT_JOB']!r}/LEVRT_TASK={env['LEVRT_TASK']!r} must be integers."
             ) from None
+        try:
+            store_wait = float(env.get("LEVRT_STORE_WAIT") or STORE_WAIT)
+        except ValueError:
+            raise SetupError(f"LEVRT_STORE_WAIT={env['LEVRT_STORE_WAIT']!r} must be a number of seconds.") from None
         return cls(
             payload=env["LEVRT_PAYLOAD"],
             store_uri=env.get("LEVRT_STORE_URI") or None,
@@ -111,6 +128,7 @@ class RuntimeConfig:
             job=job,
             task=task,
             termination_log=env.get("LEVRT_TERMINATION_LOG") or TERMINATION_LOG,
+            store_wait=store_wait,
         )
 
 
@@ -127,6 +145,15 @@ class StoreBinding:
     client's ``Document`` put the values back. The binding is the record's only writer in the
     task, so it keeps the size of each field it wrote (a record found larger than it knew, after
     a retried Pod, is measured once when the store refuses it).
+
+    A store outage does not stop the entry: a write that finds the store unreachable (no server
+    within ``serverSelectionTimeoutMS``, a dropped connection) is buffered, and so is every later
+    ``set`` until the buffer is empty again, so updates reach the store in the order they were
+    made. Buffered updates are merged per field (a counter set every second during an outage is
+    one pending value, not thousands) and written by a background thread that retries until the
+    store answers. ``get`` reads what is buffered too. At the end ``flush`` waits for the buffer
+    (``LEVRT_STORE_WAIT``) and names what could not be stored. While the store is up, ``set``
+    writes before it returns, as always: a refused value fails the ``set`` that gave it.
     """
 
     config: RuntimeConfig
@@ -137,6 +164,20 @@ class StoreBinding:
     _sizes: dict[str, int] = field(default_factory=dict)
     """Encoded size of each field this task stored inline (placeholders included)."""
     _artifacts: list[dict[str, Any]] | None = None
+    _state: threading.Condition = field(default_factory=threading.Condition)
+    """Guards the buffer below; notified when the background writer empties it."""
+    _queue: list[dict[str, tuple[Any, bytes]]] = field(default_factory=list)
+    """Updates waiting for the store, oldest first: ``{field: (value, encoded)}`` each."""
+    _inflight: dict[str, tuple[Any, bytes]] | None = None
+    _buffering: bool = False
+    """True from the first write that found the store unreachable until the buffer is written."""
+    _outage_since: float = 0.0
+    _refused: list[str] = field(default_factory=list)
+    """Why buffered updates were refused by the store (not unreachable): reported at the end."""
+    _stored: dict[str, Any] = field(default_factory=dict)
+    """Each ``$set`` this binding wrote, as written (placeholders for values stored apart): what
+    ``get`` answers from while the store is unreachable."""
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     @property
     def job_id(self) -> int:
@@ -177,32 +218,130 @@ class StoreBinding:
                 raise StoreError(reason)
         if not fields:
             return
-        collection = self._collection()
+        self._submit(fields, _encoded(fields))
+
+    def _submit(self, fields: Mapping[str, Any], encoded: Mapping[str, bytes]) -> None:
+        """Write now, or buffer when the store is unreachable (or an outage's buffer is not
+        written yet: updates keep their order)."""
+        self._database()  # no store configured fails here, at once, with advice
         with self._write_lock:
-            encoded = _encoded(fields)
-            for attempt in (1, 2):
-                update, sizes = self._inline(fields, encoded)
-                try:
-                    collection.update_one({"_id": self.record_id}, {"$set": update}, upsert=True)
-                    break
-                except Exception as exc:
-                    if attempt == 1 and _too_large(exc):
-                        self._measure_record()  # written by an earlier Pod of this task: learn its size
-                        continue
+            with self._state:
+                if self._refused:
+                    raise StoreError(self._refused[0])
+                if self._buffering:
+                    self._enqueue(fields, encoded)
+                    return
+            try:
+                self._write(fields, encoded)
+            except Exception as exc:
+                if not _unreachable(exc):
                     raise StoreError(f"lev.set: the store refused the update of {sorted(fields)}: {exc}") from exc
-            self._account(sizes)
+                with self._state:
+                    self._buffering = True
+                    self._outage_since = time.monotonic()
+                    self._enqueue(fields, encoded)
+                print(f"levrt runtime: the store is unreachable ({short_reason(exc)}); lev.set buffers updates "
+                      "and writes them when it is back", file=sys.stderr, flush=True)
+                threading.Thread(target=self._write_buffered, name="levrt-store-writer", daemon=True).start()
+
+    def _write(self, fields: Mapping[str, Any], encoded: Mapping[str, bytes]) -> None:
+        """One ``$set`` of ``fields`` (large values stored apart first); raises what the driver raised."""
+        collection = self._collection()
+        for attempt in (1, 2):
+            update, sizes = self._inline(fields, encoded)
+            try:
+                collection.update_one({"_id": self.record_id}, {"$set": update}, upsert=True)
+                break
+            except Exception as exc:
+                if attempt == 1 and _too_large(exc):
+                    self._measure_record()  # written by an earlier Pod of this task: learn its size
+                    continue
+                raise
+        self._account(sizes)
+        for key, value in update.items():
+            for known in [k for k in self._stored if _covers(key, k)]:
+                del self._stored[known]
+            self._stored[key] = value
+
+    def _enqueue(self, fields: Mapping[str, Any], encoded: Mapping[str, bytes]) -> None:
+        """Merge into the newest pending update unless a field path conflicts with one there
+        (``a`` and ``a.b`` cannot be in one ``$set``): then a new update follows it."""
+        entry = {key: (value, encoded[key]) for key, value in fields.items()}
+        last = self._queue[-1] if self._queue else None
+        if last is not None and not any(k != old and (_covers(k, old) or _covers(old, k))
+                                        for k in entry for old in last):
+            last.update(entry)
+        else:
+            self._queue.append(entry)
+
+    def _write_buffered(self) -> None:
+        """The background writer of an outage: oldest update first, retried until the store takes
+        it; ends when the buffer is empty (later ``set``s write directly again)."""
+        attempt = 0
+        while not self._stop.is_set():
+            with self._state:
+                if not self._queue:
+                    self._buffering = False
+                    self._state.notify_all()
+                    print(f"levrt runtime: the store is back; updates buffered for "
+                          f"{time.monotonic() - self._outage_since:.0f} s are written", file=sys.stderr, flush=True)
+                    return
+                self._inflight = batch = self._queue.pop(0)
+            fields = {key: value for key, (value, _) in batch.items()}
+            try:
+                self._write(fields, {key: blob for key, (_, blob) in batch.items()})
+            except Exception as exc:
+                with self._state:
+                    self._inflight = None
+                    if _unreachable(exc):
+                        self._queue.insert(0, batch)
+                    else:
+                        self._refused.append(
+                            f"lev.set: the store refused the buffered update of {sorted(fields)}: {short_reason(exc)}")
+                        self._state.notify_all()
+                if _unreachable(exc):
+                    self._stop.wait(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                    attempt += 1
+                continue
+            with self._state:
+                self._inflight = None
+                self._state.notify_all()
+            attempt = 0
+
+    def pending(self) -> list[str]:
+        """Fields set but not stored yet (buffered during a store outage)."""
+        with self._state:
+            batches = [*([self._inflight] if self._inflight else []), *self._queue]
+        return sorted({key for batch in batches for key in batch})
+
+    def flush(self, timeout: float) -> str | None:
+        """Wait up to ``timeout`` seconds for buffered updates; why something is not stored, or None."""
+        end = time.monotonic() + timeout
+        with self._state:
+            while self._buffering and (left := end - time.monotonic()) > 0:
+                self._state.wait(min(left, 1.0))
+            refused = list(self._refused)
+        lost = self.pending()
+        problems = []
+        if lost:
+            problems.append(
+                f"the store was unreachable for {time.monotonic() - self._outage_since:.0f} s (waited "
+                f"{timeout:.0f} s after the entry, LEVRT_STORE_WAIT): fields {lost} of this task's record "
+                "are not stored")
+        return "; ".join(problems + refused) or None
 
     def _inline(self, fields: Mapping[str, Any], encoded: Mapping[str, bytes]) -> tuple[dict[str, Any], dict[str, int]]:
         """The ``$set`` to send, with the fields to store apart stored and replaced by placeholders,
         and the inline size of each field. What the record holds already stays: if that alone is
         over the budget (an earlier Pod of the task wrote it), every new field goes apart."""
         kept = {k: v for k, v in self._sizes.items() if not any(_covers(key, k) for key in fields)}
-        apart = {key for key, blob in encoded.items() if len(blob) > SPILL_BYTES}
+        # The artifact list stays inline: clients read it from the record itself.
+        apart = {key for key, blob in encoded.items() if len(blob) > SPILL_BYTES and key != ARTIFACTS}
         total = sum(kept.values()) + sum(len(blob) for key, blob in encoded.items() if key not in apart)
         for key in sorted(encoded, key=lambda k: len(encoded[k]), reverse=True):
             if total <= RECORD_BUDGET:
                 break
-            if key not in apart:
+            if key not in apart and key != ARTIFACTS:
                 apart.add(key)
                 total -= len(encoded[key])
         update: dict[str, Any] = {}
@@ -229,8 +368,27 @@ class StoreBinding:
         self._sizes = {k: len(blobs.encode_value(v)) for k, v in found.items() if k != "_id"}
 
     def get(self) -> dict[str, Any] | None:
-        """What this task stored so far, values stored apart put back (``lev.doc.get()``)."""
-        found = self._collection().find_one({"_id": self.record_id}, {"_id": 0})
+        """What this task stored so far, values stored apart put back (``lev.doc.get()``); updates
+        buffered during a store outage included (the record is then what this Pod wrote)."""
+        with self._state:
+            buffering = self._buffering
+            batches = [*([self._inflight] if self._inflight else []), *self._queue]
+        found: Any = None
+        if not buffering:
+            try:
+                found = self._collection().find_one({"_id": self.record_id}, {"_id": 0})
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                buffering = True
+        if buffering and self._stored:
+            found = {}
+            for key, value in self._stored.items():
+                _apply_set(found, key, value)
+        for batch in batches:
+            found = {} if found is None else found
+            for key, (value, _) in batch.items():
+                _apply_set(found, key, value)
         if found is None:
             return None
         record = dict(found)
@@ -255,9 +413,8 @@ class StoreBinding:
                 self._artifacts = [dict(a) for a in listed] if isinstance(listed, list) else []
             entry = {"name": name, "sha256": sha, "size": size}
             self._artifacts = [a for a in self._artifacts if a.get("name") != name] + [entry]
-            self._collection().update_one({"_id": self.record_id}, {"$set": {ARTIFACTS: self._artifacts}},
-                                          upsert=True)
-            self._account({ARTIFACTS: len(blobs.encode_value(self._artifacts))})
+            listed = {ARTIFACTS: [dict(a) for a in self._artifacts]}
+            self._submit(listed, _encoded(listed))
         return sha
 
     def upload(self, source: blobs.Source) -> str:
@@ -277,9 +434,34 @@ class StoreBinding:
         return self
 
     def close(self) -> None:
+        self._stop.set()
         if self._client is not None:
             self._client.close()
             _skip_pymongo_exit_hook()
+
+
+def _apply_set(record: dict[str, Any], key: str, value: Any) -> None:
+    """What ``$set: {key: value}`` does to ``record`` (a dotted key sets inside sub-documents)."""
+    *parents, last = key.split(".")
+    for part in parents:
+        inner = record.get(part)
+        record[part] = inner = dict(inner) if isinstance(inner, Mapping) else {}
+        record = inner
+    record[last] = value
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a write failed because the store could not be reached (worth retrying), not
+    because it refused the write."""
+    errors = sys.modules.get("pymongo.errors")  # loaded with the client; a fake client has none
+    if errors is None:
+        return False
+    if isinstance(exc, errors.ConnectionFailure):  # also server selection, network timeouts
+        return True
+    if isinstance(exc, errors.PyMongoError) and exc.has_error_label("RetryableWriteError"):
+        return True
+    # Not primary, shutting down, stepped down, interrupted: the server goes away or changes.
+    return isinstance(exc, errors.OperationFailure) and exc.code in (91, 189, 10107, 11600, 11602, 13435, 13436)
 
 
 def _covers(key: str, other: str) -> bool:
@@ -325,7 +507,11 @@ def _mongo_client(uri: str) -> Any:
     # Imported on the first write: an entry that stores nothing never pays for pymongo.
     from pymongo import MongoClient
 
-    return MongoClient(uri, serverSelectionTimeoutMS=30_000, appname="levrt-runtime")
+    # Short timeouts: a write that cannot reach the store blocks the entry for at most about
+    # 5 s (no server) or 20 s (a server gone silent mid-write), then ``StoreBinding`` buffers it
+    # and retries in the background, for as long as the entry runs plus ``LEVRT_STORE_WAIT``.
+    return MongoClient(uri, serverSelectionTimeoutMS=5_000, connectTimeoutMS=5_000, socketTimeoutMS=20_000,
+                       appname="levrt-runtime")
 
 
 def short_reason(exc: BaseException) -> str:
@@ -343,6 +529,17 @@ def _write_reason(path: str, reason: str) -> None:
             fh.write(reason)
     except OSError:
         pass  # outside Kubernetes there is no termination log; stderr still has everything
+
+
+def _append_reason(path: str, text: str) -> None:
+    """Add ``text`` to the reason already written (the entry's failure), within ``REASON_LIMIT``."""
+    try:
+        with open(path) as fh:
+            before = fh.read().strip()
+    except OSError:
+        before = ""
+    combined = f"{before}; also {text}" if before else text
+    _write_reason(path, short_reason(StoreError(combined)) if not before else combined[:REASON_LIMIT])
 
 
 def _forward_to_sigint(signum: int, frame: Any) -> None:
@@ -399,15 +596,22 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         _write_reason(config.termination_log, short_reason(exc))
         return EXIT_PAYLOAD
 
+    binding = StoreBinding(config)
+
+    def hard_end(reason: str) -> None:
+        # The entry ignored the interrupt and the process ends now: writes buffered during a store
+        # outage get a last short chance, and what is still unwritten is named, not dropped silently.
+        problem = binding.flush(HARD_END_FLUSH)
+        _write_reason(config.termination_log, reason if not problem else f"{reason}; {problem}")
+
     try:
-        deadline = Deadline.from_env(env, on_hard_end=lambda reason: _write_reason(config.termination_log, reason))
+        deadline = Deadline.from_env(env, on_hard_end=hard_end)
     except ValueError as exc:
         print(f"levrt runtime: {exc}", file=sys.stderr)
         _write_reason(config.termination_log, short_reason(exc))
         return EXIT_SETUP
 
     sys.argv = ["levrt-entry", *(argv if argv is not None else sys.argv[1:])]
-    binding = StoreBinding(config)
     context.bind_task(binding)
     _install_signal_handlers()
     foreign.install()
@@ -438,9 +642,18 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         _ignore_signals()
         sys.stdout.flush()
         sys.stderr.flush()
-        binding.close()
     if deadline is not None and deadline.fired:
         # Timed out, whether the entry saved its partial results and returned or not.
         _write_reason(config.termination_log, timed_out_reason(deadline.seconds))
-        return EXIT_TIMED_OUT
+        code = EXIT_TIMED_OUT
+    # Updates buffered during a store outage: wait for them, bounded; never lose them silently.
+    problem = binding.flush(config.store_wait)
+    binding.close()
+    if problem:
+        print(f"levrt runtime: {problem}", file=sys.stderr, flush=True)
+        if code == EXIT_OK:
+            _write_reason(config.termination_log, short_reason(StoreError(problem)))
+            code = EXIT_STORE
+        else:
+            _append_reason(config.termination_log, problem)
     return code

@@ -142,6 +142,10 @@ def test_fixed_names_and_labels(default: dict[tuple[str, str], dict[str, Any]]) 
         ("StatefulSet", "levrt-store"), ("Service", "levrt-store"), ("Secret", "levrt-store"),
         ("Secret", "levrt-store-auth"), ("ServiceAccount", SERVICE_ACCOUNT), ("Role", SERVICE_ACCOUNT),
         ("RoleBinding", SERVICE_ACCOUNT), ("ConfigMap", SETTINGS_CONFIGMAP), ("NetworkPolicy", "levrt-store"),
+        ("Job", "levrt-store-user"),  # creates the application user task Pods connect as (issue 12)
+        # The reaper ends jobs whose client died (their Leases, issue 12).
+        ("ServiceAccount", "levrt-reaper"), ("Role", "levrt-reaper"), ("RoleBinding", "levrt-reaper"),
+        ("Deployment", "levrt-reaper"),
     }
     for obj in default.values():
         assert obj["metadata"]["namespace"] == "levrt"
@@ -180,6 +184,8 @@ def test_role_rules_are_exactly_the_listed_ones(default: dict[tuple[str, str], d
         | {("", "pods/log", "get")}
         | {("", r, v) for r in ("configmaps", "secrets") for v in ("get", "list", "create", "delete", "patch")}
         | {("", "secrets", "deletecollection")}  # payload Secrets swept in batches
+        # each job's Lease, owner of its Pods: created, renewed, deleted (levrt._clients.lease)
+        | {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update", "patch", "delete")}
     )
     assert granted == expected
     binding = default[("RoleBinding", SERVICE_ACCOUNT)]
@@ -188,7 +194,27 @@ def test_role_rules_are_exactly_the_listed_ones(default: dict[tuple[str, str], d
 
 
 @helm_only
-def test_mongodb_uri_carries_the_generated_root_password(helm: str) -> None:
+def test_the_reaper_may_touch_leases_only_and_runs_levrt_reap(helm: str,
+                                                             default: dict[tuple[str, str], dict[str, Any]]) -> None:
+    role = default[("Role", "levrt-reaper")]
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "list", "delete"]}]
+    binding = default[("RoleBinding", "levrt-reaper")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "levrt-reaper", "namespace": "levrt"}]
+    deployment = default[("Deployment", "levrt-reaper")]
+    spec = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 1 and spec["serviceAccountName"] == "levrt-reaper"
+    container = spec["containers"][0]
+    assert container["image"].startswith("levrt.local/runtime:")  # levrt and its client libraries
+    assert container["command"] == ["/levrt/bin/python3", "-m", "levrt", "reap", "--period", "15s"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    tuned = by_key(render(helm, "reaper.periodSeconds=5", "reaper.graceSeconds=10"))[("Deployment", "levrt-reaper")]
+    assert tuned["spec"]["template"]["spec"]["containers"][0]["command"][-4:] == ["--period", "5s", "--grace", "10s"]
+    assert not {key for key in by_key(render(helm, "reaper.enabled=false")) if key[1] == "levrt-reaper"}
+
+
+@helm_only
+def test_mongodb_uri_carries_the_generated_application_password(helm: str) -> None:
     first, second = by_key(render(helm)), by_key(render(helm))
     for objects in (first, second):
         auth = objects[("Secret", "levrt-store-auth")]
@@ -196,14 +222,17 @@ def test_mongodb_uri_carries_the_generated_root_password(helm: str) -> None:
         user, password = auth["stringData"]["username"], auth["stringData"]["password"]
         assert user == "levrt" and re.fullmatch(r"[A-Za-z0-9]{32}", password)
         uri = objects[("Secret", "levrt-store")]["stringData"]["uri"]
-        assert uri == f"mongodb://{user}:{password}@levrt-store.levrt.svc.cluster.local:27017/?authSource=admin"
+        # Task Pods get the application user (readWrite on the levrt database), never root (issue 12).
+        app, app_password = auth["stringData"]["appUsername"], auth["stringData"]["appPassword"]
+        assert app == "levrt-app" and re.fullmatch(r"[A-Za-z0-9]{32}", app_password)
+        assert uri == f"mongodb://{app}:{app_password}@levrt-store.levrt.svc.cluster.local:27017/levrt?authSource=levrt"
         env = {e["name"]: e["valueFrom"]["secretKeyRef"]
                for e in objects[("StatefulSet", "levrt-store")]["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env == {"MONGO_INITDB_ROOT_USERNAME": {"name": "levrt-store-auth", "key": "username"},
                        "MONGO_INITDB_ROOT_PASSWORD": {"name": "levrt-store-auth", "key": "password"}}
     assert _password(first) != _password(second)  # generated, not baked into the chart
-    fixed = by_key(render(helm, "store.auth.password=s3cret-1", "store.auth.username=root"))
-    assert fixed[("Secret", "levrt-store")]["stringData"]["uri"].startswith("mongodb://root:s3cret-1@levrt-store.")
+    fixed = by_key(render(helm, "store.auth.appPassword=s3cret-1", "store.auth.appUsername=scanner"))
+    assert fixed[("Secret", "levrt-store")]["stringData"]["uri"].startswith("mongodb://scanner:s3cret-1@levrt-store.")
 
 
 @helm_only
@@ -267,7 +296,8 @@ def test_networkpolicy_admits_only_levrt_pods_to_the_store(
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 27017}]
     selectors = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
-    assert selectors == [{"app.kubernetes.io/managed-by": "levrt"}, {"levrt.io/role": "orchestrator"}]
+    assert selectors == [{"app.kubernetes.io/managed-by": "levrt"}, {"levrt.io/role": "orchestrator"},
+                         {"levrt.io/role": "store-admin"}]  # the Job creating the store's application user
     assert all(set(peer) == {"podSelector"} for peer in rule["from"])  # same namespace only
 
     def admitted(labels: dict[str, str]) -> bool:
@@ -320,10 +350,12 @@ def test_k8s_manifests_equal_the_default_render(helm: str, default: dict[tuple[s
 
     # The one deliberate difference: a default render's random password is the placeholder in k8s/.
     password = _password(default)
+    app_password = default[("Secret", "levrt-store-auth")]["stringData"]["appPassword"]
     assert set(plain) == set(default)
     for key, obj in default.items():
         if obj["kind"] == "Secret":
-            obj = yaml.safe_load(yaml.safe_dump(obj).replace(password, placeholder))
+            obj = yaml.safe_load(yaml.safe_dump(obj).replace(password, placeholder)
+                                 .replace(app_password, script.PLACEHOLDER_APP_PASSWORD))
         assert plain[key] == obj, f"k8s/levrt.yaml differs from the chart in {key}: run `python k8s/render.py`"
     assert _password(plain) == placeholder
 

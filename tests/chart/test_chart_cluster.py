@@ -91,18 +91,22 @@ def test_store_password_survives_upgrade_and_reinstall(kube_cluster: Any) -> Non
             encoded = _kubectl(kubeconfig, "-n", namespace, "get", "secret", name, "-o", f"jsonpath={{.data.{key}}}")
             return base64.b64decode(encoded).decode()
 
-        return read("levrt-store-auth", "password"), read("levrt-store", "uri")
+        return read("levrt-store-auth", "password"), read("levrt-store-auth", "appPassword"), read("levrt-store", "uri")
 
+    # --no-hooks: the hook Job creating the application user needs MongoDB running, and no MongoDB
+    # image is in the test cluster; this test is about the Secrets (tests/chart/test_chart_store.py
+    # checks the Job as rendered).
     try:
-        helm_run("install", "levrt", chart, "--create-namespace", "--set", "store.persistence.enabled=false")
-        password, uri = secrets()
-        assert f":{password}@levrt-store.{namespace}.svc.cluster.local:27017/" in uri
-        helm_run("upgrade", "levrt", chart, "--set", "store.persistence.enabled=false")
-        assert secrets() == (password, uri)
-        helm_run("uninstall", "levrt")
+        helm_run("install", "levrt", chart, "--create-namespace", "--no-hooks",
+                 "--set", "store.persistence.enabled=false")
+        password, app_password, uri = secrets()
+        assert f":{app_password}@levrt-store.{namespace}.svc.cluster.local:27017/" in uri and password not in uri
+        helm_run("upgrade", "levrt", chart, "--no-hooks", "--set", "store.persistence.enabled=false")
+        assert secrets() == (password, app_password, uri)
+        helm_run("uninstall", "levrt", "--no-hooks")
         assert _kubectl(kubeconfig, "-n", namespace, "get", "secret", "levrt-store-auth", "-o", "name").strip()
-        helm_run("install", "levrt", chart, "--set", "store.persistence.enabled=false")
-        assert secrets() == (password, uri)
+        helm_run("install", "levrt", chart, "--no-hooks", "--set", "store.persistence.enabled=false")
+        assert secrets() == (password, app_password, uri)
     finally:
         subprocess.run([*helm, "uninstall", "levrt"], capture_output=True, timeout=120, check=False)
         _kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)

@@ -497,14 +497,55 @@ def _install_addons() -> None:
     kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
 
 
+STORE_CLASS = "levrt-test-local"
+"""StorageClass name of the store's volume: no provisioner, the one PersistentVolume below."""
+STORE_PV = "levrt-test-store"
+
+
+def store_volume_dir() -> Path:
+    """Where the store's data lives on this host: inside the cluster's state directory, so
+    ``down`` removes it with everything else."""
+    return paths().root / "store-data"
+
+
+def ensure_store_volume() -> None:
+    """A hostPath PersistentVolume reserved (claimRef) for the chart's store claim, so the store
+    keeps its records when its Pod is deleted or restarted (issue 12: an emptyDir lost them).
+
+    A StatefulSet's volumeClaimTemplates cannot change: a store made with an emptyDir (a cluster
+    started before this volume existed) is deleted first, and the chart makes it again."""
+    store_volume_dir().mkdir(parents=True, exist_ok=True)
+    volume = {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": STORE_PV, "labels": {"app.kubernetes.io/part-of": "levrt"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORE_CLASS,
+            "claimRef": {"namespace": NAMESPACE, "name": "data-levrt-store-0"},
+            "hostPath": {"path": str(store_volume_dir()), "type": "DirectoryOrCreate"},
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(volume))
+    templates = kubectl("-n", NAMESPACE, "get", "statefulset", "levrt-store", "--ignore-not-found",
+                        "-o", "jsonpath={.metadata.name}/{.spec.volumeClaimTemplates[*].metadata.name}")
+    if templates == "levrt-store/":
+        progress("replacing the store's emptyDir by its PersistentVolume (its records are lost once)")
+        kubectl("-n", NAMESPACE, "delete", "statefulset", "levrt-store", "--wait=true")
+
+
 def _install_chart() -> None:
     chart = REPO / "charts" / "levrt"
     helm = str(gotools.binary("helm"))
+    ensure_store_volume()
     subprocess.run([helm, "--kubeconfig", str(paths().kubeconfig), "upgrade", "--install", "levrt", str(chart),
                     "--namespace", NAMESPACE, "--wait", "--timeout", "180s",
-                    "--set", "store.engine=ferretdb", "--set", "store.persistence.enabled=false",
+                    "--set", "store.engine=ferretdb", "--set", "store.persistence.enabled=true",
+                    "--set", f"store.persistence.storageClassName={STORE_CLASS}",
+                    "--set", "store.persistence.size=1Gi",
                     "--set", "store.nodePort.enabled=true", "--set", f"store.nodePort.port={STORE_NODE_PORT}",
                     "--set", "runtime.nodeCache.enabled=true",
+                    # tests/faults kill clients: their jobs' Leases are reaped within seconds, not a minute
+                    "--set", "reaper.periodSeconds=3",
                     "--set", f"runtime.nodeCache.hostPath={paths().root / 'node-runtime'}"],
                    check=True, stdout=subprocess.DEVNULL)
 
@@ -683,3 +724,26 @@ def status() -> dict[str, object]:
     report["healthy"] = healthy()
     report["kubeconfig"] = str(paths().kubeconfig)
     return report
+
+
+
+def restart_apiserver(*, down_for: float = 0.0, timeout: float = 90.0) -> float:
+    """Stop kube-apiserver (SIGTERM, then SIGKILL after 10 s), keep it down ``down_for`` seconds,
+    start it again with the very command line it ran with, and wait for /readyz. Returns the seconds
+    it did not answer. For fault tests: it is started again even if the wait is interrupted."""
+    pid = _pid("kube-apiserver")
+    if pid is None:
+        raise ClusterError("kube-apiserver is not running (python3 -m tests.cluster status)")
+    argv = [part.decode() for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if part]
+    ip = json.loads(paths().info.read_text())["node_ip"]
+    began = time.monotonic()
+    _STARTED.pop("kube-apiserver", None)  # _exited() must look at the new process
+    try:
+        _stop_component("kube-apiserver")
+        time.sleep(down_for)
+    finally:
+        if _pid("kube-apiserver") is None:
+            _start("kube-apiserver", argv)
+    _wait("kube-apiserver /readyz", lambda: _https_ok(f"https://{ip}:6443/readyz"), timeout=timeout,
+          component="kube-apiserver")
+    return time.monotonic() - began

@@ -79,3 +79,92 @@ async def test_the_run_options_survive_validation(kube_cluster: Any) -> None:
     assert spec["nodeSelector"] == sent["nodeSelector"]
     assert all(t in spec["tolerations"] for t in sent["tolerations"])
     assert created["metadata"]["labels"]["levrt.io/attempt"] == "1"
+
+
+# -- bad input at scale (issue 12, item 6): generated Crs against the real apiserver ------------------
+
+GENERATED = 1000
+"""Valid Crs drawn by tests/strategies.py whose objects the apiserver must accept."""
+DRY_RUN_CONCURRENCY = 32
+
+
+def _generated(strategy: Any, count: int) -> list[Any]:
+    """``count`` draws of ``strategy`` (Hypothesis' generation phase only: nothing to shrink)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    drawn: list[Any] = []
+
+    @settings(max_examples=count, phases=[Phase.generate], deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(value: Any) -> None:
+        drawn.append(value)
+
+    collect()
+    return drawn
+
+
+async def test_generated_valid_crs_are_accepted_by_the_apiserver(kube_cluster: Any) -> None:
+    """At least 1,000 generated valid Crs: each one's Pod and owned objects pass ``dryRun=All``.
+
+    A refusal is a Cr that levrt accepts and Kubernetes does not: a validation bug in ``levrt.cr``
+    (or the builder), reported with the Cr and the apiserver's message.
+    """
+    import asyncio
+
+    from levrt import Cr
+    from levrt.errors import LevrtError
+    from levrt.settings import Settings
+    from tests.helpers import build
+    from tests.strategies import REGISTRY, bad_cr_kwargs, cr_kwargs
+
+    settings = Settings(namespace=kube_cluster.namespace, image_registry=REGISTRY)
+    drawn = _generated(cr_kwargs(), GENERATED)
+    not_rejected = [bad for bad in _generated(bad_cr_kwargs(), GENERATED) if not _rejects(bad.kwargs)]
+    crs: list[Cr] = []
+    refused_by_cr: list[str] = []
+    for kwargs in drawn:
+        try:
+            crs.append(Cr(**kwargs))
+        except LevrtError as exc:
+            refused_by_cr.append(f"{kwargs!r:.200}: {exc}")
+    refused: list[str] = []
+    gate = asyncio.Semaphore(DRY_RUN_CONCURRENCY)
+    zero_uid = "00000000-0000-4000-8000-000000000000"
+    kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
+
+    async def dry_run(index: int, cr: Cr) -> None:
+        objects = build(cr, job=999_999, task=index, settings=settings)
+        bodies = [objects.pod, *(with_owner(o, pod_name=objects.name, pod_uid=zero_uid) for o in objects.owned)]
+        for body in bodies:
+            async with gate:
+                try:
+                    await kube.request("POST", api_path(plural(body["kind"]), namespace=kube_cluster.namespace),
+                                       body=body, query={"dryRun": "All"})
+                except ApiError as exc:
+                    if exc.status != 409:  # a content-addressed file object that exists already
+                        refused.append(f"{cr!r:.300}\n  {body['kind']}: {exc}")
+
+    try:
+        await asyncio.gather(*(dry_run(i, cr) for i, cr in enumerate(crs)))
+    finally:
+        await kube.close()
+    print(f"\ngenerated valid Crs: tried {len(drawn)}, refused by Cr {len(refused_by_cr)}, "
+          f"refused by the apiserver {len(refused)}; generated invalid Crs: tried {GENERATED}, "
+          f"not rejected with a LevrtError {len(not_rejected)}")
+    assert len(drawn) >= GENERATED
+    assert not refused_by_cr, "\n".join(refused_by_cr[:5])
+    assert not refused, "\n".join(refused[:5])
+    assert not not_rejected, not_rejected[:5]
+
+
+def _rejects(kwargs: dict[str, Any]) -> bool:
+    """Whether ``Cr(**kwargs)`` raises a LevrtError (any other exception propagates)."""
+    from levrt import Cr
+    from levrt.errors import LevrtError
+
+    try:
+        Cr(**kwargs)
+    except LevrtError:
+        return True
+    return False

@@ -82,8 +82,12 @@ async def test_a_failed_task_raises_with_its_reason_logs_and_events(api: FakeApi
     async with open_job(api, mongo):
         task = await (await started(api, Cr("busybox:1.36")))
         api.logs[POD] = "starting\nboom: no such host\n"
-        api.put({"kind": "Event", "metadata": {"name": f"{POD}.1"}, "involvedObject": {"name": POD},
+        uid = api.get("pods", POD)["metadata"]["uid"]  # type: ignore[index]
+        api.put({"kind": "Event", "metadata": {"name": f"{POD}.1"}, "involvedObject": {"name": POD, "uid": uid},
                  "type": "Warning", "reason": "BackOff", "message": "Back-off restarting"})
+        # An older Pod of the same name (a job id reused after the store lost its counter): not quoted.
+        api.put({"kind": "Event", "metadata": {"name": f"{POD}.0"}, "involvedObject": {"name": POD, "uid": "old"},
+                 "type": "Warning", "reason": "FailedMount", "message": "an older Pod's trouble"})
         api.set_terminated(POD, 1)
         with pytest.raises(TaskFailed) as caught:
             await task.done()
@@ -91,6 +95,7 @@ async def test_a_failed_task_raises_with_its_reason_logs_and_events(api: FakeApi
         assert (failed.exit_code, failed.reason, failed.task) == (1, "Error", task)
         assert "boom: no such host" in failed.logs
         assert "Task lev-j1-t0 failed: Error" in str(failed) and "Warning BackOff: Back-off restarting" in str(failed)
+        assert "an older Pod's trouble" not in str(failed)
         with pytest.raises(TaskFailed):
             await task  # the same failure again, without waiting
         assert api.get("pods", POD) is None

@@ -102,7 +102,10 @@ async def test_an_unknown_digest_fails_before_anything_is_created() -> None:
                                                 r"store the content first with `levrt put FILE` or "
                                                 r"`await levrt.upload\(...\)`"):
             await Cr("busybox:1.36", files={"/opt/rockyou.txt": unknown}).start()
-    assert not [r for r in api.requests if r.method == "POST"]
+    # Only the job's own Lease was created (at open), and it is gone with the job.
+    posts = [r.path for r in api.requests if r.method == "POST"]
+    assert posts == ["/apis/coordination.k8s.io/v1/namespaces/levrt/leases"]
+    assert api.names("leases") == []
 
 
 async def test_a_digest_from_levrt_upload_is_mounted_without_sending_it_again(tmp_path: pathlib.Path) -> None:

@@ -17,6 +17,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: store
 {{- end }}
 
+{{/* The Secret (key uri) the SDK and task Pods read the store URI from (LEVRT_STORE_SECRET). */}}
+{{- define "levrt.storeSecret" -}}
+{{- if eq .Values.store.engine "external" -}}
+{{- required "store.engine external needs store.external.secretName: the Secret (key uri) holding your store's URI" .Values.store.external.secretName -}}
+{{- else -}}
+levrt-store
+{{- end -}}
+{{- end }}
+
 {{/* In-cluster DNS name of the store Service. */}}
 {{- define "levrt.storeHost" -}}
 levrt-store.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}

@@ -1,0 +1,89 @@
+"""The store's credentials and engines in the rendered chart (issue 12, items 3 and 4).
+
+Why: task Pods run hostile-facing tools; the URI they get (Secret ``levrt-store``) must not be the
+store's root credential, and ``store.engine: external`` must make no store of its own while every
+consumer reads the platform team's Secret. FerretDB in the test cluster has no authentication, so
+the MongoDB user itself is checked here, on what the chart renders (real helm, no cluster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.chart import CHART, by_key, helm_binary, render, run_helm
+
+pytestmark = pytest.mark.helm
+
+
+@pytest.fixture(scope="module")
+def helm() -> Iterator[str]:
+    yield helm_binary()
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_pods_get_an_application_user_limited_to_the_levrt_database(helm: str) -> None:
+    objects = by_key(render(helm, "settings.database=scans"))
+    auth = objects[("Secret", "levrt-store-auth")]["stringData"]
+    uri = urlsplit(objects[("Secret", "levrt-store")]["stringData"]["uri"])
+    assert (uri.username, uri.password) == (auth["appUsername"], auth["appPassword"])
+    assert auth["appUsername"] != auth["username"] and auth["appPassword"] != auth["password"]
+    assert auth["password"] not in objects[("Secret", "levrt-store")]["stringData"]["uri"]
+    assert uri.path == "/scans" and parse_qs(uri.query) == {"authSource": ["scans"]}
+
+    job = objects[("Job", "levrt-store-user")]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    pod = job["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = env_of(container)
+    assert env["LEVRT_DB"] == "scans"
+    assert env["ROOT_PASSWORD"] == {"secretKeyRef": {"name": "levrt-store-auth", "key": "password"}}
+    script = container["command"][-1]
+    assert 'roles = [{role: "readWrite", db: env.LEVRT_DB}]' in script and "admin\").runCommand({ping" in script
+    assert all(auth[k] not in " ".join(container["command"]) for k in ("password", "appPassword"))
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    # The store's NetworkPolicy lets this Job in.
+    policy = objects[("NetworkPolicy", "levrt-store")]
+    sources = [s.get("podSelector", {}).get("matchLabels") for s in policy["spec"]["ingress"][0]["from"]]
+    assert {"levrt.io/role": "store-admin"} in sources
+    assert pod["metadata"]["labels"]["levrt.io/role"] == "store-admin"
+
+
+def test_the_root_credential_reaches_only_the_store_and_its_user_job(helm: str) -> None:
+    objects = by_key(render(helm))
+    readers = []
+    for (kind, name), obj in objects.items():
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for value in env_of(container).values():
+                ref = (value or {}).get("secretKeyRef", {}) if isinstance(value, dict) else {}
+                if ref.get("name") == "levrt-store-auth" and ref.get("key") == "password":
+                    readers.append(f"{kind}/{name}")
+    assert sorted(readers) == ["Job/levrt-store-user", "StatefulSet/levrt-store"]
+
+
+def test_ferretdb_has_no_users_and_no_user_job(helm: str) -> None:
+    objects = by_key(render(helm, "store.engine=ferretdb"))
+    assert ("Job", "levrt-store-user") not in objects and ("Secret", "levrt-store-auth") not in objects
+    assert urlsplit(objects[("Secret", "levrt-store")]["stringData"]["uri"]).username is None
+
+
+def test_an_external_store_makes_no_store_and_points_everyone_at_the_teams_secret(helm: str) -> None:
+    objects = by_key(render(helm, "store.engine=external", "store.external.secretName=corp-mongo"))
+    kinds = {key for key in objects if key[0] in ("StatefulSet", "Service", "Secret", "Job", "NetworkPolicy")}
+    assert not any("store" in name for _, name in kinds), kinds
+    assert objects[("ConfigMap", "levrt-settings")]["data"]["LEVRT_STORE_SECRET"] == "corp-mongo"
+
+
+def test_an_external_store_needs_its_secret(helm: str) -> None:
+    result = run_helm(helm, "template", "levrt", str(CHART), "--set", "store.engine=external")
+    assert result.returncode != 0 and "external/secretName" in result.stderr
+    result = run_helm(helm, "template", "levrt", str(CHART), "--set", "store.engine=external",
+                      "--set", "store.external.secretName=Not_A_Name")
+    assert result.returncode != 0 and "secretName" in result.stderr
