@@ -27,7 +27,7 @@ from typing import Any
 
 from levrt import _job, context
 from levrt._clients import signals, submit
-from levrt._clients.api import Forbidden
+from levrt._clients.api import Conflict, Forbidden
 from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.lease import JobLease, adopt_pod, release_pod
@@ -44,7 +44,7 @@ from levrt._shapes.files import stored_files
 from levrt._shapes.names import api_path, job_selector
 from levrt.cr import Cr
 from levrt.document import Document
-from levrt.errors import LevrtError, TaskFailed
+from levrt.errors import ClusterError, LevrtError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
 
@@ -123,8 +123,7 @@ class Engine:
             if runtime.mode in ("image", "copy"):
                 settings = settings.replace(runtime_mode=runtime.mode)
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
-            job_id = await store.next_job_id()
-            lease = await _open_lease(kube, settings, job_id)
+            job_id, lease = await _claim_job(kube, settings, store)
             own_pod = await _adopt_own_pod(kube, settings, job_id, lease)
             watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
             await watch.start()
@@ -441,6 +440,28 @@ its client left it to run on (``levrt run --detach``)."""
 
 def _detached() -> bool:
     return os.environ.get(DETACHED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+MAX_STALE_IDS = 1000
+"""Job ids skipped at most because a Lease of that id is still there (the store lost its counter)."""
+
+
+async def _claim_job(kube: Kube, settings: Settings, store: Store) -> tuple[int, JobLease | None]:
+    """The next job id and its Lease. An id whose Lease exists already belongs to a job from before
+    the store lost its counter (reset, restored, replaced): it is skipped, so no two jobs ever
+    share the names of their Pods and objects."""
+    for _ in range(MAX_STALE_IDS):
+        job_id = await store.next_job_id()
+        try:
+            return job_id, await _open_lease(kube, settings, job_id)
+        except Conflict:
+            log.warning("job id %d is taken by a Lease from before the store's counter was reset; "
+                        "taking the next one", job_id)
+    raise ClusterError(
+        f"{MAX_STALE_IDS} job ids in a row are held by Leases of earlier jobs in namespace "
+        f"{settings.namespace}: the store's job counter is far behind. Run `levrt gc`, or set the "
+        "counter (collection levrt_counters, _id 'job', field seq) above the highest levrt-job-<N> Lease."
+    )
 
 
 async def _open_lease(kube: Kube, settings: Settings, job: int) -> JobLease | None:

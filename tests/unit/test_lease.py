@@ -54,6 +54,17 @@ async def test_a_job_makes_its_lease_first_its_pods_hang_off_it_and_it_goes_at_t
     assert [dict(r.query) for r in deleted] == [{"propagationPolicy": "Background"}]
 
 
+async def test_a_job_id_whose_lease_exists_is_skipped(api: FakeApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The store lost its counter: ids 1 and 2 come again, but their jobs' Leases are still there."""
+    api.put(lease_object(1, namespace="levrt", duration=30, holder="old", now=0.0))
+    api.put(lease_object(2, namespace="levrt", duration=30, holder="old", now=0.0))
+    with use_transport(lambda: api), use_client(FakeMongo().client):
+        async with session(settings=SETTINGS) as engine:
+            assert engine.job_id == 3 and engine.lease is not None and engine.lease.name == "levrt-job-3"
+    assert sorted(api.names("leases")) == ["levrt-job-1", "levrt-job-2"]  # the old jobs' own, untouched
+    assert "job id 1 is taken by a Lease" in caplog.text
+
+
 async def test_deleting_the_lease_removes_the_job_through_the_garbage_collector(api: FakeApiServer) -> None:
     with use_transport(lambda: api), use_client(FakeMongo().client):
         async with session(settings=SETTINGS):
