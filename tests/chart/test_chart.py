@@ -182,6 +182,7 @@ def test_role_rules_are_exactly_the_listed_ones(default: dict[tuple[str, str], d
         {("", "pods", v) for v in ("get", "list", "watch", "create", "delete", "patch")}
         | {("", "pods/exec", v) for v in ("create", "get")}
         | {("", "pods/log", "get")}
+        | {("", "events", "list")}  # a failure message quotes the Pod's events
         | {("", r, v) for r in ("configmaps", "secrets") for v in ("get", "list", "create", "delete", "patch")}
         | {("", "secrets", "deletecollection")}  # payload Secrets swept in batches
         # each job's Lease, owner of its Pods: created, renewed, deleted (levrt._clients.lease)

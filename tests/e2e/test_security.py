@@ -51,6 +51,7 @@ NEEDS: dict[str, dict[tuple[str, str], set[str]]] = {
         ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
         ("", "pods/exec"): {"create", "get"},
         ("", "pods/log"): {"get"},
+        ("", "events"): {"list"},
         ("", "configmaps"): {"get", "list", "create", "delete", "patch"},
         ("", "secrets"): {"get", "list", "create", "delete", "deletecollection", "patch"},
         ("coordination.k8s.io", "leases"): {"get", "create", "update", "patch", "delete"},
