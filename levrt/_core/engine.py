@@ -175,13 +175,15 @@ class Engine:
         return api_path("pods", namespace=self.settings.namespace, name=name, sub=sub)
 
     async def delete_job_pods(self) -> None:
-        """Delete every Pod of this job still present (one DELETE each: the chart's Role grants
-        ``delete``, not ``deletecollection``)."""
+        """Delete every task Pod of this job still present (one DELETE each: the chart's Role grants
+        ``delete``, not ``deletecollection``). Not the orchestration Pod this job runs in: it carries
+        the job's label too (adopted by the job's Lease), and deleting it would end this process."""
         with contextlib.suppress(LevrtError):
             listing = await self.kube.request(
                 "GET", self._pods_path(), query={"labelSelector": job_selector(self.job_id)}
             )
-            names = [item["metadata"]["name"] for item in listing.get("items", [])]
+            names = [item["metadata"]["name"] for item in listing.get("items", [])
+                     if item["metadata"]["name"] != self.own_pod]
             await asyncio.gather(*(self.delete_pod(name) for name in names))
             if names:
                 log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)

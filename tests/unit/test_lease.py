@@ -111,7 +111,8 @@ async def test_a_failure_after_the_lease_was_made_deletes_it(api: FakeApiServer,
 
 async def test_an_orchestration_pod_is_adopted_and_released_when_attached(api: FakeApiServer,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    pod = api.put({"kind": "Pod", "metadata": {"name": "lev-orch-1"}, "spec": {"containers": [{"name": "main"}]}})
+    pod = api.put({"kind": "Pod", "metadata": {"name": "lev-orch-1", "labels": {"app.kubernetes.io/managed-by": "levrt"}},
+                   "spec": {"containers": [{"name": "main"}]}})  # as levrt._shapes.orchestrator builds it
     monkeypatch.setenv("LEVRT_POD_NAME", "lev-orch-1")
     monkeypatch.setenv("LEVRT_POD_UID", pod["metadata"]["uid"])
     with use_transport(lambda: api), use_client(FakeMongo().client):
@@ -120,6 +121,8 @@ async def test_an_orchestration_pod_is_adopted_and_released_when_attached(api: F
             assert api.get("pods", "lev-orch-1")["metadata"]["labels"]["levrt.io/job"] == "1"  # type: ignore[index]
     # Attached: the following client deletes it after reading its exit code, not the Lease.
     assert api.names("pods") == ["lev-orch-1"] and owners(api, "pods", "lev-orch-1") == []
+    # It carries the job's label, yet the job's end never deletes the Pod its own process runs in.
+    assert not [r for r in api.requests if r.method == "DELETE" and r.path.endswith("/pods/lev-orch-1")]
 
     monkeypatch.setenv("LEVRT_DETACHED", "1")
     with use_transport(lambda: api), use_client(FakeMongo().client):
