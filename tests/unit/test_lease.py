@@ -111,8 +111,9 @@ async def test_a_failure_after_the_lease_was_made_deletes_it(api: FakeApiServer,
 
 async def test_an_orchestration_pod_is_adopted_and_released_when_attached(api: FakeApiServer,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    pod = api.put({"kind": "Pod", "metadata": {"name": "lev-orch-1", "labels": {"app.kubernetes.io/managed-by": "levrt"}},
-                   "spec": {"containers": [{"name": "main"}]}})  # as levrt._shapes.orchestrator builds it
+    labels = {"app.kubernetes.io/managed-by": "levrt"}  # as levrt._shapes.orchestrator builds it
+    pod = api.put({"kind": "Pod", "metadata": {"name": "lev-orch-1", "labels": labels},
+                   "spec": {"containers": [{"name": "main"}]}})
     monkeypatch.setenv("LEVRT_POD_NAME", "lev-orch-1")
     monkeypatch.setenv("LEVRT_POD_UID", pod["metadata"]["uid"])
     with use_transport(lambda: api), use_client(FakeMongo().client):
