@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from levrt import context
 from tests.runtime import bundle_builder
 from tests.runtime.chroot import BUSYBOX, make_rootfs
 
@@ -26,3 +30,17 @@ def rootfs(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.geteuid() != 0 or shutil.which("chroot") is None or not BUSYBOX.exists():
         pytest.skip("needs root, chroot and busybox-static (tests/run installs them)")
     return make_rootfs(tmp_path_factory.mktemp("rootfs"), bundle)
+
+
+@pytest.fixture
+def isolated() -> Iterator[None]:
+    """``main`` rebinds signals, ``sys.argv`` and ``lev``: put them back for the rest of the run."""
+    saved = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), list(sys.argv),
+             context.current_binding())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+        sys.argv[:] = saved[2]
+        context.bind_task(saved[3])

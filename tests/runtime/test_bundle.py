@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,20 +168,6 @@ def test_config_defaults_and_termination_log_override() -> None:
         "levrt", "default", None, "/tmp/t")
     assert RuntimeConfig.from_env({"LEVRT_PAYLOAD": "/p", "LEVRT_JOB": "1", "LEVRT_TASK": "0"}).termination_log == (
         "/dev/termination-log")
-
-
-@pytest.fixture
-def isolated() -> Iterator[None]:
-    """``main`` rebinds signals, ``sys.argv`` and ``lev``: put them back for the rest of the run."""
-    saved = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), list(sys.argv),
-             context.current_binding())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, saved[0])
-        signal.signal(signal.SIGTERM, saved[1])
-        sys.argv[:] = saved[2]
-        context.bind_task(saved[3])
 
 
 def _main(tmp_path: Path, blob: bytes, argv: list[str] | None = None, **env: str) -> tuple[int, str]:

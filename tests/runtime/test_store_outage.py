@@ -12,7 +12,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,20 +142,6 @@ def count_while_down(marker: str, n: int) -> None:
         _time.sleep(0.05)
     for i in range(n):
         _lev.set(count=i, **{f"v{i}": i})
-
-
-@pytest.fixture
-def isolated() -> Iterator[None]:
-    """``main`` rebinds signals, ``sys.argv`` and ``lev``: put them back afterwards."""
-    saved = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), list(sys.argv),
-             context.current_binding())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, saved[0])
-        signal.signal(signal.SIGTERM, saved[1])
-        sys.argv[:] = saved[2]
-        context.bind_task(saved[3])
 
 
 def run_main(tmp_path: Path, store: Store, task: int, wait: str, then: Any) -> tuple[int, str]:

@@ -9,38 +9,24 @@ refusal that passes, or an outage shorter than the bound, must lose nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from levrt import Cr
 from levrt._clients.api import Response
-from levrt._clients.kube import Kube, use_transport
+from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
-from levrt._clients.watch import PodWatch
 from levrt._shapes.podstatus import finished, terminated
 from levrt.errors import ClusterError
 from levrt.run import session
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, FakeMongo
-from tests.unit.test_watch_fake import SELECTOR, pod, running
+from tests.unit.test_watch_fake import pod, running, watching
 
 PODS = "/api/v1/namespaces/levrt/pods"
 
 
-@contextlib.asynccontextmanager
-async def watching(api: FakeApiServer, **bounds: Any) -> AsyncIterator[PodWatch]:
-    kube = Kube(api)
-    watch = PodWatch(kube, namespace="levrt", selector=SELECTOR, **bounds)
-    await watch.start()
-    try:
-        yield watch
-    finally:
-        await watch.close()
-        await kube.close()
 
 
 def unreachable() -> Response:

@@ -37,9 +37,10 @@ def watch_versions(api: FakeApiServer) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def watching(api: FakeApiServer) -> AsyncIterator[PodWatch]:
+async def watching(api: FakeApiServer, **bounds: Any) -> AsyncIterator[PodWatch]:
+    """A started watch of job 1's Pods over the fake (``bounds``: PodWatch's failure bounds)."""
     kube = Kube(api)
-    watch = PodWatch(kube, namespace="levrt", selector=SELECTOR)
+    watch = PodWatch(kube, namespace="levrt", selector=SELECTOR, **bounds)
     await watch.start()
     try:
         yield watch
