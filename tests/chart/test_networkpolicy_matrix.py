@@ -143,33 +143,59 @@ def _pods(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Pod]:
     return pods
 
 
+ALLOW_CIDR = "192.168.0.0/24"
+
+
+def expected_flows(allow_cidrs: bool) -> dict[tuple[str, str, int], bool]:
+    """The expected allow/deny matrix: (source, destination, TCP port) -> allowed.
+
+    An end is a key of ``_pods()`` or an address outside the cluster. ``allow_cidrs``: the chart
+    is rendered with ``store.networkPolicy.allowCIDRs={ALLOW_CIDR}``. Shared with
+    test_networkpolicy_cyclonus.py, which checks the same matrix with an independent engine.
+    """
+    store_clients = {
+        "task": True, "task-with-services": True, "orchestrator": True, "store-admin": True,
+        "unlabelled": False, "levrt-labels-elsewhere": False, "orchestrator-labels-elsewhere": False,
+        "reaper": False,  # it touches Leases only, never the store
+    }
+    flows = {(source, "store", STORE_PORT): ok for source, ok in store_clients.items()}
+    flows.update({
+        # Only the store's port: a levrt task reaching another port of the store Pod is refused.
+        ("task", "store", 22): False,
+        # The CIDRs the operator allows (NodePort access from a host), and nothing outside them.
+        ("192.168.0.7", "store", STORE_PORT): allow_cidrs,
+        ("192.168.1.7", "store", STORE_PORT): False,
+        # The policy isolates the store only: other Pods' traffic is untouched (tasks reach their
+        # targets and each other, e.g. links; the store's own egress is not restricted, as the chart says).
+        ("task", "unlabelled", 80): True,
+        ("unlabelled", "task", 8080): True,
+        ("store", "203.0.113.5", 443): True,
+    })
+    return flows
+
+
+def is_address(end: str) -> bool:
+    try:
+        ipaddress.ip_address(end)
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def rendered() -> dict[tuple[str, str], dict[str, Any]]:
-    return by_key(render(helm_binary(), "store.networkPolicy.allowCIDRs={192.168.0.0/24}"))
+    return by_key(render(helm_binary(), f"store.networkPolicy.allowCIDRs={{{ALLOW_CIDR}}}"))
 
 
 def test_store_ingress_matrix(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
     policies = [o for (kind, _), o in rendered.items() if kind == "NetworkPolicy"]
     assert policies, "the chart renders no NetworkPolicy"
     pods = _pods(rendered)
-    store = pods["store"]
-    expected = {
-        "task": True, "task-with-services": True, "orchestrator": True, "store-admin": True,
-        "unlabelled": False, "levrt-labels-elsewhere": False, "orchestrator-labels-elsewhere": False,
-        "reaper": False,  # it touches Leases only, never the store
-    }
-    got = {name: allowed(policies, pods[name], store, STORE_PORT) for name in expected if name in pods}
-    assert got == {k: v for k, v in expected.items() if k in pods}
-    # Only the store's port: a levrt task reaching another port of the store Pod is refused.
-    assert not allowed(policies, pods["task"], store, 22)
-    # The CIDRs the operator allows (NodePort access from a host), and nothing outside them.
-    assert allowed(policies, "192.168.0.7", store, STORE_PORT)
-    assert not allowed(policies, "192.168.1.7", store, STORE_PORT)
-    # The policy isolates the store only: other Pods' traffic is untouched (tasks reach their targets
-    # and each other, e.g. links; the store's own egress is not restricted, as the chart says).
-    assert allowed(policies, pods["task"], pods["unlabelled"], 80)
-    assert allowed(policies, pods["unlabelled"], pods["task"], 8080)
-    assert allowed(policies, store, "203.0.113.5", 443)
+    expected = {flow: ok for flow, ok in expected_flows(allow_cidrs=True).items()
+                if all(end in pods or is_address(end) for end in flow[:2])}
+    got = {(source, dest, port): allowed(policies, pods.get(source, source), pods.get(dest, dest), port)
+           for source, dest, port in expected}
+    assert got == expected
 
 
 def test_the_evaluator_itself_isolates_and_unions() -> None:

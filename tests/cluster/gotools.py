@@ -112,6 +112,8 @@ TOOLS: tuple[GoTool, ...] = (
     GoTool("ferretdb", (".",), ("ferretdb",)),
     GoTool("helm", ("helm.sh/helm/v3/cmd/helm",), ("helm",)),
     GoTool("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",)),
+    # NetworkPolicy analyzer: tests/chart checks the chart's policies with its offline probe simulation.
+    GoTool("cyclonus", ("github.com/mattfenwick/cyclonus/cmd/cyclonus",), ("cyclonus",)),
 )
 
 
