@@ -10,10 +10,12 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from levrt._cli.base import (
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_TERMINATED,
     CliError,
@@ -24,6 +26,7 @@ from levrt._cli.base import (
 )
 from levrt._cli.display import live_progress
 from levrt._core.incluster import run_in_cluster
+from levrt.errors import LevrtError
 from levrt.run import session
 from levrt.settings import Settings
 
@@ -71,9 +74,36 @@ def run_command(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         print("levrt run: terminated (SIGTERM); the job's Pods were deleted.", file=sys.stderr)
         return EXIT_TERMINATED
+    except LevrtError:
+        raise  # levrt's own: one line (levrt._cli.main)
+    except Exception as exc:
+        return _orchestration_failed(exc)
     if result is not None:
         print(json.dumps(result, indent=2, default=str) if not isinstance(result, str) else result)
     return EXIT_OK
+
+
+def _orchestration_failed(exc: Exception) -> int:
+    """The user's orchestration raised. Tasks that failed together (``Concurrent``): each one's
+    message, which quotes its logs and events. Anything else came from the user's own code: its
+    traceback, as Python would show it."""
+    leaves = list(_leaves(exc))
+    if isinstance(exc, BaseExceptionGroup) and all(isinstance(leaf, LevrtError) for leaf in leaves):
+        print(f"levrt run: {exc.message}:", file=sys.stderr)
+        for leaf in leaves:
+            print(f"- {leaf}", file=sys.stderr)
+    else:
+        traceback.print_exception(exc)
+        print("levrt run: the orchestration raised the exception above.", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def _parse_env(item: str) -> tuple[str, str]:

@@ -422,3 +422,37 @@ def test_run_of_a_failing_task_exits_1_and_cleans_up(api: FakeApiServer, mongo: 
     assert main(["run", f"{tmp_path / 'flow.py'}:main", "bob"]) == 1
     assert "levrt run: Task lev-j1-t0 failed: Error" in out_err(capsys)[1]
     assert api.names("pods") == []
+
+
+CONCURRENT_ORCHESTRATION = """
+from levrt import Concurrent, Cr
+
+
+async def main():
+    async with Concurrent() as c:
+        for name in ("a", "b"):
+            c.start(Cr("busybox:1.36", cmd=["echo", name]))
+"""
+
+
+def test_run_reports_each_failed_task_of_a_concurrent_block(api: FakeApiServer, mongo: FakeMongo, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LEVRT_STORE_URI", STORE)
+    (tmp_path / "flow.py").write_text(CONCURRENT_ORCHESTRATION)
+    api.autorun(exit_code=3)
+    assert main(["run", str(tmp_path / "flow.py")]) == 1
+    err = out_err(capsys)[1]
+    assert "2 of 2 tasks in Concurrent failed" in err and "unexpected" not in err
+    assert "- Task lev-j1-t0 failed: Error" in err and "- Task lev-j1-t1 failed: Error" in err
+
+
+def test_run_shows_the_traceback_of_the_users_own_error(api: FakeApiServer, mongo: FakeMongo, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LEVRT_STORE_URI", STORE)
+    (tmp_path / "flow.py").write_text("async def main():\n    raise ValueError('my own bug')\n")
+    assert main(["run", str(tmp_path / "flow.py")]) == 1
+    err = out_err(capsys)[1]
+    assert "Traceback (most recent call last)" in err and "ValueError: my own bug" in err
+    assert err.rstrip().endswith("levrt run: the orchestration raised the exception above.")
