@@ -9,14 +9,27 @@ from levrt import Cr, annot, ctx
 from levrt.annot.cats import Attck, BlackArch
 
 IMAGE = os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36")
+RETRIES = 6
+"""Connection attempts before a refusal counts (half a second apart)."""
 
 
 @levrt.remote
 def _grab(target: str, port: int, probe: bytes, timeout: float) -> None:
     import socket
+    import time
 
     ctx.set(target=target, port=port)
-    with socket.create_connection((target, port), timeout=timeout) as sock:
+    # A service that answers one connection at a time (a one-shot listener restarted in a loop, as
+    # the demo target's port 2222) refuses for a moment after each client: try a few times.
+    for attempt in range(RETRIES):
+        try:
+            sock = socket.create_connection((target, port), timeout=timeout)
+            break
+        except ConnectionRefusedError:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(0.5)
+    with sock:
         if probe:
             sock.sendall(probe)
         sock.settimeout(timeout)
