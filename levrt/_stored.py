@@ -17,8 +17,9 @@ scan per file, not one per chunk, and never sorts a file in its memory.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from levrt.errors import StoreError
@@ -44,6 +45,7 @@ __all__ = [
     "placeholder",
     "placeholder_of",
     "put_back",
+    "sha256_of",
     "stored_apart",
 ]
 
@@ -197,3 +199,13 @@ def human_size(size: int) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
+def sha256_of(read: Callable[[int], bytes]) -> tuple[str, int]:
+    """sha256 hex and length of everything ``read`` returns, a chunk at a time (a file of any size
+    in bounded memory): the one content address of the client, the builder and the runtime."""
+    digest, size = hashlib.sha256(), 0
+    while block := read(CHUNK_SIZE):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size

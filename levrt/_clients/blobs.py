@@ -38,6 +38,7 @@ from levrt._stored import (
     ChunkOrder,
     chunk_id,
     files_document,
+    sha256_of,
 )
 from levrt.errors import FileSpecError, StoreError
 from levrt.settings import Settings
@@ -61,12 +62,8 @@ class Stored:
 
 def hash_file(path: pathlib.Path) -> tuple[str, int]:
     """sha256 hex and size of a local file, read a chunk at a time (blocking: call it in a thread)."""
-    digest, size = hashlib.sha256(), 0
     with open(path, "rb") as fh:
-        while block := fh.read(CHUNK_SIZE):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
+        return sha256_of(fh.read)
 
 
 class FileStore:

@@ -27,6 +27,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from levrt._shapes.names import FILE_LABEL, MANAGED_BY, PYTHON, SHA256_ANNOTATION, TERMINATION_POLICY, file_object_name
+from levrt._stored import sha256_of
 from levrt.cr import MAX_FILE_BYTES, Cr, Digest, File
 from levrt.errors import FileSpecError
 from levrt.settings import Settings
@@ -110,18 +111,16 @@ def _read_or_hash(target: str, path: pathlib.Path, hashes: HashMemo | None) -> b
         memo = (os.fspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
         if hashes is not None and memo in hashes:
             return Digest(hashes[memo])
-        digest = hashlib.sha256()
         with open(path, "rb") as fh:
-            while block := fh.read(1024 * 1024):
-                digest.update(block)
+            sha, _ = sha256_of(fh.read)
     except OSError as exc:
         raise FileSpecError(
             f"files[{target!r}] = Path({os.fspath(path)!r}) could not be read: {exc.strerror or exc}. "
             "Check that the file still exists and is readable."
         ) from None
     if hashes is not None:
-        hashes[memo] = digest.hexdigest()
-    return Digest(digest.hexdigest())
+        hashes[memo] = sha
+    return Digest(sha)
 
 
 def containers_files(cr: Cr) -> list[tuple[str, Mapping[str, File]]]:

@@ -28,10 +28,11 @@ from levrt._stored import (
     ChunkOrder,
     chunk_id,
     files_document,
+    sha256_of,
 )
 from levrt.errors import StoreError
 
-__all__ = ["Bucket", "Source", "decode_value", "encode_value", "read_exactly", "sha256_of"]
+__all__ = ["Bucket", "Source", "decode_value", "encode_value", "read_exactly"]
 
 DUPLICATE_KEY = 11000
 Source = bytes | str | os.PathLike[str] | IO[bytes]
@@ -49,15 +50,6 @@ def decode_value(blob: bytes) -> Any:
     import bson  # as in encode_value
 
     return bson.decode(blob)["v"]
-
-
-def sha256_of(read: Callable[[int], bytes]) -> tuple[str, int]:
-    """sha256 hex and length of everything ``read`` returns, a chunk at a time."""
-    digest, size = hashlib.sha256(), 0
-    while block := read(CHUNK_SIZE):
-        digest.update(block)
-        size += len(block)
-    return digest.hexdigest(), size
 
 
 class Bucket:
