@@ -10,7 +10,7 @@ import sys
 import levrt
 from levrt import Cr, ctx
 
-IMAGE = os.environ.get("LEVRT_EXAMPLE_IMAGE", "levrt.local/busybox:1.36")
+IMAGE = os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36")
 
 
 def hello(name: str) -> Cr:

@@ -32,6 +32,7 @@ TIER_BY_PATH = {
     "faults": "cluster",
     "chart/test_chart_cluster.py": "cluster",
     "teardown": "teardown",
+    "kind": "kind",
 }
 # Fixture -> the marker of every test that uses it (directly or through another fixture).
 TIER_BY_FIXTURE = {

@@ -1,7 +1,8 @@
 """The ``levrt`` command: the parser, the list of subcommands, and the exit-code policy.
 
 Why a list written out here: the subcommands live in modules by theme (``check``, ``run``,
-``tasks`` for ps/logs/kill/get, ``put``, ``admin`` for gc/doctor/up); this module names them in the
+``tasks`` for ps/logs/kill/get, ``put``, ``admin`` for gc/reap/doctor, ``laptop`` for
+up/env/down/image); this module names them in the
 order ``levrt --help`` shows them, so nothing registers itself behind an import.
 
 Not named ``levrt/cli.py``: ``levrt.cli`` is the public argv builder, and importing a submodule
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from levrt._cli import admin, attach, check, put, run, tasks
+from levrt._cli import admin, attach, check, laptop, put, run, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
@@ -35,7 +36,10 @@ COMMANDS: tuple[Command, ...] = (
     admin.GC,
     admin.REAP,
     admin.DOCTOR,
-    admin.UP,
+    laptop.UP,
+    laptop.ENV,
+    laptop.DOWN,
+    laptop.IMAGE,
 )
 
 

@@ -1,13 +1,10 @@
-"""Looking after the platform: ``levrt gc``, ``reap``, ``doctor`` and ``up``."""
+"""Looking after the platform: ``levrt gc``, ``reap`` and ``doctor`` (``up``/``down`` live in ``laptop``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -28,9 +25,8 @@ from levrt._core import runtime_mode
 from levrt._shapes.names import JOB_LABEL, api_path, job_selector
 from levrt._shapes.podstatus import parse_timestamp
 from levrt.errors import LevrtError
-from levrt.settings import DEFAULT_RUNTIME_IMAGE
 
-__all__ = ["DOCTOR", "GC", "KIND_HOST_CIDRS", "KIND_STORE_PORT", "REAP", "UP", "same_image", "up_plan"]
+__all__ = ["DOCTOR", "GC", "REAP", "same_image"]
 
 
 # -- gc -----------------------------------------------------------------------------------------
@@ -234,61 +230,9 @@ def same_image(wanted: str, listed: str) -> bool:
     return listed == wanted or (listed.endswith("/" + wanted) and "." in listed.split("/", 1)[0])
 
 
-# -- up (kind) ----------------------------------------------------------------------------------
-
-
-# The store's NodePort; kind-config.yaml maps it to 127.0.0.1 on the host (tests/chart checks both agree).
-KIND_STORE_PORT = 30017
-# Where host connections to the NodePort come from inside kind: its node network, a Docker network
-# from Docker's default pools. kind's Pod (10.244.0.0/16) and Service (10.96.0.0/16) ranges are
-# outside, so the store's NetworkPolicy still refuses other Pods.
-KIND_HOST_CIDRS = ("172.16.0.0/12", "192.168.0.0/16")
-
-
-def up_plan(*, cluster: str, config: str, chart: str, image: str, dockerfile_dir: str) -> list[list[str]]:
-    """The commands ``levrt up`` runs, in order (pure, so it can be tested without Docker)."""
-    return [
-        ["kind", "create", "cluster", "--name", cluster, "--config", config],
-        ["docker", "build", "-t", image, "-f", os.path.join(dockerfile_dir, "Dockerfile"), "."],
-        ["kind", "load", "docker-image", image, "--name", cluster],
-        ["helm", "upgrade", "--install", "levrt", chart, "--namespace", "levrt", "--create-namespace",
-         "--set", f"runtime.image={image}", "--set", "store.nodePort.enabled=true",
-         "--set", f"store.nodePort.port={KIND_STORE_PORT}",
-         "--set", "store.networkPolicy.allowCIDRs={" + ",".join(KIND_HOST_CIDRS) + "}", "--wait"],
-    ]
-
-
-def _up_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default="levrt", help="kind cluster name")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
-
-
-def up_command(args: argparse.Namespace) -> int:
-    root = os.getcwd()
-    plan = up_plan(cluster=args.name, config=os.path.join(root, "kind-config.yaml"),
-                   chart=os.path.join(root, "charts", "levrt"), image=DEFAULT_RUNTIME_IMAGE,
-                   dockerfile_dir=os.path.join(root, "images", "runtime"))
-    if args.dry_run:
-        for cmd in plan:
-            print(" ".join(cmd))
-        return EXIT_OK
-    missing = [tool for tool in ("docker", "kind", "helm") if shutil.which(tool) is None]
-    if missing:
-        raise CliError(f"`levrt up` needs {', '.join(missing)} on PATH. Install them, then run it again "
-                       "(or use an existing cluster: set KUBECONFIG and install charts/levrt with helm).")
-    for cmd in plan:
-        print("+ " + " ".join(cmd), file=sys.stderr)
-        if subprocess.run(cmd, cwd=root).returncode != 0:
-            return EXIT_FAILED
-    print("levrt is up. Try: levrt run examples/workflow.py", file=sys.stderr)
-    return EXIT_OK
-
-
 GC = Command("gc", "remove what dead or finished jobs left (never a live job's); --job N ends one job",
              _gc_arguments, gc_command)
 REAP = Command("reap", "delete the Leases (and so the objects) of jobs whose client died; the chart runs it",
                _reap_arguments, reap_command)
 DOCTOR = Command("doctor", "check the cluster, permissions, store and runtime image", add_cluster_options,
                  doctor_command)
-UP = Command("up", "create a kind cluster with levrt installed (needs Docker, kind and helm)", _up_arguments,
-             up_command)

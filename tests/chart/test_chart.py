@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from levrt import Cr, __version__
-from levrt._cli.admin import KIND_HOST_CIDRS, KIND_STORE_PORT, up_plan
+from levrt._build.kind import KIND_HOST_CIDRS, KIND_STORE_PORT, up_plan
 from levrt._shapes.orchestrator import SERVICE_ACCOUNT, SETTINGS_CONFIGMAP, orchestrator_objects
 from levrt.settings import DEFAULT_RUNTIME_IMAGE, Settings
 from tests.chart import CHART, K8S, ROOT, by_key, helm_binary, parse, render, render_script, run_helm
@@ -382,8 +382,8 @@ def test_kustomization_lists_the_render() -> None:
 
 
 def _up_plan() -> list[list[str]]:
-    return up_plan(cluster="levrt", config=str(ROOT / "kind-config.yaml"), chart=str(CHART),
-                   image="levrt.local/runtime:x", dockerfile_dir=str(ROOT / "images" / "runtime"))
+    return [cmd for _, cmd in up_plan(cluster="levrt", config=str(ROOT / "kind-config.yaml"), chart=str(CHART),
+                                      archive="/tmp/runtime.tar", image="levrt.local/runtime:x", exists=False)]
 
 
 def _helm_sets(plan: list[list[str]]) -> list[str]:
@@ -400,7 +400,7 @@ def test_kind_config_maps_the_store_nodeport_to_localhost() -> None:
                                           "listenAddress": "127.0.0.1", "protocol": "TCP"}]
     plan = _up_plan()
     assert plan[0] == ["kind", "create", "cluster", "--name", "levrt", "--config", str(ROOT / "kind-config.yaml")]
-    assert ["kind", "load", "docker-image", "levrt.local/runtime:x", "--name", "levrt"] in plan
+    assert ["kind", "load", "image-archive", "/tmp/runtime.tar", "--name", "levrt"] in plan
     sets = _helm_sets(plan)
     assert "store.nodePort.enabled=true" in sets and f"store.nodePort.port={KIND_STORE_PORT}" in sets
 

@@ -1,126 +1,33 @@
 """Build OCI images without Docker and import them into the test node's containerd.
 
 Why: no registry is reachable and no Docker engine runs here, yet every Pod needs an image.
-An image is a list of host directories (one layer each) plus a little config; we write an
-OCI image-layout archive with deterministic tars and hand it to ``ctr images import``.
-Rootfs directories are assembled from host binaries and the shared libraries ``ldd`` reports.
+An image is a list of host directories (one layer each) plus a little config; the product's
+writer (``levrt._build.oci``, behind ``levrt image build``) makes an OCI image-layout archive
+with deterministic tars, which we hand to ``ctr images import``. Rootfs directories are
+assembled from host binaries and the shared libraries ``ldd`` reports.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from levrt._build.bundle import shared_libraries
+
+# The OCI writer is the product's (``levrt image build``); re-exported for the tests that import it here.
+from levrt._build.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Image, layer_tar, write_archive
 from tests.cluster import gotools
 from tests.cluster.log import progress
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
-
-@dataclass(frozen=True)
-class Image:
-    """What an image is made of: layers are host directories stacked in order."""
-
-    ref: str
-    layers: tuple[Path, ...]
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
-    workdir: str = "/"
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-def _layer_tar(root: Path) -> bytes:
-    """A reproducible tar of ``root``: sorted names, zero mtimes and owners."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        paths = sorted(p for p in root.rglob("*"))
-        for path in paths:
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            if info.isfile():
-                with path.open("rb") as fh:
-                    tar.addfile(info, fh)
-            else:
-                tar.addfile(info)
-    return buf.getvalue()
-
-
-def _blob(layout: Path, data: bytes) -> str:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    target = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    return digest
-
-
-def write_archive(image: Image, dest: Path) -> str:
-    """Write ``image`` as an OCI layout tar at ``dest``; return the manifest digest."""
-    with tempfile.TemporaryDirectory() as tmp:
-        layout = Path(tmp)
-        layers, diff_ids = [], []
-        for root in image.layers:
-            data = _layer_tar(root)
-            digest = _blob(layout, data)
-            diff_ids.append(digest)
-            layers.append({"mediaType": OCI_LAYER, "digest": digest, "size": len(data)})
-        config = {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "Entrypoint": list(image.entrypoint) or None,
-                "Cmd": list(image.cmd) or None,
-                "Env": list(image.env),
-                "WorkingDir": image.workdir,
-                "Labels": image.labels or None,
-            },
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }
-        config_bytes = json.dumps(config, sort_keys=True).encode()
-        config_digest = _blob(layout, config_bytes)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-            "layers": layers,
-        }
-        manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
-        manifest_digest = _blob(layout, manifest_bytes)
-        index = {
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": OCI_MANIFEST,
-                "digest": manifest_digest,
-                "size": len(manifest_bytes),
-                "platform": {"architecture": "amd64", "os": "linux"},
-                "annotations": {
-                    "io.containerd.image.name": image.ref,
-                    "org.opencontainers.image.ref.name": image.ref.rsplit(":", 1)[-1],
-                },
-            }],
-        }
-        (layout / "index.json").write_text(json.dumps(index))
-        (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_suffix(".partial")
-        with tarfile.open(partial, "w") as tar:
-            for path in sorted(layout.rglob("*")):
-                tar.add(path, arcname=str(path.relative_to(layout)), recursive=False)
-        partial.rename(dest)
-    return manifest_digest
+__all__ = [
+    "COREDNS_REF", "FERRETDB_REF", "OCI_CONFIG", "OCI_LAYER", "OCI_MANIFEST", "PAUSE_REF", "Image", "add_binary",
+    "base_files", "build_and_import", "busybox_ref", "copy_into", "debian_version", "import_test_images",
+    "layer_tar", "nmap_image", "nmap_ref", "present_digest", "redis_ref", "tag", "test_images", "write_archive",
+]
 
 
 def _ctr(*args: str, capture: bool = False) -> str:
@@ -172,9 +79,7 @@ def copy_into(rootfs: Path, host_path: Path, at: str | None = None) -> None:
 
 def add_binary(rootfs: Path, host_binary: Path, at: str | None = None) -> None:
     copy_into(rootfs, host_binary, at)
-    from tests.runtime import bundle_builder
-
-    for lib in bundle_builder().shared_libraries(host_binary):
+    for lib in shared_libraries(host_binary):
         copy_into(rootfs, lib)
 
 

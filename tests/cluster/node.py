@@ -52,7 +52,7 @@ SYSCTLS = (
 DEBIAN_PACKAGES = {
     "iptables": "iptables", "conntrack": "conntrack", "patchelf": "patchelf", "busybox": "busybox-static",
     "redis-server": "redis-server", "ip": "iproute2", "gcc": "gcc", "ldd": "libc-bin", "pkg-config": "pkg-config",
-    "nmap": "nmap",
+    "nmap": "nmap", "tmux": "tmux",
 }
 # File -> Debian package, for packages without a command of their own.
 DEBIAN_FILES = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,41 +73,7 @@ def out_err(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
 # -- ps -------------------------------------------------------------------------------------------
 
 
-def test_ps_shows_levrt_task_pods_oldest_first(api: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
-    api.put(task_pod(3, 1, image="alpine:3.20"), age=60)
-    api.put(task_pod(3, 0), age=120)
-    api.put(task_pod(3, 2, attempt=2), age=30)  # submitted again twice after infrastructure failures
-    api.put({"kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": [{"name": "main", "image": "x"}]}})
-    api.set_running("lev-j3-t0", ip="10.244.0.9")
-
-    assert main(["ps"]) == 0
-    lines = out_err(capsys)[0].splitlines()
-    assert [line.split() for line in lines] == [
-        ["TASK", "POD", "IMAGE", "STATE", "RETRIES", "HOST", "AGE"],
-        ["3.0", "lev-j3-t0", "busybox:1.36", "running", "0", "10.244.0.9", "2m"],
-        ["3.1", "lev-j3-t1", "alpine:3.20", "pending", "0", "-", "1m"],
-        ["3.2", "lev-j3-t2-r2", "busybox:1.36", "pending", "2", "-", "30s"],
-    ]
-
-
-def test_ps_json_one_job_of_another_namespace(api: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
-    api.put(task_pod(4, 0, namespace="scans"), namespace="scans")
-    api.put(task_pod(5, 0, namespace="scans"), namespace="scans")
-    api.put(task_pod(4, 1))  # the same job id in the default namespace: not asked for
-    api.set_running("lev-j4-t0", namespace="scans")
-    api.set_terminated("lev-j4-t0", 137, reason="OOMKilled", namespace="scans")
-
-    assert main(["ps", "-o", "json", "--job", "4", "-n", "scans"]) == 0
-    rows = json.loads(out_err(capsys)[0])
-    assert [{k: v for k, v in row.items() if k != "age"} for row in rows] == [
-        {"task": "4.0", "pod": "lev-j4-t0", "image": "busybox:1.36", "state": "failed(OOMKilled)", "retries": 0,
-         "host": "10.244.0.7"},
-    ]
-
-
-def test_ps_without_tasks_says_so_on_stderr(api: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ps"]) == 0
-    assert out_err(capsys) == ("", "No levrt tasks.\n")
+# levrt ps (the store's records merged with the live Pods): tests/unit/test_ps.py.
 
 
 # -- logs -----------------------------------------------------------------------------------------
@@ -356,24 +321,7 @@ def test_doctor_when_the_cluster_cannot_be_reached(capsys: pytest.CaptureFixture
         "cluster reachable": "FAIL Could not reach the Kubernetes API at https://10.0.0.1:6443"}
 
 
-# -- up, check --------------------------------------------------------------------------------------
-
-
-def test_up_dry_run_prints_the_plan_and_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
-
-    def no_run(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError(f"up --dry-run ran {args}")
-
-    monkeypatch.setattr(subprocess, "run", no_run)
-    assert main(["up", "--dry-run", "--name", "lab"]) == 0
-    plan = [line.split() for line in out_err(capsys)[0].splitlines()]
-    assert [cmd[:3] for cmd in plan] == [["kind", "create", "cluster"], ["docker", "build", "-t"],
-                                         ["kind", "load", "docker-image"], ["helm", "upgrade", "--install"]]
-    assert plan[0][3:] == ["--name", "lab", "--config", str(tmp_path / "kind-config.yaml")]
-    assert plan[2][3:] == [DEFAULT_RUNTIME_IMAGE, "--name", "lab"]
-    assert f"runtime.image={DEFAULT_RUNTIME_IMAGE}" in plan[3] and str(tmp_path / "charts" / "levrt") in plan[3]
+# -- check (up: tests/unit/test_laptop.py) ----------------------------------------------------
 
 
 def test_check_prints_the_metadata_of_a_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
