@@ -54,6 +54,16 @@ class Task:
     def id(self) -> str:
         return f"{self.job_id}.{self.task_id}"
 
+    @property
+    def name(self) -> str:
+        """What people call it: the mode and arguments that made its Cr (``Cr.origin``)."""
+        return self.cr.origin
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why ``done()`` failed, once it did (what it raises again)."""
+        return self._failure
+
     def __repr__(self) -> str:
         return f"<Task {self.id} pod={self.pod} host={self.host}>"
 

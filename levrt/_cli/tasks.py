@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import pathlib
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence, Set
 from typing import Any
 
 from levrt._cli.base import (
@@ -18,7 +20,6 @@ from levrt._cli.base import (
     CliError,
     Command,
     add_cluster_options,
-    age,
     cluster,
     pod_of,
     print_table,
@@ -27,52 +28,233 @@ from levrt._cli.base import (
     task_pod_missing,
 )
 from levrt._clients import signals
+from levrt._clients.api import Forbidden
 from levrt._clients.blobs import FileStore
-from levrt._clients.store import JOBS, Store, resolve_uri
+from levrt._clients.lease import expired, kept, lease_job, list_leases
+from levrt._clients.store import JOBS, TASKS, Store, resolve_uri
 from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL, api_path, job_selector
-from levrt._shapes.podstatus import runs_runtime, summary
+from levrt._shapes.podstatus import parse_timestamp, runs_runtime, summary
 from levrt._stored import ARTIFACTS, human_size, placeholder_of, put_back, stored_apart
 from levrt.context import DEFAULT_COLLECTION, lev
 from levrt.cr import _schema as check_schema
 from levrt.errors import LevrtError, NamespaceError, SchemaError
 
-__all__ = ["GET", "KILL", "LOGS", "PS", "table_cell"]
+__all__ = ["GET", "KILL", "LOGS", "PS", "elapsed_text", "ps_query", "ps_rows", "ps_table", "table_cell"]
 
 
 # -- ps -----------------------------------------------------------------------------------------
+#
+# What ``levrt ps`` lists comes from the store: every task records its status there (``levrt_tasks``,
+# ``levrt._core.records``), and those records outlive the Pods, which a job deletes as its tasks end.
+# A task whose Pod is still there shows the Pod's state (fresher than the last record); a Pod of a
+# job without a record (an orchestration Pod, a record not written yet) is listed from the Pod alone.
+
+RECENT_SECONDS = 3600
+"""By default ``levrt ps`` lists the jobs still running and those whose last record is this recent."""
+ENDED = {"succeeded": "done", "failed": "failed", "timed-out": "timed-out", "deleted": "deleted"}
+"""Final states of a status record, as ``levrt ps`` (and the live display) names them."""
+PS_COLUMNS = ("TASK", "NAME", "STATE", "RETRIES", "ELAPSED", "AGE")
+PS_WIDE = ("POD", "IMAGE", "HOST", "NODE", "REASON")
 
 
 def _ps_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--job", type=int, help="only the tasks of this job")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.description = (
+        "List the tasks of recent jobs from the store's status records, with the state of their Pods "
+        f"where those still exist. Default: the jobs still running and those that ended in the last "
+        f"{RECENT_SECONDS // 60} minutes; --all: every job in the store; --job N: one job's tasks."
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--job", type=int, help="only the tasks of this job")
+    which.add_argument("--all", action="store_true", help="every job in the store, however old")
+    parser.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table",
+                        help="table (default); wide: also the Pod, image, host, node and reason; json: a list")
     add_cluster_options(parser)
 
 
+def elapsed_text(seconds: float | None) -> str:
+    """``4.2s``, ``3m05s``, ``1h02m``; ``-`` when unknown."""
+    if seconds is None or seconds < 0:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _epoch(value: Any) -> float | None:
+    """Seconds since the epoch of a record's time (a float, or a datetime the store gave back)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    return None
+
+
+def _retries(done: Any, allowed: Any) -> str:
+    count = done if isinstance(done, int) else 0
+    if isinstance(allowed, int) and allowed:
+        return f"{count}/{allowed}"
+    return str(count) if count else "-"
+
+
+def ps_rows(records: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]], *, running_jobs: Set[int],
+            now: float) -> list[dict[str, Any]]:
+    """One row per task, sorted by job and task: the store's record, the live Pod's state over a
+    state the record has not ended in yet; Pods without a record after the records."""
+    by_name = {pod["metadata"]["name"]: pod for pod in pods}
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for record in records:
+        job, task = record.get("job"), record.get("task")
+        if not isinstance(job, int) or not isinstance(task, int):
+            continue
+        pod_name = str(record.get("pod") or "")
+        pod = by_name.get(pod_name)
+        seen.add(pod_name)
+        recorded = str(record.get("state") or "unknown")
+        submitted, updated = _epoch(record.get("submitted")), _epoch(record.get("updated"))
+        if recorded in ENDED:
+            state, end = ENDED[recorded], updated
+            if recorded == "failed" and record.get("reason"):
+                state = f"failed({record['reason']})"
+        elif pod is not None:
+            state, end = summary(pod), None
+        elif job in running_jobs:
+            state, end = ("pending" if recorded == "submitting" else recorded), None
+        else:  # not ended, and neither its Pod nor its job is there: its client went away
+            state, end = "lost", updated
+        rows.append({
+            "task": f"{job}.{task}", "job": job, "name": record.get("name") or record.get("image") or "-",
+            "state": state, "retries": record.get("retries") or 0, "maxRetries": record.get("maxRetries"),
+            "elapsed": None if submitted is None else round((end if end is not None else now) - submitted, 1),
+            "submitted": submitted, "pod": pod_name or "-", "image": record.get("image") or "-",
+            "host": record.get("host") or _pod_ip(pod), "node": record.get("node") or _pod_node(pod),
+            "reason": record.get("reason") or record.get("retryReason") or "",
+        })
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        if name in seen:
+            continue
+        labels = pod["metadata"].get("labels", {})
+        job_text, task_text = labels.get(JOB_LABEL, "?"), labels.get(TASK_LABEL, "?")
+        created = pod["metadata"].get("creationTimestamp")
+        submitted = parse_timestamp(created) if created else None
+        rows.append({
+            "task": f"{job_text}.{task_text}", "job": int(job_text) if job_text.isdigit() else None, "name": name,
+            "state": summary(pod), "retries": int(labels.get(ATTEMPT_LABEL, "0") or 0), "maxRetries": None,
+            "elapsed": None if submitted is None else round(now - submitted, 1), "submitted": submitted,
+            "pod": name, "image": next((c["image"] for c in pod["spec"]["containers"] if c["name"] == "main"), "-"),
+            "host": _pod_ip(pod), "node": _pod_node(pod), "reason": "",
+        })
+
+    def order(row: dict[str, Any]) -> tuple[int, int, str]:
+        job_part, _, task_part = row["task"].partition(".")
+        big = 1 << 62
+        return (int(job_part) if job_part.isdigit() else big, int(task_part) if task_part.isdigit() else big,
+                row["pod"])
+
+    return sorted(rows, key=order)
+
+
+def _pod_ip(pod: Mapping[str, Any] | None) -> str:
+    return str((pod or {}).get("status", {}).get("podIP") or "-")
+
+
+def _pod_node(pod: Mapping[str, Any] | None) -> str:
+    return str((pod or {}).get("spec", {}).get("nodeName") or "-")
+
+
+def ps_table(rows: Sequence[Mapping[str, Any]], *, wide: bool, now: float) -> tuple[list[list[str]], list[str]]:
+    """The table cells of ``ps_rows``, and its header."""
+    header = [*PS_COLUMNS, *(PS_WIDE if wide else ())]
+    cells = []
+    for row in rows:
+        submitted = row.get("submitted")
+        line = [row["task"], table_cell(row["name"]) if not wide else str(row["name"]), row["state"],
+                _retries(row["retries"], row["maxRetries"]), elapsed_text(row["elapsed"]),
+                _age(None if submitted is None else now - submitted)]
+        if wide:
+            line += [row["pod"], row["image"], row["host"], row["node"], row["reason"].splitlines()[0][:80]
+                     if row["reason"] else "-"]
+        cells.append(line)
+    return cells, header
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(int(seconds), 0)}s"
+
+
+def ps_query(args: argparse.Namespace, recent_jobs: Set[int] | None) -> dict[str, Any]:
+    """The status records ``levrt ps`` reads: one job's, every job's, or those of ``recent_jobs``."""
+    if args.job is not None:
+        return {"job": args.job}
+    if args.all or recent_jobs is None:
+        return {}
+    return {"job": {"$in": sorted(recent_jobs)}}
+
+
 def ps_command(args: argparse.Namespace) -> int:
-    async def go() -> list[dict[str, Any]]:
+    now = time.time()
+
+    async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[int]]:
         async with cluster(args) as (kube, settings):
             listing = await kube.request("GET", api_path("pods", namespace=settings.namespace),
                                          query={"labelSelector": job_selector(args.job)})
-            return list(listing["items"])
+            pods = list(listing["items"])
+            running = {job for job in (_pod_job(p) for p in pods) if job is not None}
+            with contextlib.suppress(Forbidden):  # an account that may not list Leases: the Pods tell
+                running |= {job for lease in await list_leases(kube, settings.namespace)
+                            if not expired(lease, now=now) and not kept(lease) and (job := lease_job(lease))}
+            uri = settings.store_uri or await resolve_uri(kube, settings)
+        store = Store.connect(uri, database=settings.database)
+        try:
+            recent: set[int] | None = None
+            if args.job is None and not args.all:
+                since = dt.datetime.fromtimestamp(now - RECENT_SECONDS, dt.UTC)
+                cursor = store.collection(TASKS).find({"updated": {"$gte": since}}, {"job": 1})
+                recent = {doc["job"] for doc in await _all(store, cursor) if isinstance(doc.get("job"), int)}
+                recent |= running
+            records = []
+            if recent is None or recent:
+                records = await _all(store, store.collection(TASKS).find(ps_query(args, recent)))
+        finally:
+            await store.close()
+        return records, pods, running
 
-    pods = asyncio.run(go())
-    rows = []
-    for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"]):
-        labels = pod["metadata"].get("labels", {})
-        image = next((c["image"] for c in pod["spec"]["containers"] if c["name"] == "main"), "-")
-        # A retried task's Pod says which attempt it is (Cr(retries=...)); the first one has no label.
-        retries = int(labels.get(ATTEMPT_LABEL, "0") or 0)
-        rows.append([f"{labels.get(JOB_LABEL, '?')}.{labels.get(TASK_LABEL, '?')}",
-                     pod["metadata"]["name"], image, summary(pod), retries,
-                     pod.get("status", {}).get("podIP") or "-", age(pod["metadata"].get("creationTimestamp"))])
+    records, pods, running = asyncio.run(go())
+    rows = ps_rows(records, pods, running_jobs=running, now=now)
     if args.output == "json":
-        keys = ("task", "pod", "image", "state", "retries", "host", "age")
-        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
+        for row in rows:  # a time people and jq both read
+            when = row["submitted"]
+            row["submitted"] = None if when is None else dt.datetime.fromtimestamp(when, dt.UTC).isoformat()
+        print(json.dumps(rows, indent=2, default=str))
     elif rows:
-        print_table([[str(c) for c in r] for r in rows], ["TASK", "POD", "IMAGE", "STATE", "RETRIES", "HOST", "AGE"])
+        cells, header = ps_table(rows, wide=args.output == "wide", now=now)
+        print_table(cells, header)
     else:
-        print("No levrt tasks.", file=sys.stderr)
+        where = f"job {args.job}" if args.job is not None else (
+            "the store" if args.all else f"jobs running or ended in the last {RECENT_SECONDS // 60} minutes")
+        print(f"No levrt tasks in {where}.", file=sys.stderr)
     return EXIT_OK
+
+
+def _pod_job(pod: Mapping[str, Any]) -> int | None:
+    text = pod["metadata"].get("labels", {}).get(JOB_LABEL, "")
+    return int(text) if text.isdigit() else None
+
+
+async def _all(store: Store, cursor: Any) -> list[dict[str, Any]]:
+    try:
+        return [doc async for doc in cursor]
+    except Exception as exc:
+        raise store.unreachable(exc) from exc
 
 
 # -- logs ---------------------------------------------------------------------------------------
@@ -329,7 +511,8 @@ def table_cell(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-PS = Command("ps", "list levrt task Pods", _ps_arguments, ps_command)
+PS = Command("ps", "list the tasks of recent jobs (running, or ended within the hour; --all, --job N)",
+             _ps_arguments, ps_command)
 LOGS = Command("logs", "print a task's output", _logs_arguments, logs_command)
 KILL = Command("kill", "send a signal to a task's main process", _kill_arguments, kill_command)
 GET = Command("get", "print stored records of a schema", _get_arguments, get_command)

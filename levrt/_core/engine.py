@@ -206,7 +206,7 @@ class Engine:
         await self.uploads.ensure(stored_files(cr, files))
         name = objects.name
         self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
-                    submitted=time.time())
+                    submitted=time.time(), name=cr.origin, maxRetries=cr.retries)
         await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod=name, collection=collection)
         self.tasks.append(task)
@@ -228,7 +228,8 @@ class Engine:
                 await asyncio.shield(self.delete_pod(task.pod))
                 raise
             task.host = pod.get("status", {}).get("podIP")
-            self.record(task=task.task_id, state="running", host=task.host)
+            self.record(task=task.task_id, state="running", host=task.host,
+                        node=pod.get("spec", {}).get("nodeName"))
             return
 
     async def _resubmit(self, task: Task, cause: str) -> None:

@@ -70,7 +70,7 @@ COMMANDS = {
     "run": ["run", "flow.py"],
 }
 CLUSTER_COMMANDS = ["ps", "logs", "kill", "attach", "get", "put", "gc", "doctor", "run"]
-STORE_COMMANDS = ["get", "put", "run", "doctor"]
+STORE_COMMANDS = ["get", "put", "run", "doctor", "ps"]
 
 
 def one_clean_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
@@ -157,6 +157,8 @@ MALFORMED = [
     (["check", "no_such_tool.py"], "no such file"),
     (["ps", "--job", "three"], "invalid int value: 'three'"),
     (["ps", "--bogus"], "unrecognized arguments: --bogus"),
+    (["ps", "--all", "--job", "3"], "argument --job: not allowed with argument --all"),
+    (["ps", "-o", "yaml"], "invalid choice: 'yaml'"),
 ]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import levrt
 from levrt import Cr, TaskFailed, lev
-from levrt._cli.display import _task_rows
+from levrt._cli.display import TaskClock, task_rows
 from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
 from levrt._core import engine as engine_module
@@ -255,7 +255,7 @@ async def test_a_pod_deleted_by_someone_else_is_submitted_again(monkeypatch: pyt
         api.remove("pods", POD)  # kubectl delete pod, by someone else
         await api.until(lambda: ungated(api, f"{POD}-r1"))
         assert task.pod == f"{POD}-r1" and task.retries == 1
-        assert [row[4] for row in _task_rows(engine)] == ["1/1"]  # the live display's retries column
+        assert [row.retries for row in task_rows(engine, TaskClock())] == ["1/1"]  # the live display's retries column
         pod = api.get("pods", f"{POD}-r1")
         assert pod is not None and pod["metadata"]["labels"][ATTEMPT_LABEL] == "1"
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][-1]["env"]}
