@@ -76,8 +76,10 @@ def up_plan(*, cluster: str, config: str, chart: str, archive: str, image: str, 
         first: Step = (f"kind cluster {cluster} exists: making {kube_context(cluster)} the current context",
                        ["kind", "export", "kubeconfig", "--name", cluster])
     else:
+        # --wait: the node Ready before helm installs (without it the namespace's default
+        # ServiceAccount may not exist yet, and the chart's Pods are refused).
         first = (f"creating the kind cluster {cluster}",
-                 ["kind", "create", "cluster", "--name", cluster, "--config", config])
+                 ["kind", "create", "cluster", "--name", cluster, "--config", config, "--wait", "5m"])
     return [
         first,
         (f"loading the runtime image {image} into the kind node",

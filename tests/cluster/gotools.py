@@ -34,6 +34,8 @@ def required_version(tool_name: str, module: str) -> str:
 
 
 KUBE_VERSION = required_version("kubernetes", "k8s.io/kubernetes")
+KIND_VERSION = required_version("kind", "sigs.k8s.io/kind")
+LOCAL_PATH_PROVISIONER_VERSION = required_version("local-path-provisioner", "github.com/rancher/local-path-provisioner")
 CONTAINERD_VERSION = required_version("containerd", "github.com/containerd/containerd/v2")
 RUNC_VERSION = required_version("runc", "github.com/opencontainers/runc")
 
@@ -48,10 +50,13 @@ class GoTool:
     ldflags: str = "-s -w"
     tags: tuple[str, ...] = ()
     cgo: bool = False  # runc needs cgo (its nsenter is C, seccomp links libseccomp)
+    # Build from another tool's module (kubeadm: the kubernetes pins), in a scratch copy so the
+    # extra go.sum lines its packages need never change that module's files or its cache key.
+    module: str = ""
 
     @property
     def module_dir(self) -> Path:
-        return TOOLS_DIR / self.name
+        return TOOLS_DIR / (self.module or self.name)
 
     def key(self) -> str:
         digest = hashlib.sha256()
@@ -114,6 +119,15 @@ TOOLS: tuple[GoTool, ...] = (
     GoTool("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",)),
     # NetworkPolicy analyzer: tests/chart checks the chart's policies with its offline probe simulation.
     GoTool("cyclonus", ("github.com/mattfenwick/cyclonus/cmd/cyclonus",), ("cyclonus",)),
+    # The kind tier (tests/kind): kind itself, kubeadm for its node image (same Kubernetes pins and
+    # version stamp as the kubernetes tool), and the storage provisioner kind's node image ships.
+    GoTool("kind", ("sigs.k8s.io/kind",), ("kind",)),
+    GoTool("kubeadm", ("k8s.io/kubernetes/cmd/kubeadm",), ("kubeadm",), ldflags=_kube_ldflags(KUBE_VERSION),
+           module="kubernetes"),
+    GoTool("local-path-provisioner", ("github.com/rancher/local-path-provisioner",), ("local-path-provisioner",)),
+    # The etcd kubeadm's static Pod expects (its flags changed after the 3.5 the test cluster runs);
+    # gotools.binary("etcd") still names the test cluster's.
+    GoTool("kind-etcd", (".",), ("etcd",)),
 )
 
 
@@ -151,11 +165,17 @@ def build(t: GoTool) -> Path:
     tags = [f"-tags={','.join(t.tags)}"] if t.tags else []
     started = time.monotonic()
     progress(f"building {t.name} ({', '.join(t.binaries)}) with go build (cached by go.sum afterwards)")
+    workdir = t.module_dir
     try:
+        if t.module:
+            workdir = staging / ".module"
+            shutil.copytree(t.module_dir, workdir)
         subprocess.run(
             ["go", "build", "-trimpath", *tags, f"-ldflags={t.ldflags}", "-o", str(staging) + "/", *t.packages],
-            cwd=t.module_dir, env=env, check=True,
+            cwd=workdir, env=env, check=True,
         )
+        if t.module:
+            shutil.rmtree(workdir)
         if t.packages == (".",):
             # `go build .` names the binary after the module's last path element.
             built = staging / t.module_dir.name
@@ -174,7 +194,12 @@ def build(t: GoTool) -> Path:
     return out
 
 
+# Built by the kind tier only (tests/kind builds them on demand): the test cluster does not wait for them.
+KIND_TIER_TOOLS = ("kind", "kubeadm", "local-path-provisioner", "kind-etcd")
+
+
 def build_all(names: list[str] | None = None) -> None:
+    """The test cluster's tools (or those named)."""
     for t in TOOLS:
-        if names is None or t.name in names:
+        if (t.name not in KIND_TIER_TOOLS) if names is None else (t.name in names):
             build(t)

@@ -147,7 +147,7 @@ def test_up_plan_creates_loads_the_archive_and_installs_the_chart_in_the_kind_co
     plan = up_plan(cluster="lab", config="/k.yaml", chart="/chart", archive="/rt.tar", image="levrt.local/runtime:x",
                    exists=False)
     assert [cmd for _, cmd in plan][:2] == [
-        ["kind", "create", "cluster", "--name", "lab", "--config", "/k.yaml"],
+        ["kind", "create", "cluster", "--name", "lab", "--config", "/k.yaml", "--wait", "5m"],
         ["kind", "load", "image-archive", "/rt.tar", "--name", "lab"],
     ]
     helm = plan[2][1]
@@ -255,7 +255,8 @@ def test_up_dry_run_prints_the_commands_with_the_packaged_files_and_runs_nothing
     monkeypatch.chdir(tmp_path)  # not a checkout: the files come from the package
     assert main(["up", "--dry-run", "--name", "lab"]) == 0
     plan = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert plan[0] == ["kind", "create", "cluster", "--name", "lab", "--config", str(packaged("kind-config.yaml"))]
+    assert plan[0] == ["kind", "create", "cluster", "--name", "lab", "--config", str(packaged("kind-config.yaml")),
+                       "--wait", "5m"]
     assert plan[1] == ["kind", "load", "image-archive", "<runtime-archive>", "--name", "lab"]
     assert plan[2][:5] == ["helm", "upgrade", "--install", "levrt", str(packaged("chart"))]
     assert f"runtime.image={DEFAULT_RUNTIME_IMAGE}" in plan[2]
@@ -269,7 +270,7 @@ def test_up_creates_the_cluster_once_and_is_idempotent(tools: Tools, archive: st
     assert [c[:3] for c in first] == [["docker", "info", "--format"], ["kind", "get", "clusters"],
                                       ["kind", "create", "cluster"], ["kind", "load", "image-archive"],
                                       ["helm", "upgrade", "--install"]]
-    assert first[2][-2:] == ["--config", str(packaged("kind-config.yaml"))]
+    assert first[2][-4:] == ["--config", str(packaged("kind-config.yaml")), "--wait", "5m"]
     assert first[3][3] == archive
     err = capsys.readouterr().err
     assert "progress: creating the kind cluster levrt" in err and 'Creating cluster "levrt"' in err
