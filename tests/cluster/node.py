@@ -53,6 +53,8 @@ DEBIAN_PACKAGES = {
     "iptables": "iptables", "conntrack": "conntrack", "patchelf": "patchelf", "busybox": "busybox-static",
     "redis-server": "redis-server", "ip": "iproute2", "gcc": "gcc", "ldd": "libc-bin", "pkg-config": "pkg-config",
     "nmap": "nmap", "tmux": "tmux",
+    # The kind tier (tests/kind): Docker's engine, and debootstrap for the kind node's base image.
+    "dockerd": "docker.io", "debootstrap": "debootstrap",
 }
 # File -> Debian package, for packages without a command of their own.
 DEBIAN_FILES = {
