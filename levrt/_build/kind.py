@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from levrt._build import BuildError
@@ -69,9 +70,11 @@ def kube_context(cluster: str) -> str:
     return f"kind-{cluster}"
 
 
-def up_plan(*, cluster: str, config: str, chart: str, archive: str, image: str, exists: bool) -> list[Step]:
+def up_plan(*, cluster: str, config: str, chart: str, archive: str, image: str, exists: bool,
+            values: Sequence[str] = ()) -> list[Step]:
     """The commands ``levrt up`` runs, in order. ``exists``: the kind cluster is there already, so
-    it is not created again; its context is only made current again, as a creation would."""
+    it is not created again; its context is only made current again, as a creation would.
+    ``values``: the user's own chart settings (``KEY=VALUE``), given to helm after levrt's."""
     if exists:
         first: Step = (f"kind cluster {cluster} exists: making {kube_context(cluster)} the current context",
                        ["kind", "export", "kubeconfig", "--name", cluster])
@@ -90,6 +93,7 @@ def up_plan(*, cluster: str, config: str, chart: str, archive: str, image: str, 
           "--set", f"runtime.image={image}", "--set", "store.nodePort.enabled=true",
           "--set", f"store.nodePort.port={KIND_STORE_PORT}",
           "--set", "store.networkPolicy.allowCIDRs={" + ",".join(KIND_HOST_CIDRS) + "}",
+          *[arg for value in values for arg in ("--set", value)],
           "--wait", "--timeout", "10m"]),
     ]
 

@@ -205,13 +205,13 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
                     await store.close()
             except Exception as exc:
                 checks.append(("store reachable", False, short_error(exc)))
-            checks.append(await _runtime_image_check(kube, settings.runtime_image))
+            checks.append(await _runtime_image_check(kube, settings.runtime_image, settings.namespace))
     except LevrtError as exc:
         checks.append(("cluster reachable", False, str(exc)))
     return checks
 
 
-async def _runtime_image_check(kube: Kube, image: str) -> Check:
+async def _runtime_image_check(kube: Kube, image: str, namespace: str) -> Check:
     try:
         nodes = await kube.request("GET", api_path("nodes"))
     except Forbidden as exc:
@@ -220,8 +220,19 @@ async def _runtime_image_check(kube: Kube, image: str) -> Check:
     present = [n["metadata"]["name"] for n in nodes.get("items", [])
                if any(same_image(image, name) for img in n.get("status", {}).get("images", [])
                       for name in img.get("names") or [])]
-    where = ", ".join(present) or "no node: build and load it (nodes list new images within about a minute)"
-    return ("runtime image on nodes", bool(present), f"{image} on {where}")
+    if present:
+        return ("runtime image on nodes", True, f"{image} on {', '.join(present)}")
+    # A node lists a newly loaded image only at its next status update (up to about a minute):
+    # right after `levrt up`, a running Pod of the image (the chart's reaper) shows it is there.
+    pods = await kube.request("GET", api_path("pods", namespace=namespace))
+    running = sorted({p["spec"].get("nodeName", "?") for p in pods.get("items", [])
+                      if p.get("status", {}).get("phase") == "Running"
+                      and any(same_image(image, c.get("image", "")) for c in p["spec"].get("containers", []))})
+    if running:
+        return ("runtime image on nodes", True, f"{image} on {', '.join(running)} (a running Pod uses it; "
+                                                "the node lists it at its next status update)")
+    return ("runtime image on nodes", False,
+            f"{image} on no node: build and load it (nodes list new images within about a minute)")
 
 
 def same_image(wanted: str, listed: str) -> bool:

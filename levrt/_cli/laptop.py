@@ -105,6 +105,9 @@ def _up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime-archive", metavar="FILE",
                         help="runtime image archive to load (default: built from this Python by "
                              "`levrt image build`, cached)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="values",
+                        help="a chart value, passed to helm after levrt's own (repeatable), e.g. "
+                             "--set store.engine=ferretdb")
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
 
 
@@ -113,6 +116,9 @@ def up_command(args: argparse.Namespace) -> int:
     config = args.kind_config or str(packaged("kind-config.yaml"))
     chart = str(packaged("chart"))
     image = runtime_ref()
+    for setting in args.values:
+        if "=" not in setting or setting.startswith("="):
+            raise CliError(f"--set {setting}: give a chart value as KEY=VALUE, e.g. --set store.engine=ferretdb.")
     for option, value in (("--kind-config", args.kind_config), ("--runtime-archive", args.runtime_archive)):
         if value and not Path(value).is_file():
             raise CliError(f"{option} {value}: no such file.")
@@ -122,7 +128,7 @@ def up_command(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         archive = args.runtime_archive or "<runtime-archive>"
         for _, cmd in up_plan(cluster=args.name, config=config, chart=chart, archive=archive, image=image,
-                              exists=False):
+                              exists=False, values=args.values):
             print(" ".join(cmd))
         return EXIT_OK
 
@@ -141,7 +147,7 @@ def up_command(args: argparse.Namespace) -> int:
         archive = str(cached_archive(image))
     exists = args.name in _kind_clusters()
     for title, cmd in up_plan(cluster=args.name, config=config, chart=chart, archive=archive, image=image,
-                              exists=exists):
+                              exists=exists, values=args.values):
         _run_step(title, cmd)
     print(f"levrt is up: kind cluster {args.name} (kubeconfig context {kube_context(args.name)}), runtime image "
           f"{image}, store on 127.0.0.1:{KIND_STORE_PORT}.\n"

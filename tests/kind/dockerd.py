@@ -9,6 +9,7 @@ directory, its bridges, its iptables chains and rules, and the sysctls it flippe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,9 @@ SOCKET = Path("/var/run/docker.sock")
 # Where Debian's docker client and dockerd live (a PATH without /usr/local/bin still finds them).
 DOCKER_BIN_DIRS = ("/usr/bin", "/usr/sbin")
 SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
+
+
+_STARTED: list[subprocess.Popen[bytes]] = []
 
 
 class DockerError(RuntimeError):
@@ -102,14 +106,15 @@ def start() -> None:
             "etc_docker": Path("/etc/docker").exists(),
         }))
     progress("starting dockerd (cgroupfs, bridge networking and iptables)")
-    log = (root / "dockerd.log").open("ab")
-    subprocess.Popen(
-        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-         "--pidfile", str(root / "dockerd.pid"), "--host", f"unix://{SOCKET}",
-         "--exec-opt", "native.cgroupdriver=cgroupfs", "--storage-driver", "overlay2",
-         "--config-file", str(_daemon_json(root))],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=docker_env(), start_new_session=True,
-    )
+    with (root / "dockerd.log").open("ab") as log:
+        # Kept in _STARTED: a Popen dropped while its process runs warns (and warnings are errors in pytest).
+        _STARTED.append(subprocess.Popen(
+            ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+             "--pidfile", str(root / "dockerd.pid"), "--host", f"unix://{SOCKET}",
+             "--exec-opt", "native.cgroupdriver=cgroupfs", "--storage-driver", "overlay2",
+             "--config-file", str(_daemon_json(root))],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=docker_env(), start_new_session=True,
+        ))
     deadline = time.monotonic() + 60
     while not running():
         if time.monotonic() > deadline:
@@ -147,6 +152,9 @@ def stop() -> None:
             time.sleep(0.5)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+    while _STARTED:  # reap the dockerd this process started (no zombie, no warning)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _STARTED.pop().wait(timeout=10)
     _kill_leftover_shims(root)
     _unmount_under(root)
     _clean_iptables()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tests.cluster import gotools
 from tests.cluster.images import (
+    FERRETDB_REF,
     PAUSE_C,
     PAUSE_REF,
     Image,
@@ -60,12 +61,13 @@ def local_path_ref() -> str:
 
 
 def _tools() -> list[gotools.GoTool]:
-    return [gotools.tool(n) for n in ("kubernetes", "kubeadm", "kind-etcd", "coredns", "local-path-provisioner")]
+    return [gotools.tool(n) for n in ("kubernetes", "kubeadm", "kind-etcd", "coredns", "local-path-provisioner",
+                                       "ferretdb")]
 
 
 def key() -> str:
     digest = hashlib.sha256()
-    digest.update(repr((REVISION, base.key(), PAUSE_REF, busybox_ref(), PAUSE_C)).encode())
+    digest.update(repr((REVISION, base.key(), PAUSE_REF, busybox_ref(), FERRETDB_REF, PAUSE_C)).encode())
     for t in _tools():
         digest.update(f"{t.name}-{t.key()}".encode())
     for name in NODE_FILES:
@@ -150,6 +152,14 @@ def component_images(workdir: Path) -> list[Image]:
 
     # The storage helper Pod runs sh scripts: the test busybox image serves (kind's helper is a busybox too).
     images.append(Image(busybox_ref(), (_busybox(workdir),), cmd=("sh",)))
+
+    # The store a laptop would pull (the chart's mongo:7.0) cannot be pulled here: the kind tier
+    # installs the chart with store.engine=ferretdb, the test cluster's store, preloaded like the rest.
+    ferretdb = workdir / "ferretdb"
+    base_files(ferretdb)
+    shutil.copy2(gotools.binary("ferretdb"), ferretdb / "ferretdb")
+    (ferretdb / "state").mkdir()
+    images.append(Image(FERRETDB_REF, (ferretdb,), entrypoint=("/ferretdb",), workdir="/state"))
     return images
 
 

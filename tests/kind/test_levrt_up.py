@@ -11,8 +11,10 @@ container, no kind network, no Docker image, no kubeconfig context.
 
 Differences from a laptop, all forced by a machine without a registry: ``levrt up`` gets the test
 kind config (tests/kind/kind-config.yaml: the user's file plus our node image, a bridge CNI in
-place of kindnetd, and the cgroup v1 kubelet switch; tests/kind/README.md lists them), and the
-examples run the node's preloaded ``levrt.local/busybox`` instead of pulling ``busybox:1.36``.
+place of kindnetd, and the cgroup v1 kubelet switch; tests/kind/README.md lists them), the store is
+FerretDB (``--set store.engine=ferretdb``, preloaded in the node) instead of the chart's default
+``mongo:7.0``, and the examples run the node's preloaded ``levrt.local/busybox`` instead of pulling
+``busybox:1.36``.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def test_installed_levrt_is_the_wheel_not_the_checkout(laptop: dict[str, object]
 def test_up_env_doctor_examples_down(laptop: dict[str, object], docker: set[str]) -> None:
     env, work = _user(laptop)
     started = time.monotonic()
-    up = _run(["levrt", "up", "--kind-config", str(cluster.CONFIG)], env, work, timeout=1500)
+    up = _run(["levrt", "up", "--kind-config", str(cluster.CONFIG), "--set", "store.engine=ferretdb"], env, work,
+               timeout=1500)
     assert up.returncode == 0, up.stderr[-3000:]
     assert 'eval "$(levrt env)"' in up.stderr
     progress(f"levrt up took {time.monotonic() - started:.0f}s")

@@ -301,6 +301,26 @@ def test_doctor_fails_on_each_problem(platform: FakeApiServer, mongo: FakeMongo,
         assert checks[failing] == "FAIL v1.27.3 (levrt needs >= 1.29)"
 
 
+def test_doctor_finds_the_runtime_image_through_a_running_pod_before_the_node_lists_it(
+        platform: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+    # Right after `levrt up`: the image is loaded and the chart's reaper runs it, but the node lists
+    # images only at its next status update.
+    platform.remove("nodes", "kind-control-plane", namespace=None)
+    platform.put({"kind": "Node", "metadata": {"name": "kind-control-plane"}, "status": {"images": []}}, namespace=None)
+    reaper = {"kind": "Pod", "metadata": {"name": "levrt-reaper-1"},
+              "spec": {"nodeName": "kind-control-plane",
+                       "containers": [{"name": "reaper", "image": DEFAULT_RUNTIME_IMAGE}]},
+              "status": {"phase": "Pending"}}
+    platform.put(reaper)
+    assert main(["doctor"]) == 1  # a Pod not running yet proves nothing
+    assert doctor_lines(capsys)["runtime image on nodes"].startswith("FAIL")
+    platform.remove("pods", "levrt-reaper-1")
+    platform.put(dict(reaper, status={"phase": "Running"}))
+    assert main(["doctor"]) == 0
+    detail = doctor_lines(capsys)["runtime image on nodes"]
+    assert detail.startswith("ok ") and "on kind-control-plane (a running Pod uses it" in detail
+
+
 def test_doctor_without_the_right_to_list_nodes_does_not_blame_the_connection(
         platform: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
     # The chart's Role is namespaced: listing nodes is forbidden to an account that has only it.

@@ -387,3 +387,24 @@ def test_env_before_up_says_to_run_up(api: FakeApiServer, capsys: pytest.Capture
     assert main(["env"]) == 1
     err = capsys.readouterr().err
     assert "levrt is not installed in namespace levrt of kind cluster levrt" in err and "levrt up" in err
+
+
+def test_up_passes_the_users_chart_values_to_helm_after_levrts(
+        tools: Tools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["up", "--dry-run", "--set", "store.engine=ferretdb", "--set", "reaper.enabled=false"]) == 0
+    helm = capsys.readouterr().out.splitlines()[-1].split()
+    assert helm[0] == "helm"
+    sets = [helm[i + 1] for i, arg in enumerate(helm) if arg == "--set"]
+    # the user's values come last, so they win over levrt's defaults for the same key
+    assert sets[-2:] == ["store.engine=ferretdb", "reaper.enabled=false"]
+    assert "runtime.image=" + DEFAULT_RUNTIME_IMAGE in sets
+    assert tools.calls() == []
+
+
+@pytest.mark.parametrize("bad", ["store.engine", "=ferretdb"])
+def test_up_refuses_a_chart_value_that_is_not_key_equals_value(tools: Tools, bad: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "--set", bad]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert tools.calls() == []
