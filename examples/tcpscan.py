@@ -50,8 +50,20 @@ def _connect_scan(target: str, ports: list[int], timeout: float) -> None:
 @levrt.remote
 def _grab_banner(target: str, port: int, probe: bytes, timeout: float) -> None:
     import socket
+    import time
 
-    with socket.create_connection((target, port), timeout=timeout) as sock:
+    # A one-shot listener restarted in a loop (the workflow's target on 2222) refuses for a moment
+    # after each client, such as the port scan's probe: a refusal is tried again for up to 5 s.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            sock = socket.create_connection((target, port), timeout=timeout)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+    with sock:
         if probe:
             sock.sendall(probe)
         sock.settimeout(timeout)
