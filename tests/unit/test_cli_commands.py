@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from levrt import Cr
 from levrt._cli import main
 from levrt._clients.api import ExecResult
 from levrt._clients.kube import use_transport
-from levrt._clients.store import use_client
 from levrt._shapes.build import build_task
 from levrt._shapes.names import PYTHON
 from levrt.errors import ClusterError
@@ -41,20 +39,6 @@ def entry() -> None:
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in [v for v in os.environ if v.startswith("LEVRT_")]:
         monkeypatch.delenv(var)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeApiServer]:
-    api = FakeApiServer(namespaces=["levrt", "scans"])
-    with use_transport(lambda: api):
-        yield api
-
-
-@pytest.fixture
-def mongo() -> Iterator[FakeMongo]:
-    mongo = FakeMongo()
-    with use_client(mongo.client):
-        yield mongo
 
 
 def task_pod(job: int, task: int, *, image: str = "busybox:1.36", runtime: bool = False,

@@ -8,12 +8,10 @@ import hashlib
 import json
 import os
 import pathlib
-from collections.abc import Iterator
 
 import pytest
 
 from levrt._cli import main
-from levrt._clients.store import use_client
 from levrt.runtime import RuntimeConfig, StoreBinding
 from tests.fakes import FakeMongo
 
@@ -26,13 +24,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in [v for v in os.environ if v.startswith("LEVRT_")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("LEVRT_STORE_URI", STORE)
-
-
-@pytest.fixture
-def mongo() -> Iterator[FakeMongo]:
-    mongo = FakeMongo()
-    with use_client(mongo.client):
-        yield mongo
 
 
 def task(mongo: FakeMongo, job: int, number: int) -> StoreBinding:

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -19,9 +19,8 @@ import pytest
 from levrt import Cr
 from levrt._cli import main
 from levrt._cli.tasks import RECENT_SECONDS, ps_rows, ps_table
-from levrt._clients.kube import use_transport
 from levrt._clients.lease import lease_object
-from levrt._clients.store import TASKS, use_client
+from levrt._clients.store import TASKS
 from levrt._shapes.build import build_task
 from levrt.settings import Settings
 from tests import fakes
@@ -53,20 +52,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var)
     monkeypatch.setenv("LEVRT_STORE_URI", "mongodb://127.0.0.1:30017/")
     monkeypatch.setattr(fakes, "matches", matches_with_operators)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeApiServer]:
-    api = FakeApiServer(namespaces=["levrt", "scans"])
-    with use_transport(lambda: api):
-        yield api
-
-
-@pytest.fixture
-def mongo() -> Iterator[FakeMongo]:
-    mongo = FakeMongo()
-    with use_client(mongo.client):
-        yield mongo
 
 
 def task_pod(job: int, task: int, *, namespace: str = "levrt", attempt: int = 0) -> dict[str, Any]:
