@@ -399,7 +399,8 @@ def test_kind_config_maps_the_store_nodeport_to_localhost() -> None:
     assert node["extraPortMappings"] == [{"containerPort": KIND_STORE_PORT, "hostPort": KIND_STORE_PORT,
                                           "listenAddress": "127.0.0.1", "protocol": "TCP"}]
     plan = _up_plan()
-    assert plan[0] == ["kind", "create", "cluster", "--name", "levrt", "--config", str(ROOT / "kind-config.yaml")]
+    assert plan[0] == ["kind", "create", "cluster", "--name", "levrt", "--config", str(ROOT / "kind-config.yaml"),
+                       "--wait", "5m"]
     assert ["kind", "load", "image-archive", "/tmp/runtime.tar", "--name", "levrt"] in plan
     sets = _helm_sets(plan)
     assert "store.nodePort.enabled=true" in sets and f"store.nodePort.port={KIND_STORE_PORT}" in sets

@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TEARDOWN = "tests/teardown/test_teardown.py::test_down_leaves_no_process_mount_netns_veth_or_rule"
 CLUSTER_PATHS = ("tests/smoke/", "tests/e2e/", "tests/chart/test_chart_cluster.py::")
-FAST = "not cluster and not helm and not teardown"
+FAST = "not cluster and not helm and not teardown and not kind"
 
 SELECTIONS: dict[str, tuple[str, ...]] = {
     "plain": (),
@@ -29,6 +29,7 @@ SELECTIONS: dict[str, tuple[str, ...]] = {
     "not-cluster": ("-m", "not cluster"),
     "fast": ("-m", FAST),
     "cluster-or-helm": ("-m", "cluster or helm"),
+    "kind": ("-m", "kind"),
     "marker-teardown": ("-m", "teardown"),
     "keyword-teardown": ("-k", "teardown"),
     "smoke": ("tests/smoke",),
@@ -96,8 +97,11 @@ def test_the_fast_tier_is_the_unit_and_runtime_tests_and_the_pure_chart_checks(
     collected: dict[str, list[str]],
 ) -> None:
     fast = collected["fast"]
-    assert set(fast) | set(collected["cluster-or-helm"]) == set(collected["plain"])  # every test is in a tier
+    # every test is in a tier, and in one only
+    assert set(fast) | set(collected["cluster-or-helm"]) | set(collected["kind"]) == set(collected["plain"])
     assert not set(fast) & set(collected["cluster-or-helm"])
+    assert not set(collected["kind"]) & (set(fast) | set(collected["cluster-or-helm"]))
+    assert collected["kind"] and all(n.startswith("tests/kind/") for n in collected["kind"])
     assert {n.split("/")[1] for n in fast} == {"unit", "runtime", "chart"}
     assert all(n.startswith("tests/chart/test_chart.py::") for n in fast if n.startswith("tests/chart/"))
     assert collected["tests"] == collected["plain"]
