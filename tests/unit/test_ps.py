@@ -137,8 +137,9 @@ def test_ps_by_default_lists_running_and_recent_jobs_only(api: FakeApiServer, mo
                 record(recent, 0, "succeeded", age=RECENT_SECONDS + 600),  # its first task ended long ago,
                 record(recent, 1, "succeeded", age=120),                    # its last one recently: all shown
                 record(long_running, 0, "running", age=RECENT_SECONDS * 3, took=0))
-    # Job 3's client still renews its Lease; its record was last updated hours ago.
-    api.put(lease_object(long_running, namespace="levrt", duration=30, holder="laptop/1", now=time.time()))  # renewed just now, not at import
+    # Job 3's client still renews its Lease (renewed now, not at import: the fast tier may reach this
+    # test minutes later); its record was last updated hours ago.
+    api.put(lease_object(long_running, namespace="levrt", duration=30, holder="laptop/1", now=time.time()))
     assert main(["ps", "-o", "json"]) == 0
     rows = json.loads(out_err(capsys)[0])
     assert [r["task"] for r in rows] == ["2.0", "2.1", "3.0"]
