@@ -64,7 +64,7 @@ class KillResult:
     """From the kill to the moment nothing of the job was left (or the wait ended)."""
 
 
-def ensure_reaper(kubeconfig: str, namespace: str) -> None:
+def ensure_reaper(kubeconfig: str, namespace: str, *, own: bool = True) -> None:
     """Apply the chart's reaper and Roles as tests/cluster installs them (with helm's ownership
     marks, so a later ``helm upgrade`` adopts them), and restart the reaper if the runtime image
     changed since it started (it runs levrt's code from that image)."""
@@ -82,7 +82,8 @@ def ensure_reaper(kubeconfig: str, namespace: str) -> None:
             {"meta.helm.sh/release-name": "levrt", "meta.helm.sh/release-namespace": namespace})
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
             kubeconfig=kubeconfig)
-    digest = present_digest(runtime_ref())
+    # The image's digest is read from the test node's containerd; another cluster's reaper keeps its image.
+    digest = present_digest(runtime_ref()) if own else None
     pods = json.loads(kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/component=reaper",
                               "-o", "json", kubeconfig=kubeconfig))["items"]
     running = {s.get("imageID", "").rsplit("@", 1)[-1] for p in pods for s in p.get("status", {}).get(

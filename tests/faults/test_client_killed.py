@@ -24,7 +24,7 @@ TASKS = 20
 
 @pytest.fixture(scope="module")
 def reaper(kube_cluster: Any, runtime_image: str) -> None:
-    ensure_reaper(kube_cluster.kubeconfig, kube_cluster.namespace)
+    ensure_reaper(kube_cluster.kubeconfig, kube_cluster.namespace, own=kube_cluster.own)
 
 
 def test_a_killed_clients_job_is_removed_entirely(reaper: None, cli_env: dict[str, str]) -> None:
