@@ -14,12 +14,9 @@ import tcpscan
 from levrt import Concurrent, Cr, annot, lev
 
 IMAGE = os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36")
-# nc -ll: a persistent server. A one-shot listener restarted in a loop refused connections for a
-# moment after each client, and the kubelet's TCP probe of port 2222 is a client: a scan or banner
-# grab landing in that moment saw the port closed.
 TARGET_SCRIPT = (
     "mkdir -p /www && echo levrt-demo > /www/index.html && httpd -p 8080 -h /www && "
-    "nc -ll -p 2222 -e echo SSH-2.0-levrt-demo"
+    "while true; do echo 'SSH-2.0-levrt-demo' | nc -l -p 2222; done"
 )
 
 

@@ -8,11 +8,10 @@ IMAGE = os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36")
 PORTS_SCHEMA = "demo/ports@1.0"
 PATHS_SCHEMA = "demo/paths@1.0"
 
-# The demo target the workflow scans: a busybox Pod serving HTTP on 8080 and a greeting on 2222
-# (nc -ll: a persistent server, never closed for a moment by the kubelet's TCP probe of 2222).
+# The demo target the workflow scans: a busybox Pod serving HTTP on 8080 and a greeting on 2222.
 TARGET_SCRIPT = (
     "mkdir -p /www && echo levrt-demo > /www/index.html && echo 'User-agent: *' > /www/robots.txt && "
-    "httpd -p 8080 -h /www && nc -ll -p 2222 -e echo SSH-2.0-levrt-demo"
+    "httpd -p 8080 -h /www && while true; do echo 'SSH-2.0-levrt-demo' | nc -l -p 2222; done"
 )
 TARGET_PORTS = (2222, 8080)
 
