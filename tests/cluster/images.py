@@ -181,6 +181,15 @@ def nmap_image(workdir: Path) -> Image:
     return Image(nmap_ref(), (root,), entrypoint=("/usr/bin/nmap",), workdir="/tmp")
 
 
+def ferretdb_image(workdir: Path) -> Image:
+    """The store's image: FerretDB built from its Go module (the test cluster's and the kind tier's)."""
+    root = _fresh(workdir, "ferretdb")
+    base_files(root)
+    shutil.copy2(gotools.binary("ferretdb"), root / "ferretdb")
+    (root / "state").mkdir()
+    return Image(FERRETDB_REF, (root,), entrypoint=("/ferretdb",), workdir="/state")
+
+
 def test_images(workdir: Path) -> list[Image]:
     """Every image the cluster and its tests use, assembled under ``workdir``."""
     pause = _fresh(workdir, "pause")
@@ -196,11 +205,6 @@ def test_images(workdir: Path) -> list[Image]:
     add_binary(redis, Path("/usr/bin/redis-server"))
     (redis / "data").mkdir()
 
-    ferretdb = _fresh(workdir, "ferretdb")
-    base_files(ferretdb)
-    shutil.copy2(gotools.binary("ferretdb"), ferretdb / "ferretdb")
-    (ferretdb / "state").mkdir()
-
     coredns = _fresh(workdir, "coredns")
     base_files(coredns)
     shutil.copy2(gotools.binary("coredns"), coredns / "coredns")
@@ -209,7 +213,7 @@ def test_images(workdir: Path) -> list[Image]:
         Image(PAUSE_REF, (pause,), entrypoint=("/pause",)),
         Image(busybox_ref(), (busybox,), cmd=("sh",)),
         Image(redis_ref(), (redis,), entrypoint=("/usr/bin/redis-server", "--protected-mode", "no"), workdir="/data"),
-        Image(FERRETDB_REF, (ferretdb,), entrypoint=("/ferretdb",), workdir="/state"),
+        ferretdb_image(workdir),
         Image(COREDNS_REF, (coredns,), entrypoint=("/coredns",)),
         nmap_image(workdir),
     ]

@@ -32,6 +32,7 @@ from tests.cluster.images import (
     base_files,
     busybox_ref,
     busybox_rootfs,
+    ferretdb_image,
     write_archive,
 )
 from tests.cluster.log import progress
@@ -155,11 +156,7 @@ def component_images(workdir: Path) -> list[Image]:
 
     # The store a laptop would pull (the chart's mongo:7.0) cannot be pulled here: the kind tier
     # installs the chart with store.engine=ferretdb, the test cluster's store, preloaded like the rest.
-    ferretdb = workdir / "ferretdb"
-    base_files(ferretdb)
-    shutil.copy2(gotools.binary("ferretdb"), ferretdb / "ferretdb")
-    (ferretdb / "state").mkdir()
-    images.append(Image(FERRETDB_REF, (ferretdb,), entrypoint=("/ferretdb",), workdir="/state"))
+    images.append(ferretdb_image(workdir))
     return images
 
 
