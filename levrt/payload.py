@@ -7,20 +7,32 @@ unpickling anything, with a message naming both sides::
 
     b"LEVRT-PAYLOAD 1\\n" + json_header + b"\\n" + cloudpickle.dumps((func, args, kwargs))
 
-Header: ``{"python": "3.11", "cloudpickle": "3.1.1", "levrt": "2.0.0a1", "entry": "mod.fn"}``.
+Header: ``{"python": "3.11", "cloudpickle": "3.1.1", "levrt": "2.0.0a1", "entry": "mod.fn"}``, and
+``"sources": {path: text}`` when the call carries code pickled by value.
 
 Functions defined in modules the container cannot import (the user's tool modules, test
 modules, ``__main__``) are pickled by value: every top-level module except the standard library,
 levrt, cloudpickle and pymongo is registered with ``cloudpickle.register_pickle_by_value`` for the
 duration of one dump. The runtime imports this module: standard library and cloudpickle only.
+
+The user's file names and lines survive the trip, whatever cloudpickle does with them (3.1.3 writes
+``<dynamic-code>`` as every pickled function's file): code objects travel whole through ``marshal``
+(same Python minor on both sides, checked by the header), file name included, and the source of
+those files rides in the header, bounded, so that the runtime can hand it to ``linecache``:
+tracebacks, breakpoint messages and pdb's ``list`` under ``levrt attach`` show the author's path
+and lines in a container that has neither.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import linecache
+import marshal
 import pickle
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -48,6 +60,11 @@ _PREFIX = MAGIC + b" %d\n" % FORMAT
 # One payload goes into the task's Secret next to its services' payloads; a Secret holds at most
 # 1 MiB, so one call gets half of it. Large data belongs in `files` or the store, not in arguments.
 MAX_PAYLOAD_BYTES = 512 * 1024
+
+# The source sent with a payload, at most: enough for a tool's modules, small beside the call's share
+# of the Secret. A file that does not fit is left out (its tracebacks keep file names and line
+# numbers, without the text); the payload itself never grows past its limit for it.
+MAX_SOURCE_BYTES = 128 * 1024
 
 # Importable inside the container: the runtime bundle ships these (and the standard library).
 _SHIPPED = frozenset({"levrt", "cloudpickle", "pymongo", "bson", "gridfs", "__main__", "builtins"})
@@ -108,6 +125,60 @@ def _pickle_by_value() -> Iterator[None]:
                     pass
 
 
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no type hints
+    """cloudpickle's pickler, except that code objects keep their file name, and it notes which files."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.DEFAULT_PROTOCOL)
+        self.filenames: dict[str, None] = {}  # in the order met: the entry's own file first
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.CodeType):
+            try:
+                whole = marshal.dumps(obj)
+            except ValueError:  # a hand-made code object holding what marshal cannot write
+                return super().reducer_override(obj)
+            self._note_files(obj)
+            return marshal.loads, (whole,)
+        return super().reducer_override(obj)
+
+    def _note_files(self, code: types.CodeType) -> None:
+        self.filenames.setdefault(code.co_filename)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                self._note_files(const)
+
+
+def _pickle(value: Any) -> tuple[bytes, list[str]]:
+    """``value`` pickled, and the files its code objects come from."""
+    buffer = io.BytesIO()
+    pickler = _Pickler(buffer)
+    pickler.dump(value)
+    return buffer.getvalue(), list(pickler.filenames)
+
+
+def _sources(filenames: list[str], budget: int) -> dict[str, str]:
+    """The text of each file (as ``linecache`` has it here), in order, while the total fits ``budget``."""
+    sources: dict[str, str] = {}
+    for filename in filenames:
+        text = "".join(linecache.getlines(filename))
+        size = len(text.encode())
+        if text and size <= budget:
+            sources[filename] = text
+            budget -= size
+    return sources
+
+
+def _remember_sources(sources: object) -> None:
+    """Give the sources a payload carries to ``linecache``, as if their files were here."""
+    if not isinstance(sources, dict):
+        return
+    for filename, text in sources.items():
+        if isinstance(filename, str) and isinstance(text, str):
+            # No modification time: linecache.checkcache keeps such entries (it cannot stat them).
+            linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+
+
 def dumps(
     func: Callable[..., Any],
     args: tuple[Any, ...] = (),
@@ -120,7 +191,7 @@ def dumps(
     name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
     with _pickle_by_value():
         try:
-            body = cloudpickle.dumps((func, tuple(args), kwargs), protocol=pickle.DEFAULT_PROTOCOL)
+            body, filenames = _pickle((func, tuple(args), kwargs))
         except Exception as exc:
             culprit = _find_culprit(func, args, kwargs)
             raise PayloadError(
@@ -136,6 +207,13 @@ def dumps(
             "bytes. Pass large data as `files` (or keep it in the store) instead of as arguments or "
             "captured variables."
         )
+    # Sources only where they fit: the header is measured as written (JSON escapes grow a text).
+    sources = _sources(filenames, min(MAX_SOURCE_BYTES, limit - len(blob)))
+    while sources:
+        head = json.dumps({**header(entry=name), "sources": sources}, sort_keys=True, ensure_ascii=False).encode()
+        if len(_PREFIX) + len(head) + 1 + len(body) <= limit:
+            return _PREFIX + head + b"\n" + body
+        sources.popitem()  # the file met last is the furthest from the entry
     return blob
 
 
@@ -227,6 +305,7 @@ def loads_call(
             f"cloudpickle {ours_cp}. Install cloudpickle=={ours_cp} on the client, or use a runtime "
             "image built with the client's version."
         )
+    _remember_sources(head.get("sources"))
     try:
         loaded = pickle.loads(body)
     except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import pathlib
 import time
 from typing import Any
@@ -279,6 +280,12 @@ async def test_entry_raises(job: Any) -> None:
     assert "boom 42: the target refused" in str(info.value)
     assert info.value.exit_code == 1
     assert "ValueError" in info.value.logs
+    # The traceback names this file and shows the line, though the container has neither the file
+    # nor (cloudpickle >= 3.1.3) the file's name in the pickled code: the payload carries both.
+    lines, first = inspect.getsourcelines(explode.func)
+    raising = next(i for i, text in enumerate(lines) if "raise ValueError" in text)
+    assert (f'File "{pathlib.Path(__file__).resolve()}", line {first + raising}, in explode\n'
+            f"    {lines[raising].strip()}\n") in info.value.logs, info.value.logs
 
 
 async def test_missing_image_fails_fast(job: Any) -> None:

@@ -74,14 +74,42 @@ def test_header_content() -> None:
     blob = payload.dumps_call(h.greet("a"))
     assert blob.startswith(b"LEVRT-PAYLOAD 1\n")
     head = payload.read_header(blob)
+    sources = head.pop("sources")
     assert head == {
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
         "cloudpickle": cloudpickle.__version__,
         "levrt": levrt.__version__,
         "entry": "tests.unit.entry_helpers.greet",
     }
+    # The source of the code pickled by value, nothing else (not levrt's, not the standard library's).
+    assert sources == {h.__file__: pathlib.Path(h.__file__).read_text()}
     # The header line is plain JSON, readable without unpickling.
-    assert json.loads(blob.split(b"\n")[1]) == head
+    assert json.loads(blob.split(b"\n")[1]) == {**head, "sources": sources}
+
+
+def test_code_keeps_its_file_name_and_the_source_reaches_linecache(monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = payload.dumps_call(h.greet("a"))
+    monkeypatch.setattr(payload.linecache, "cache", {})
+    func, _, _ = payload.loads_call(blob)
+    assert func.__code__.co_filename == h.__file__
+    assert payload.linecache.getline(h.__file__, func.__code__.co_firstlineno + 1).strip().startswith("def greet(")
+
+
+def test_sources_never_push_a_payload_over_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(payload, "MAX_SOURCE_BYTES", 0)
+        bare = len(payload.dumps_call(h.greet("a")))
+    blob = payload.dumps_call(h.greet("a"), limit=bare + 100)  # room for the call, not for its source
+    assert len(blob) == bare and "sources" not in payload.read_header(blob)
+    assert run(blob) == "HELLO, A!."
+
+
+def test_a_file_over_the_source_budget_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(payload, "MAX_SOURCE_BYTES", 100)
+    blob = payload.dumps_call(h.greet("a"))
+    assert "sources" not in payload.read_header(blob)
+    func, _, _ = payload.loads_call(blob)
+    assert func.__code__.co_filename == h.__file__  # the name travels all the same
 
 
 def _with_header(blob: bytes, **changes: str) -> bytes:
