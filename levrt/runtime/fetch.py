@@ -21,15 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from levrt._stored import human_size, is_sha256
-from levrt.podenv import (
-    DATABASE_ENV,
-    DEFAULT_DATABASE,
-    DEFAULT_TERMINATION_LOG,
-    FETCH_MODULE,
-    STORE_URI_ENV,
-    TERMINATION_LOG_ENV,
-)
+from levrt.podenv import DATABASE_ENV, DEFAULT_DATABASE, FETCH_MODULE, STORE_URI_ENV
 from levrt.runtime.blobs import Bucket
+from levrt.runtime.termination import termination_log
 
 __all__ = ["main"]
 
@@ -38,7 +32,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
          connect: Callable[[str], Any] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
-    log = env.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG
+    log = termination_log(env)
     if len(argv) < 2 or not all(is_sha256(sha) for sha in argv[1:]):
         print(f"usage: python3 -m {FETCH_MODULE} DIR SHA256...; got {argv!r}", file=sys.stderr)
         return 2
