@@ -31,6 +31,7 @@ from levrt.errors import (
     SchemaError,
     ServiceError,
 )
+from levrt.podenv import RESERVED_PATHS
 from levrt.remote import Remote, RemoteCall, as_call
 from levrt.settings import check_node_selector, check_resources, check_timeout, check_tolerations
 
@@ -62,8 +63,6 @@ PLATFORM_IMAGE_RE = re.compile(
 MAX_FILE_BYTES = 1024 * 1024 - 1024
 MAX_CMD_BYTES = 128 * 1024
 MAX_ENV_BYTES = 128 * 1024
-# Mount points of levrt itself: files there would hide the runtime or the payload.
-RESERVED_PATHS = ("/levrt", "/levrt-payload", "/levrt-target")
 RESERVED_CONTAINER_NAMES = ("main", "levrt-runtime")
 # Retries are for infrastructure hiccups; more than a few means something is wrong to look at.
 MAX_RETRIES = 10

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from levrt import podenv
 from levrt._version import __version__
 from levrt.errors import LevrtError, SettingsError
 
@@ -62,7 +63,7 @@ class Settings:
     """Store URI for *this* process; None → read Secret ``store_secret`` (``LEVRT_STORE_URI``)."""
     store_secret: str = "levrt-store"
     """Secret with key ``uri`` that Pods read the store URI from (``LEVRT_STORE_SECRET``)."""
-    database: str = "levrt"
+    database: str = podenv.DEFAULT_DATABASE
     """MongoDB database (``LEVRT_DB``)."""
     keep: bool = False
     """Keep Pods after their results are read, for debugging (``LEVRT_KEEP=1``)."""
@@ -157,35 +158,35 @@ class Settings:
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {}
         plain = {
-            "LEVRT_NAMESPACE": "namespace",
-            "LEVRT_RUNTIME_IMAGE": "runtime_image",
-            "LEVRT_RUNTIME_HOST_PATH": "runtime_host_path",
-            "LEVRT_RUNTIME_MODE": "runtime_mode",
-            "LEVRT_STORE_URI": "store_uri",
-            "LEVRT_STORE_SECRET": "store_secret",
-            "LEVRT_DB": "database",
-            "LEVRT_IMAGE_PULL_POLICY": "image_pull_policy",
-            "LEVRT_IMAGE_REGISTRY": "image_registry",
+            podenv.NAMESPACE_ENV: "namespace",
+            podenv.RUNTIME_IMAGE_ENV: "runtime_image",
+            podenv.RUNTIME_HOST_PATH_ENV: "runtime_host_path",
+            podenv.RUNTIME_MODE_ENV: "runtime_mode",
+            podenv.STORE_URI_ENV: "store_uri",
+            podenv.STORE_SECRET_ENV: "store_secret",
+            podenv.DATABASE_ENV: "database",
+            podenv.IMAGE_PULL_POLICY_ENV: "image_pull_policy",
+            podenv.IMAGE_REGISTRY_ENV: "image_registry",
         }
         for var, field in plain.items():
             if env.get(var):
                 kw[field] = env[var]
-        if env.get("LEVRT_KEEP"):
-            kw["keep"] = env["LEVRT_KEEP"].strip().lower() in ("1", "true", "yes", "on")
-        if env.get("LEVRT_TIMEOUT"):
-            kw["timeout"] = _number(env, "LEVRT_TIMEOUT", int)
+        if env.get(podenv.KEEP_ENV):
+            kw["keep"] = env[podenv.KEEP_ENV].strip().lower() in ("1", "true", "yes", "on")
+        if env.get(podenv.TIMEOUT_ENV):
+            kw["timeout"] = _number(env, podenv.TIMEOUT_ENV, int)
         for var, field in (
-            ("LEVRT_START_TIMEOUT", "start_timeout"),
-            ("LEVRT_SCHEDULE_TIMEOUT", "schedule_timeout"),
-            ("LEVRT_DEBUG_WAIT", "debug_wait"),
-            ("LEVRT_LEASE_SECONDS", "lease_seconds"),
+            (podenv.START_TIMEOUT_ENV, "start_timeout"),
+            (podenv.SCHEDULE_TIMEOUT_ENV, "schedule_timeout"),
+            (podenv.DEBUG_WAIT_ENV, "debug_wait"),
+            (podenv.LEASE_SECONDS_ENV, "lease_seconds"),
         ):
             if env.get(var):
                 kw[field] = _number(env, var, float)
         for var, field, kind in (
-            ("LEVRT_RESOURCES", "resources", dict),
-            ("LEVRT_NODE_SELECTOR", "node_selector", dict),
-            ("LEVRT_TOLERATIONS", "tolerations", list),
+            (podenv.RESOURCES_ENV, "resources", dict),
+            (podenv.NODE_SELECTOR_ENV, "node_selector", dict),
+            (podenv.TOLERATIONS_ENV, "tolerations", list),
         ):
             if env.get(var):
                 value = _json(env, var, kind)

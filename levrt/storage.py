@@ -4,7 +4,7 @@ Why a public module of its own: a ``Digest`` in ``Cr(files=...)`` names content 
 (a 1 GB wordlist uploaded once, mounted by every task after), so users need a way to store it
 from wherever they are: inside an entry (the task's own store connection), in an orchestration
 (the job's), or from a plain script (a connection made like ``levrt get`` makes one:
-``LEVRT_STORE_URI``, else the platform's Secret). ``levrt put FILE`` is the same from a shell.
+``Settings.store_uri`` from the environment, else the platform's Secret). ``levrt put FILE`` is the same from a shell.
 Import-light like ``levrt.run``: the client side loads when called.
 """
 

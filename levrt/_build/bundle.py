@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from levrt._build import BuildError, progress
+from levrt.podenv import ORCHESTRATOR_SITE, RUNTIME_MOUNT
 
 __all__ = [
     "PREFIX",
@@ -51,7 +52,7 @@ __all__ = [
     "tool",
 ]
 
-PREFIX = "/levrt"
+PREFIX = RUNTIME_MOUNT
 # The installed levrt package (a checkout's levrt/ when run from one): the bundle ships this copy.
 LEVRT_DIR = Path(__file__).resolve().parents[1]
 # Package data of levrt that has no place in a task container (the Helm chart, the kind config).
@@ -313,7 +314,7 @@ def build_client_site(dest: Path) -> Path:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source, target)
         compileall.compile_dir(str(staging), quiet=2, workers=0, stripdir=str(staging),
-                               prependdir="/opt/levrt-orchestrator",
+                               prependdir=ORCHESTRATOR_SITE,
                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
         (staging / ".complete").write_text("")
         if dest.exists():
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
                         help="directory to hold levrt/ (default: the cache, keyed by content)")
     parser.add_argument("--client-site", type=Path, metavar="DIR",
                         help="also copy the client-side packages for in-cluster orchestration into DIR "
-                             "(the image's /opt/levrt-orchestrator)")
+                             f"(the image's {ORCHESTRATOR_SITE})")
     options = parser.parse_args(argv)
     try:
         out(str(build_bundle(options.dest)))

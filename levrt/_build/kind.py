@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from levrt._build import BuildError
+from levrt.podenv import NAMESPACE_ENV, STORE_URI_ENV
 
 __all__ = [
     "KIND_HOST_CIDRS",
@@ -117,6 +118,6 @@ def local_store_uri(uri: str, port: int) -> str:
 def env_lines(*, uri: str, port: int, namespace: str = NAMESPACE) -> list[str]:
     """The lines ``levrt env`` prints, for ``eval "$(levrt env)"``: shell-quoted, passwords included."""
     return [
-        f"export LEVRT_NAMESPACE={shlex.quote(namespace)}",
-        f"export LEVRT_STORE_URI={shlex.quote(local_store_uri(uri, port))}",
+        f"export {NAMESPACE_ENV}={shlex.quote(namespace)}",
+        f"export {STORE_URI_ENV}={shlex.quote(local_store_uri(uri, port))}",
     ]

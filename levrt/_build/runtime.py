@@ -20,6 +20,7 @@ from pathlib import Path
 from levrt._build import progress
 from levrt._build.bundle import build_bundle, build_client_site, cache_root, client_distributions
 from levrt._build.oci import Image, write_archive
+from levrt.podenv import ORCHESTRATOR_SITE, PYTHON, RUNTIME_MOUNT
 from levrt.settings import DEFAULT_RUNTIME_IMAGE
 
 __all__ = ["build_archive", "cached_archive", "runtime_image", "runtime_ref"]
@@ -39,13 +40,15 @@ def runtime_image(ref: str | None = None) -> Image:
         "".join(f"{d.metadata['Name']}={d.version};" for d in client_distributions()).encode()
     ).hexdigest()[:16]
     client_root = cache_root() / f"runtime-client-{key}"
-    (client_root / "opt").mkdir(parents=True, exist_ok=True)
-    build_client_site(client_root / "opt" / "levrt-orchestrator")
+    client_site = client_root / ORCHESTRATOR_SITE.lstrip("/")
+    client_site.parent.mkdir(parents=True, exist_ok=True)
+    build_client_site(client_site)
     link = cache_root() / "runtime-link"
-    if not (link / "levrt").is_symlink():
+    mount_link = link / RUNTIME_MOUNT.lstrip("/")  # the /levrt -> . link: the image's root is the bundle
+    if not mount_link.is_symlink():
         link.mkdir(parents=True, exist_ok=True)
-        (link / "levrt").symlink_to(".")
-    return Image(ref or runtime_ref(), (bundle / "levrt", link, client_root), entrypoint=("/levrt/bin/python3",),
+        mount_link.symlink_to(".")
+    return Image(ref or runtime_ref(), (bundle / "levrt", link, client_root), entrypoint=(PYTHON,),
                  labels={"io.levrt.python": f"{sys.version_info.major}.{sys.version_info.minor}"})
 
 

@@ -21,6 +21,7 @@ from levrt._cli import admin, attach, check, laptop, put, run, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
+from levrt.podenv import DEBUG_ENV
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -91,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # Not one of levrt's errors: a bug, or a library's error nobody mapped yet. One line still,
         # with the way to the traceback for the report.
-        if os.environ.get("LEVRT_DEBUG") == "1":
+        if os.environ.get(DEBUG_ENV) == "1":
             raise
-        print(f"levrt {args.command}: unexpected {type(exc).__name__}: {exc} (LEVRT_DEBUG=1 shows the "
+        print(f"levrt {args.command}: unexpected {type(exc).__name__}: {exc} ({DEBUG_ENV}=1 shows the "
               "traceback; please report it)", file=sys.stderr)
         return EXIT_FAILED

@@ -41,8 +41,9 @@ from levrt._cli.base import (
 )
 from levrt._clients.api import STDOUT, ExecStream
 from levrt._clients.kube import Kube
-from levrt._shapes.names import PYTHON, RUNTIME_COMMAND, RUNTIME_COPIER, api_path
+from levrt._shapes.names import RUNTIME_COPIER, api_path
 from levrt._shapes.podstatus import FATAL_WAITING, container_status
+from levrt.podenv import PYTHON, RUNTIME_COMMAND
 from levrt.runtime.bridge import EXIT_BUSY, EXIT_NO_BREAKPOINT
 
 __all__ = ["ATTACH", "BRIDGE", "EXIT_BUSY", "EXIT_NO_BREAKPOINT", "attach_command", "relay"]

@@ -305,7 +305,7 @@ def _size_or_fail(path: pathlib.Path, name: str) -> int:
 @contextlib.asynccontextmanager
 async def connect(settings: Settings, *, kubeconfig: str | None = None) -> AsyncIterator[FileStore]:
     """The file storage of the store this machine reaches, outside a job (``levrt put``,
-    ``levrt.upload`` with no job running): ``LEVRT_STORE_URI``, else the platform's Secret."""
+    ``levrt.upload`` with no job running): ``Settings.store_uri``, else the platform's Secret."""
     uri = settings.store_uri
     if not uri:
         async with await Kube.connect(kubeconfig=kubeconfig) as kube:

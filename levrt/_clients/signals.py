@@ -13,8 +13,9 @@ import signal as signals
 
 from levrt._clients.api import ExecResult
 from levrt._clients.kube import Kube
-from levrt._shapes.names import PYTHON, api_path
+from levrt._shapes.names import api_path
 from levrt.errors import LevrtError
+from levrt.podenv import PYTHON
 
 __all__ = ["deliver", "signal_name", "signal_number"]
 

@@ -20,6 +20,7 @@ from levrt._clients.api import ApiError
 from levrt._clients.kube import Kube
 from levrt._shapes.names import api_path
 from levrt.errors import StoreError
+from levrt.podenv import DEFAULT_DATABASE, STORE_SECRET_KEY, STORE_URI_ENV
 from levrt.settings import Settings
 
 __all__ = ["COUNTERS", "JOBS", "TASKS", "Store", "resolve_uri", "short_error", "use_client"]
@@ -59,11 +60,11 @@ class Store:
         self._uri = uri_for_errors
 
     @classmethod
-    def connect(cls, uri: str, *, database: str = "levrt", timeout: float = 10.0) -> Store:
+    def connect(cls, uri: str, *, database: str = DEFAULT_DATABASE, timeout: float = 10.0) -> Store:
         """Prepare a client; the first operation connects (and fails with ``StoreError``)."""
         if not uri:
             raise StoreError(
-                "No store URI. Set LEVRT_STORE_URI (e.g. mongodb://127.0.0.1:30017/) or create the "
+                f"No store URI. Set {STORE_URI_ENV} (e.g. mongodb://127.0.0.1:30017/) or create the "
                 "Secret 'levrt-store' with key 'uri' in the levrt namespace (the Helm chart does)."
             )
         factory = _client_factory.get()
@@ -147,7 +148,7 @@ class Store:
     def unreachable(self, exc: Exception) -> StoreError:
         return StoreError(
             f"The store at {self._uri} did not answer: {short_error(exc)}. Check that it runs "
-            "(kubectl -n levrt get pods) and that LEVRT_STORE_URI points at an address this "
+            f"(kubectl -n levrt get pods) and that {STORE_URI_ENV} points at an address this "
             "machine can reach."
         )
 
@@ -162,10 +163,10 @@ async def resolve_uri(kube: Kube, settings: Settings) -> str:
         )
     except ApiError as exc:
         raise StoreError(
-            f"LEVRT_STORE_URI is not set and the Secret {settings.namespace}/{settings.store_secret} "
-            f"could not be read ({exc}). Set LEVRT_STORE_URI to a store address this machine reaches."
+            f"{STORE_URI_ENV} is not set and the Secret {settings.namespace}/{settings.store_secret} "
+            f"could not be read ({exc}). Set {STORE_URI_ENV} to a store address this machine reaches."
         ) from exc
-    return base64.b64decode(secret.get("data", {}).get("uri", "")).decode()
+    return base64.b64decode(secret.get("data", {}).get(STORE_SECRET_KEY, "")).decode()
 
 
 def short_error(exc: BaseException) -> str:

@@ -45,6 +45,7 @@ from levrt._shapes.names import api_path, job_selector
 from levrt.cr import Cr
 from levrt.document import Document
 from levrt.errors import ClusterError, LevrtError, TaskFailed
+from levrt.podenv import DETACHED_ENV, POD_NAME_ENV, POD_UID_ENV
 from levrt.settings import Settings
 from levrt.task import Task
 
@@ -434,11 +435,6 @@ class Engine:
             listing.get("items", []), key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""
         )
         return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '').strip()}" for e in items]
-
-
-POD_NAME_ENV, POD_UID_ENV, DETACHED_ENV = "LEVRT_POD_NAME", "LEVRT_POD_UID", "LEVRT_DETACHED"
-"""Set in an orchestration Pod (``levrt._shapes.orchestrator``): its own name and uid, and whether
-its client left it to run on (``levrt run --detach``)."""
 
 
 def _detached() -> bool:

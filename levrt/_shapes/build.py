@@ -55,13 +55,9 @@ from levrt._shapes.names import (
     GATE,
     JOB_LABEL,
     MANAGED_BY,
-    PAYLOAD_MOUNT,
     PAYLOAD_ROLE,
-    PYTHON,
     ROLE_LABEL,
-    RUNTIME_COMMAND,
     RUNTIME_COPIER,
-    RUNTIME_MOUNT,
     TASK_LABEL,
     TERMINATION_POLICY,
     image_reference,
@@ -71,7 +67,26 @@ from levrt._shapes.names import (
 )
 from levrt.cr import Cr, Digest
 from levrt.errors import LevrtError, PayloadError, SettingsError
-from levrt.runtime.timeout import TIMEOUT_GRACE
+from levrt.podenv import (
+    COLLECTION_ENV,
+    DATABASE_ENV,
+    DEBUG_WAIT_ENV,
+    IMAGE_REGISTRY_ENV,
+    JOB_ENV,
+    PAYLOAD_ENV,
+    PAYLOAD_MOUNT,
+    PROBE_MOUNT,
+    PYTHON,
+    RUNTIME_COMMAND,
+    RUNTIME_MOUNT,
+    RUNTIME_TARGET,
+    SERVICE_PAYLOAD_PREFIX,
+    STORE_SECRET_KEY,
+    STORE_URI_ENV,
+    TASK_ENV,
+    TIMEOUT_ENV,
+    TIMEOUT_GRACE,
+)
 from levrt.settings import Settings
 
 __all__ = [
@@ -85,7 +100,6 @@ __all__ = [
 ]
 
 RUNTIME_VOLUME = "levrt-runtime"
-RUNTIME_TARGET = "/levrt-target"
 PAYLOAD_VOLUME = "levrt-payload"
 # The runtime image's root is the bundle's prefix (bin/, lib/), with /levrt a link to that root: so
 # the image mounted as a volume at /levrt is the runtime, and in a container of that image
@@ -104,7 +118,6 @@ RUNTIME_COPY_COMMAND = [
 COPIED_MARKER = ".copied"
 """Written by the postStart copy when it is done: the copier container then exits."""
 PROBE_ROLE = "runtime-probe"
-PROBE_MOUNT = "/levrt-probe"
 # Readiness of several ports at once: exit 0 only when every port accepts a connection.
 PROBE_SCRIPT = (
     "import socket,sys\n"
@@ -170,7 +183,7 @@ def build_task(
         payloads["main"] = payload.dumps_call(cr.entry)
     for svc_name, svc in cr.services.items():
         if svc.entry is not None:
-            payloads[f"svc-{svc_name}"] = payload.dumps_call(svc.entry)
+            payloads[f"{SERVICE_PAYLOAD_PREFIX}{svc_name}"] = payload.dumps_call(svc.entry)
     total = sum(len(p) for p in payloads.values())
     if total > MAX_SECRET_BYTES:
         raise PayloadError(
@@ -210,7 +223,7 @@ def build_task(
         sidecar = _container(
             svc_name,
             svc,
-            payload_key=f"svc-{svc_name}",
+            payload_key=f"{SERVICE_PAYLOAD_PREFIX}{svc_name}",
             settings=settings,
             files=mounts[svc_name],
             collection=collection,
@@ -244,7 +257,7 @@ def build_task(
         main["resources"] = _plain(resources)
     timeout = cr.timeout if cr.timeout is not None else settings.timeout
     if timeout is not None and cr.entry is not None:
-        main["env"].append({"name": "LEVRT_TIMEOUT", "value": str(timeout)})
+        main["env"].append({"name": TIMEOUT_ENV, "value": str(timeout)})
 
     spec: dict[str, Any] = {
         "schedulingGates": [{"name": GATE}],
@@ -335,18 +348,18 @@ def _container(
     if cr.entry is not None:
         container["command"] = list(RUNTIME_COMMAND)
         env += [
-            {"name": "LEVRT_PAYLOAD", "value": f"{PAYLOAD_MOUNT}/{payload_key}"},
+            {"name": PAYLOAD_ENV, "value": f"{PAYLOAD_MOUNT}/{payload_key}"},
             {
-                "name": "LEVRT_STORE_URI",
-                "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}},
+                "name": STORE_URI_ENV,
+                "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": STORE_SECRET_KEY}},
             },
-            {"name": "LEVRT_DB", "value": settings.database},
-            {"name": "LEVRT_COLLECTION", "value": collection},
-            {"name": "LEVRT_JOB", "value": str(job)},
-            {"name": "LEVRT_TASK", "value": str(task)},
+            {"name": DATABASE_ENV, "value": settings.database},
+            {"name": COLLECTION_ENV, "value": collection},
+            {"name": JOB_ENV, "value": str(job)},
+            {"name": TASK_ENV, "value": str(task)},
         ]
         if settings.debug_wait is not None:
-            env.append({"name": "LEVRT_DEBUG_WAIT", "value": f"{settings.debug_wait:g}"})
+            env.append({"name": DEBUG_WAIT_ENV, "value": f"{settings.debug_wait:g}"})
         mounts.append({"name": PAYLOAD_VOLUME, "mountPath": PAYLOAD_MOUNT, "readOnly": True})
     if cr.entry is not None or len(cr.ports) > 1:
         mounts.insert(0, {"name": RUNTIME_VOLUME, "mountPath": RUNTIME_MOUNT, "readOnly": True})
@@ -469,8 +482,8 @@ def _image(image: str, settings: Settings) -> str:
     if reference is None:
         raise SettingsError(
             f"image={image!r} is a platform image (a leading dot: '.user.tool:tag'), but no registry is "
-            "configured for them. Set LEVRT_IMAGE_REGISTRY to the platform's registry, e.g. "
-            "LEVRT_IMAGE_REGISTRY=registry.example:5000/tools (the chart's settings.imageRegistry sets it for "
+            f"configured for them. Set {IMAGE_REGISTRY_ENV} to the platform's registry, e.g. "
+            f"{IMAGE_REGISTRY_ENV}=registry.example:5000/tools (the chart's settings.imageRegistry sets it for "
             "in-cluster runs)."
         )
     return reference

@@ -26,15 +26,15 @@ import pathlib
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from levrt._shapes.names import FILE_LABEL, MANAGED_BY, PYTHON, SHA256_ANNOTATION, TERMINATION_POLICY, file_object_name
+from levrt._shapes.names import FILE_LABEL, MANAGED_BY, SHA256_ANNOTATION, TERMINATION_POLICY, file_object_name
 from levrt._stored import sha256_of
 from levrt.cr import MAX_FILE_BYTES, Cr, Digest, File
 from levrt.errors import FileSpecError
+from levrt.podenv import DATABASE_ENV, FETCH_MODULE, FILES_MOUNT, PYTHON, STORE_SECRET_KEY, STORE_URI_ENV
 from levrt.settings import Settings
 
 __all__ = [
     "FETCH_CONTAINER",
-    "FILES_MOUNT",
     "FILES_VOLUME",
     "StoredSource",
     "containers_files",
@@ -48,8 +48,6 @@ __all__ = [
 
 FETCH_CONTAINER = "levrt-files"
 FILES_VOLUME = "levrt-files"
-FILES_MOUNT = "/levrt-files"
-FETCH_MODULE = "levrt.runtime.fetch"
 
 FileContents = Mapping[str, bytes | Digest]
 """What ``read_files`` returns: the content of each small local file by ``os.fspath(path)``, the
@@ -223,8 +221,9 @@ def fetch_container(shas: list[str], settings: Settings) -> dict[str, Any]:
         "imagePullPolicy": settings.image_pull_policy,
         "command": [PYTHON, "-m", FETCH_MODULE, FILES_MOUNT, *shas],
         "env": [
-            {"name": "LEVRT_STORE_URI", "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}}},
-            {"name": "LEVRT_DB", "value": settings.database},
+            {"name": STORE_URI_ENV,
+             "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": STORE_SECRET_KEY}}},
+            {"name": DATABASE_ENV, "value": settings.database},
         ],
         "volumeMounts": [{"name": FILES_VOLUME, "mountPath": FILES_MOUNT}],
         "terminationMessagePolicy": TERMINATION_POLICY,

@@ -1,5 +1,6 @@
 """Every name levrt gives to things in the cluster, written once: labels, selectors, object
-names, runtime paths, and the API path of every object it touches.
+names, and the API path of every object it touches (the paths and variables a Pod shares with
+the runtime inside it are ``levrt.podenv``'s).
 
 Why one module: the builder writes these names, the engine and the CLI look objects up by them,
 and the chart and tests read them too. A label spelled twice drifts; here it cannot.
@@ -21,13 +22,9 @@ __all__ = [
     "LEASE_GROUP",
     "MANAGED_BY",
     "MANAGED_SELECTOR",
-    "PAYLOAD_MOUNT",
     "PAYLOAD_ROLE",
-    "PYTHON",
     "ROLE_LABEL",
-    "RUNTIME_COMMAND",
     "RUNTIME_COPIER",
-    "RUNTIME_MOUNT",
     "RUN_LABEL",
     "SHA256_ANNOTATION",
     "TASK_LABEL",
@@ -68,11 +65,6 @@ KEPT_ANNOTATION = "levrt.io/kept"
 # A Pod behind this scheduling gate cannot start until the objects it owns exist.
 GATE = "levrt.io/objects"
 
-# The runtime bundle is a Python prefix mounted at /levrt: its ELF interpreter path is fixed there.
-RUNTIME_MOUNT = "/levrt"
-PYTHON = f"{RUNTIME_MOUNT}/bin/python3"
-RUNTIME_COMMAND = (PYTHON, "-m", "levrt.runtime")
-PAYLOAD_MOUNT = "/levrt-payload"
 # The last lines of a container's output become its termination message when it wrote none.
 TERMINATION_POLICY = "FallbackToLogsOnError"
 

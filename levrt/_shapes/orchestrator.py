@@ -20,17 +20,27 @@ from levrt._shapes.build import TaskObjects
 from levrt._shapes.names import (
     GATE,
     MANAGED_BY,
-    PYTHON,
     ROLE_LABEL,
     RUN_LABEL,
     TERMINATION_POLICY,
     orchestrator_name,
 )
 from levrt.errors import OrchestrationError
+from levrt.podenv import (
+    DETACHED_ENV,
+    KEEP_ENV,
+    NAMESPACE_ENV,
+    ORCHESTRATOR_SITE,
+    POD_NAME_ENV,
+    POD_UID_ENV,
+    PYTHON,
+    RUNTIME_IMAGE_ENV,
+    STORE_SECRET_KEY,
+    STORE_URI_ENV,
+)
 from levrt.settings import Settings
 
 __all__ = [
-    "ORCHESTRATOR_SITE",
     "SERVICE_ACCOUNT",
     "SETTINGS_CONFIGMAP",
     "new_run_id",
@@ -39,9 +49,6 @@ __all__ = [
 
 SERVICE_ACCOUNT = "levrt-orchestrator"
 SETTINGS_CONFIGMAP = "levrt-settings"
-# Where the runtime image keeps the SDK's client-side dependencies (kubernetes_asyncio, aiohttp,
-# pyyaml, rich). They sit outside /levrt so task Pods never copy them.
-ORCHESTRATOR_SITE = "/opt/levrt-orchestrator"
 SOURCE_MOUNT = "/orchestration"
 MAX_SOURCE = 512 * 1024
 
@@ -75,17 +82,18 @@ def orchestrator_objects(
     env_list: list[dict[str, Any]] = [
         {"name": "PYTHONPATH", "value": ORCHESTRATOR_SITE},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": "LEVRT_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "LEVRT_RUNTIME_IMAGE", "value": settings.runtime_image},
-        {"name": "LEVRT_STORE_URI", "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": "uri"}}},
+        {"name": NAMESPACE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": RUNTIME_IMAGE_ENV, "value": settings.runtime_image},
+        {"name": STORE_URI_ENV,
+         "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": STORE_SECRET_KEY}}},
         # Its own name and uid: the job it runs adopts this Pod (owned by the job's Lease).
-        {"name": "LEVRT_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "LEVRT_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        {"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
     if detach:  # nobody follows it: the job's Lease keeps it to the end, and takes it along
-        env_list.append({"name": "LEVRT_DETACHED", "value": "1"})
+        env_list.append({"name": DETACHED_ENV, "value": "1"})
     if settings.keep:
-        env_list.append({"name": "LEVRT_KEEP", "value": "1"})
+        env_list.append({"name": KEEP_ENV, "value": "1"})
     # The user's variables come last so they can override the settings (LEVRT_TIMEOUT=...).
     env_list += [{"name": k, "value": v} for k, v in sorted((env or {}).items())]
     pod = {

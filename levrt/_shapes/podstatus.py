@@ -14,8 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from levrt._shapes.names import RUNTIME_COMMAND
-from levrt.runtime.timeout import EXIT_TIMED_OUT
+from levrt.podenv import EXIT_TIMED_OUT, RUNTIME_COMMAND, TIMEOUT_ENV
 
 __all__ = [
     "DELETED",
@@ -223,7 +222,7 @@ def timed_out(pod: Pod) -> bool:
         return False
     for container in pod.get("spec", {}).get("containers") or []:
         if container.get("name") == "main":
-            return any(e.get("name") == "LEVRT_TIMEOUT" for e in container.get("env") or [])
+            return any(e.get("name") == TIMEOUT_ENV for e in container.get("env") or [])
     return False
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from levrt.runtime import main
+from levrt.runtime.process import main
 
 sys.exit(main())

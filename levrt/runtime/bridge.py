@@ -5,7 +5,8 @@ container by ``levrt attach`` (``/levrt/bin/python3 -I -c "from levrt.runtime.br
 bridge; ..."``), and ``levrt attach`` on the client reads its exit statuses. It connects to the
 Unix socket the debugger listens on at a breakpoint and copies bytes both ways until the
 debugger hangs up. The wire between the two (the socket path, the greeting lines, the exit
-statuses) is defined here once. Standard library only.
+statuses) is defined here once; the socket's path and its variable in ``levrt.podenv``. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from levrt.podenv import DEBUG_SOCKET_ENV, DEFAULT_DEBUG_SOCKET
+
 __all__ = ["BUSY", "DEFAULT_SOCKET", "EXIT_BUSY", "EXIT_NO_BREAKPOINT", "HELLO", "bridge", "socket_path"]
 
-DEFAULT_SOCKET = "/tmp/levrt-debug.sock"
+DEFAULT_SOCKET = DEFAULT_DEBUG_SOCKET
 
 # The first line the debugger writes to each client, so the bridge can tell "your session" from
 # "someone else's" before copying anything.
@@ -35,7 +38,7 @@ EXIT_NO_BREAKPOINT = 4
 def socket_path(env: Mapping[str, str] | None = None) -> str:
     """Where the debugger listens: ``$LEVRT_DEBUG_SOCKET`` or ``DEFAULT_SOCKET``."""
     env = os.environ if env is None else env
-    return env.get("LEVRT_DEBUG_SOCKET") or DEFAULT_SOCKET
+    return env.get(DEBUG_SOCKET_ENV) or DEFAULT_SOCKET
 
 
 def _stderr_line(message: str) -> None:

@@ -30,7 +30,8 @@ What happens, in every case (none of them hangs for good or ends the entry obscu
   there is used instead of this one.
 
 One stop is served at a time: a breakpoint reached by another thread meanwhile waits its turn.
-Standard library only (this runs in every task container).
+Standard library only (this runs in every task container). Longer than the house's 450 lines: the
+debugger session is one idea, and its cases above are easier to follow in one file.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import IO, Any, cast
 
+from levrt.podenv import (
+    DEBUG_SOCKET_ENV,
+    DEBUG_WAIT_ENV,
+    DEFAULT_DEBUG_WAIT,
+    JOB_ENV,
+    PAYLOAD_ENV,
+    SERVICE_PAYLOAD_PREFIX,
+    TASK_ENV,
+)
 from levrt.runtime.bridge import BUSY, HELLO, socket_path
 
 __all__ = [
@@ -62,7 +72,7 @@ __all__ = [
     "wait_seconds",
 ]
 
-DEFAULT_WAIT = 300.0
+DEFAULT_WAIT = DEFAULT_DEBUG_WAIT
 MAX_WAIT = 7 * 86400.0  # a week: "as long as it takes", still a number a socket timeout accepts
 
 # After saying goodbye the debugger waits this long for the client to hang up, so the bridge has
@@ -108,7 +118,7 @@ def wait_seconds(env: Mapping[str, str] | None = None) -> float:
     ``DEFAULT_WAIT``; 0 or less: breakpoints are skipped). A value that is not a number is
     reported once and the default used."""
     env = os.environ if env is None else env
-    raw = (env.get("LEVRT_DEBUG_WAIT") or "").strip()
+    raw = (env.get(DEBUG_WAIT_ENV) or "").strip()
     if not raw:
         return DEFAULT_WAIT
     try:
@@ -116,18 +126,18 @@ def wait_seconds(env: Mapping[str, str] | None = None) -> float:
     except ValueError:
         value = float("nan")
     if math.isnan(value):
-        _say_once(f"levrt: LEVRT_DEBUG_WAIT={raw!r} is not a number of seconds; using {DEFAULT_WAIT:g}")
+        _say_once(f"levrt: {DEBUG_WAIT_ENV}={raw!r} is not a number of seconds; using {DEFAULT_WAIT:g}")
         return DEFAULT_WAIT
     return min(max(value, 0.0), MAX_WAIT)
 
 
 def _task_hint(env: Mapping[str, str]) -> str:
     """The ``levrt attach`` arguments naming this container: ``12.3``, plus ``-c NAME`` in a service."""
-    job, task = env.get("LEVRT_JOB"), env.get("LEVRT_TASK")
+    job, task = env.get(JOB_ENV), env.get(TASK_ENV)
     hint = f"{job}.{task}" if job and task else "TASK"
-    payload = os.path.basename(env.get("LEVRT_PAYLOAD") or "")
-    if payload.startswith("svc-"):
-        hint += f" -c {payload.removeprefix('svc-')}"
+    payload = os.path.basename(env.get(PAYLOAD_ENV) or "")
+    if payload.startswith(SERVICE_PAYLOAD_PREFIX):
+        hint += f" -c {payload.removeprefix(SERVICE_PAYLOAD_PREFIX)}"
     return hint
 
 
@@ -277,14 +287,14 @@ class _Session:
                 return True
             wait = wait_seconds(env)
             if wait <= 0:
-                _say_once(f"levrt: breakpoint at {where} skipped (LEVRT_DEBUG_WAIT={env.get('LEVRT_DEBUG_WAIT')})")
+                _say_once(f"levrt: breakpoint at {where} skipped ({DEBUG_WAIT_ENV}={env.get(DEBUG_WAIT_ENV)})")
                 return False
             path = socket_path(env)
             try:
                 listener = self._listen(path)
             except OSError as exc:
                 _say(f"levrt: breakpoint at {where}: cannot listen for `levrt attach` on {path} ({exc}); "
-                     "continuing without stopping. Set LEVRT_DEBUG_SOCKET to a writable path.")
+                     f"continuing without stopping. Set {DEBUG_SOCKET_ENV} to a writable path.")
                 return False
             _say(f"levrt: breakpoint at {where}; attach with: levrt attach {_task_hint(env)} (waiting {wait:g} s)")
             try:

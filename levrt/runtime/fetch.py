@@ -5,8 +5,8 @@ storage, and the task's image may have no Python and no levrt (an image without 
 first init container, of the runtime image, streams each content into the emptyDir ``DIR``
 (``/levrt-files/<sha256>``), checking the sha256 as it writes, and the containers mount those
 files read-only at their paths (``subPath``) before they start. A file is renamed into place
-only once complete and verified. Store address: ``LEVRT_STORE_URI`` and ``LEVRT_DB``, as for
-entries.
+only once complete and verified. Store address: the same variables as for entries
+(``levrt.podenv``: ``STORE_URI_ENV``, ``DATABASE_ENV``).
 
 Exit codes: 0 every file is in place; 1 a file is missing from the store or damaged, or the
 store is unreachable (the reason goes to the termination message); 2 bad arguments.
@@ -21,29 +21,29 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from levrt._stored import human_size, is_sha256
+from levrt.podenv import DATABASE_ENV, DEFAULT_DATABASE, FETCH_MODULE, STORE_URI_ENV
 from levrt.runtime.blobs import Bucket
+from levrt.runtime.termination import termination_log
 
 __all__ = ["main"]
-
-TERMINATION_LOG = "/dev/termination-log"
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
          connect: Callable[[str], Any] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
-    log = env.get("LEVRT_TERMINATION_LOG") or TERMINATION_LOG
+    log = termination_log(env)
     if len(argv) < 2 or not all(is_sha256(sha) for sha in argv[1:]):
-        print(f"usage: python3 -m levrt.runtime.fetch DIR SHA256...; got {argv!r}", file=sys.stderr)
+        print(f"usage: python3 -m {FETCH_MODULE} DIR SHA256...; got {argv!r}", file=sys.stderr)
         return 2
     folder, wanted = argv[0], argv[1:]
-    uri = env.get("LEVRT_STORE_URI")
+    uri = env.get(STORE_URI_ENV)
     if not uri:
-        return _fail(log, "levrt-files: LEVRT_STORE_URI is empty; the levrt-store Secret (key uri) must exist "
+        return _fail(log, f"levrt-files: {STORE_URI_ENV} is empty; the levrt-store Secret (key uri) must exist "
                           "in the task's namespace: install the levrt chart.")
     client = (connect or _mongo_client)(uri)
     try:
-        bucket = Bucket(client[env.get("LEVRT_DB") or "levrt"])
+        bucket = Bucket(client[env.get(DATABASE_ENV) or DEFAULT_DATABASE])
         for sha in wanted:
             target = os.path.join(folder, sha)
             if os.path.exists(target):

@@ -8,7 +8,8 @@ a coroutine entry is cancelled. An entry still running ``TIMEOUT_GRACE`` seconds
 with ``os._exit``: the kernel ignores a SIGKILL that a container's PID 1 sends itself. Either way
 the runtime exits ``EXIT_TIMED_OUT`` and says so in the termination message; the builder sets
 ``activeDeadlineSeconds`` to timeout + grace + a margin as the backstop behind this timer.
-Standard library only (DESIGN.md, "Import rule").
+``EXIT_TIMED_OUT`` and ``TIMEOUT_GRACE`` live in ``levrt.podenv``: the builder and the Pod status reader
+count with them too. Standard library only (DESIGN.md, "Import rule").
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 
+from levrt.podenv import EXIT_TIMED_OUT, TIMEOUT_ENV, TIMEOUT_GRACE
+
 __all__ = ["EXIT_TIMED_OUT", "TIMEOUT_GRACE", "Deadline", "timed_out_reason"]
 
-EXIT_TIMED_OUT = 124
-"""The runtime's exit code after the deadline (the code coreutils' ``timeout`` uses)."""
-TIMEOUT_GRACE = 10
-"""Seconds between the interrupt at the deadline and the hard end of an entry still running."""
 
 
 def timed_out_reason(seconds: float, *, killed: bool = False) -> str:
@@ -63,7 +62,7 @@ class Deadline:
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, on_hard_end: Callable[[str], None] | None = None) -> Deadline | None:
         """The deadline ``LEVRT_TIMEOUT`` asks for, or None; ``ValueError`` naming a bad value."""
-        text = env.get("LEVRT_TIMEOUT")
+        text = env.get(TIMEOUT_ENV)
         if not text:
             return None
         try:
@@ -71,7 +70,7 @@ class Deadline:
         except ValueError:
             seconds = 0
         if seconds < 1:
-            raise ValueError(f"LEVRT_TIMEOUT={text!r} must be a whole number of seconds >= 1.")
+            raise ValueError(f"{TIMEOUT_ENV}={text!r} must be a whole number of seconds >= 1.")
         return cls(seconds, on_hard_end=on_hard_end)
 
     def start(self) -> None:

@@ -4,8 +4,11 @@
   runs in the fast tier too, checks the layers; a cycle hidden in a function body is what let the
   old engine/task/build modules lean on each other).
 - An import inside a function is of a third-party library, with a comment saying why it is late.
-- ``import levrt.runtime``, which every task container does, loads no third-party module but
-  cloudpickle: the container ships nothing else it could load at start-up.
+- Starting the task process (``python -m levrt.runtime``), which every task container does, loads
+  no third-party module but cloudpickle: the container ships nothing else it could load at start-up.
+- What needs one fact of the runtime stays light: building a Pod (``levrt._shapes.build``) loads no
+  debugger, and the ``levrt-files`` init container (``python -m levrt.runtime.fetch``) neither the
+  debugger nor cloudpickle.
 - The public decorator and ``Cr(entry=...)`` are typed: a type checker rejects wrong calls.
 """
 
@@ -138,6 +141,7 @@ DEFERRED = {
     ("levrt.run", "levrt._core.engine"): "the engine loads when a job opens",
     ("levrt.storage", "levrt._clients.blobs"): "levrt.upload outside a job connects to the store when called",
     ("levrt.storage", "levrt._core.uploads"): "levrt.upload outside a job connects to the store when called",
+    ("levrt.runtime", "levrt.runtime.process"): "the task process (pdb, cloudpickle) loads only for a task",
 }
 
 
@@ -170,11 +174,11 @@ def _follows_an_explained_import(lines: list[str], node: ast.stmt) -> bool:
 
 def test_the_task_container_start_loads_only_cloudpickle_beyond_the_standard_library() -> None:
     # What the interpreter loaded before (site hooks of this machine, an editable install's
-    # finder) is not levrt's doing: only what `import levrt.runtime` adds counts.
+    # finder) is not levrt's doing: only what the task process (`python -m levrt.runtime`) adds counts.
     code = textwrap.dedent("""
         import sys
         before = set(sys.modules)
-        import levrt.runtime
+        import levrt.runtime.process
         added = {name.partition(".")[0] for name in set(sys.modules) - before}
         print(" ".join(sorted(t for t in added if t not in sys.stdlib_module_names and not t.startswith("_"))))
     """)
@@ -183,11 +187,47 @@ def test_the_task_container_start_loads_only_cloudpickle_beyond_the_standard_lib
 
 
 def test_the_task_container_start_loads_no_client_side_module() -> None:
-    code = "import sys, levrt.runtime; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, levrt.runtime.process; print(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                 cwd=ROOT).stdout.split())
     client_side = {m for m in loaded if m.startswith(("levrt._core", "levrt._clients", "levrt._cli", "asyncio"))}
     assert client_side == set(), "a task container's runtime should not load these; defer them (DEFERRED)"
+
+
+def loaded_by(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    code = textwrap.dedent(code) + "\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return set(out.split())
+
+
+def test_building_a_pod_does_not_load_the_debugger() -> None:
+    # The builder needs names of the Pod <-> runtime contract (levrt.podenv), not the runtime itself.
+    loaded = loaded_by("import levrt._shapes.build")
+    assert {"pdb", "bdb", "levrt.runtime.debug", "levrt.runtime.process"} & loaded == set()
+
+
+def test_the_files_init_container_loads_neither_the_debugger_nor_cloudpickle() -> None:
+    # As the container runs it: `python3 -m levrt.runtime.fetch DIR SHA256...` (here without
+    # arguments: it prints its usage and exits 2, after every import).
+    loaded = loaded_by("""
+        import runpy, sys
+        sys.argv = ["fetch"]
+        try:
+            runpy.run_module("levrt.runtime.fetch", run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            assert exit.code == 2, exit.code
+    """)
+    assert "levrt.runtime.blobs" in loaded  # the fetcher's own imports ran
+    assert {"pdb", "bdb", "cloudpickle", "levrt.payload", "levrt.runtime.debug"} & loaded == set()
+
+
+def test_the_runtime_face_gives_the_task_process_names_when_asked() -> None:
+    import levrt.runtime
+    from levrt.runtime import process
+
+    assert levrt.runtime.main is process.main and levrt.runtime.EXIT_STORE == process.EXIT_STORE
+    assert set(levrt.runtime.__all__) <= set(dir(levrt.runtime)) | levrt.runtime._PROCESS_NAMES
 
 
 TYPED_USE = """

@@ -28,7 +28,7 @@ from levrt import Cr
 from levrt._cli import attach, main
 from levrt._clients.kube import use_transport
 from levrt._shapes.build import build_task
-from levrt._shapes.names import PYTHON
+from levrt.podenv import PYTHON
 from levrt.runtime import bridge
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, RemoteCommand

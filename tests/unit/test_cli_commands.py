@@ -21,8 +21,8 @@ from levrt._cli import main
 from levrt._clients.api import ExecResult
 from levrt._clients.kube import use_transport
 from levrt._shapes.build import build_task
-from levrt._shapes.names import PYTHON
 from levrt.errors import ClusterError
+from levrt.podenv import PYTHON
 from levrt.settings import DEFAULT_RUNTIME_IMAGE, Settings
 from tests.fakes import ExecCall, FakeApiServer, FakeMongo
 
