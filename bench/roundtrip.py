@@ -67,7 +67,7 @@ def bare_body(name: str, job: int, shape: str, runtime_image: str) -> dict[str, 
         spec["initContainers"] = [{"name": "init", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
                                    "command": ["true"]}]
     elif shape in COPY_SHAPES:
-        from levrt._shapes.build import RUNTIME_COPY_COMMAND
+        from levrt._shapes.delivery import RUNTIME_COPY_COMMAND
         from levrt.podenv import RUNTIME_TARGET
 
         target = {"name": "rt", "mountPath": RUNTIME_TARGET}

@@ -2,7 +2,7 @@
 
 Why one ``build``: the tests of the builder, the golden snapshots, the validation cases and the
 chart's NetworkPolicy check all need a Cr's Pod; building it the way submit does (the local
-``Path`` files read first) in one place keeps them from drifting apart.
+``Path`` files read first, then planned) in one place keeps them from drifting apart.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from levrt import Cr
-from levrt._shapes.build import TaskObjects, build_task, read_files
+from levrt import Cr, Digest
+from levrt._core.localfiles import read_local_files
+from levrt._shapes.build import TaskObjects, build_task
+from levrt._shapes.files import plan_files
 from levrt.settings import Settings
 
 __all__ = ["build"]
@@ -24,13 +26,13 @@ def build(
     task: int = 0,
     collection: str = "default",
     settings: Settings | None = None,
-    file_contents: Mapping[str, bytes] | None = None,
+    local_files: Mapping[str, bytes | Digest] | None = None,
     attempt: int = 0,
 ) -> TaskObjects:
     """The objects of ``cr`` as task ``task`` of job ``job`` (``attempt``: a retry's); default ``Settings()``.
 
-    ``file_contents`` defaults to ``read_files(cr)``, as at submit time; pass ``{}`` to build
-    without reading them.
+    ``local_files`` (what the local ``Path`` files hold) defaults to ``read_local_files(cr)``, as at
+    submit time; pass ``{}`` to build without reading them.
     """
     return build_task(
         cr,
@@ -38,7 +40,7 @@ def build(
         task=task,
         collection=collection,
         settings=Settings() if settings is None else settings,
-        file_contents=read_files(cr) if file_contents is None else file_contents,
+        plan=plan_files(cr, read_local_files(cr) if local_files is None else local_files),
         attempt=attempt,
     )
 

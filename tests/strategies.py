@@ -21,7 +21,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 import levrt
-from levrt.cr import LINUX_CAPABILITIES, RESERVED_CONTAINER_NAMES, RESERVED_PATHS, Digest
+from levrt.checks import LINUX_CAPABILITIES, RESERVED_CONTAINER_NAMES, RESERVED_PATHS
+from levrt.cr import Digest
 
 __all__ = ["Bad", "bad_cr_kwargs", "cr_kwargs", "local_file"]
 

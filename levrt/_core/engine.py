@@ -35,12 +35,12 @@ from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import runtime_mode
+from levrt._core.localfiles import plan_task_files
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
 from levrt._shapes import podstatus
-from levrt._shapes.build import TaskObjects, build_task, read_files, with_attempt
-from levrt._shapes.files import stored_files
+from levrt._shapes.build import TaskObjects, build_task, with_attempt
 from levrt._shapes.names import api_path, job_selector
 from levrt.cr import Cr
 from levrt.document import Document
@@ -198,13 +198,12 @@ class Engine:
     async def start(self, cr: Cr) -> Task:
         index = next(self._task_index)
         collection = context.collection_name(cr.schema)
-        files = await asyncio.to_thread(read_files, cr, hashes=self.uploads.hashes)
-        objects = build_task(
-            cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
-            file_contents=files,
-        )
+        # The local files read or hashed in a thread: a missing one fails here, before anything is created.
+        plan = await asyncio.to_thread(plan_task_files, cr, hashes=self.uploads.hashes)
+        objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
+                             plan=plan)
         # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
-        await self.uploads.ensure(stored_files(cr, files))
+        await self.uploads.ensure(plan.stored)
         name = objects.name
         self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
                     submitted=time.time(), name=cr.origin, maxRetries=cr.retries)

@@ -1,9 +1,9 @@
 """A job's uploads to the store's file storage: each content sent once, every Digest checked.
 
-Why apart from the engine: what a task needs in the file storage (``levrt._shapes.files.
-stored_files``) must be there before its Pod is created, and a fan-out over one 64 MB wordlist
-must hash it once, upload it once (or not at all when an earlier job did) and never twice at the
-same time. This module keeps that bookkeeping for one job; the engine calls ``ensure`` in
+Why apart from the engine: what a task needs in the file storage (its ``FilePlan.stored``,
+``levrt._shapes.files``) must be there before its Pod is created, and a fan-out over one 64 MB
+wordlist must hash it once, upload it once (or not at all when an earlier job did) and never twice
+at the same time. This module keeps that bookkeeping for one job; the engine calls ``ensure`` in
 ``start`` before anything is submitted, so an unknown ``Digest`` is a ``FileSpecError`` with
 nothing created. Progress goes to logger ``lev`` (``progress: uploading words.txt (64.0 MiB)``,
 ``progress: words.txt already stored (64.0 MiB)``).
@@ -19,7 +19,8 @@ import time
 from collections.abc import Mapping
 
 from levrt._clients.blobs import FileStore
-from levrt._shapes.files import HashMemo, StoredSource
+from levrt._core.localfiles import HashMemo
+from levrt._shapes.files import StoredSource
 from levrt._stored import human_size
 from levrt.errors import FileSpecError
 
@@ -34,7 +35,7 @@ class Uploads:
     def __init__(self, files: FileStore) -> None:
         self.files = files
         self.hashes: HashMemo = {}
-        """sha256 of the local files this job hashed (``read_files(cr, hashes=...)``)."""
+        """sha256 of the local files this job hashed (``plan_task_files(cr, hashes=...)``)."""
         self._stored: set[str] = set()
         self._pending: dict[str, asyncio.Future[None]] = {}
 

@@ -3,8 +3,12 @@
 Why pure: what levrt sends to the cluster is the heart of its behaviour, so it is computed as
 plain dicts (Kubernetes JSON shape, camelCase) with no client and no I/O — snapshot-tested
 (tests/golden), checked by the apiserver with ``dryRun=All``, and submitted by the engine
-unchanged. The only I/O, reading local ``Path`` files, is ``levrt._shapes.files.read_files``
-(re-exported here) and stays outside.
+unchanged. The only I/O, reading local ``Path`` files, stays outside: ``levrt._core.localfiles``
+reads them into the ``FilePlan`` that ``build_task(plan=...)`` takes.
+
+The Pod is put together here from named parts: its containers (``containers.py``), how the
+runtime reaches it (``delivery.py``), its files (``files.py``); what stays here is the Pod itself
+(scheduling, network, volumes, deadline) and the payload Secret.
 
 The shape follows DESIGN.md "Pod shape" and SPEC 2:
 
@@ -27,7 +31,7 @@ The shape follows DESIGN.md "Pod shape" and SPEC 2:
   mounted with ``subPath`` read-only at the exact path. Content over ``MAX_FILE_BYTES`` and every
   ``Digest`` is in the store's file storage: a first init container ``levrt-files`` fetches it
   into the emptyDir ``levrt-files``, mounted with ``subPath: <sha256>`` read-only at the path
-  (``levrt._shapes.files``).
+  (``levrt._shapes.files``, whose ``FilePlan`` also tells the engine what to upload).
 - Links → ``hostAliases`` alias → IP. ``Cr`` accepts IP addresses only (a hostAlias needs an IP;
   a DNS name can be used directly instead of linking it).
 - ``host=True`` → ``hostNetwork`` with ``dnsPolicy: ClusterFirstWithHostNet``.
@@ -42,12 +46,12 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
-import math
-from collections.abc import Mapping
 from typing import Any
 
 from levrt import payload
-from levrt._shapes.files import FILES_VOLUME, containers_files, fetch_container, file_mount, read_files
+from levrt._shapes.containers import PAYLOAD_VOLUME, main_container, plain, sidecar_container
+from levrt._shapes.delivery import RUNTIME_VOLUME, RuntimeDelivery, runtime_delivery, runtime_volume
+from levrt._shapes.files import FILES_VOLUME, FilePlan, fetch_container, file_mount, file_objects, plan_files
 from levrt._shapes.names import (
     ATTEMPT_LABEL,
     COLLECTION_ANNOTATION,
@@ -57,76 +61,28 @@ from levrt._shapes.names import (
     MANAGED_BY,
     PAYLOAD_ROLE,
     ROLE_LABEL,
-    RUNTIME_COPIER,
     TASK_LABEL,
     TERMINATION_POLICY,
-    image_reference,
     payload_secret_name,
     pod_name,
     task_labels,
 )
-from levrt.cr import Cr, Digest
-from levrt.errors import LevrtError, PayloadError, SettingsError
-from levrt.podenv import (
-    COLLECTION_ENV,
-    DATABASE_ENV,
-    DEBUG_WAIT_ENV,
-    IMAGE_REGISTRY_ENV,
-    JOB_ENV,
-    PAYLOAD_ENV,
-    PAYLOAD_MOUNT,
-    PROBE_MOUNT,
-    PYTHON,
-    RUNTIME_COMMAND,
-    RUNTIME_MOUNT,
-    RUNTIME_TARGET,
-    SERVICE_PAYLOAD_PREFIX,
-    STORE_SECRET_KEY,
-    STORE_URI_ENV,
-    TASK_ENV,
-    TIMEOUT_ENV,
-    TIMEOUT_GRACE,
-)
+from levrt.cr import Cr
+from levrt.errors import LevrtError, PayloadError
+from levrt.podenv import PROBE_MOUNT, PYTHON, SERVICE_PAYLOAD_PREFIX, TIMEOUT_GRACE
 from levrt.settings import Settings
 
 __all__ = [
     "PROBE_ROLE",
-    "RUNTIME_COPY_COMMAND",
     "TaskObjects",
     "build_task",
-    "read_files",
     "runtime_probe_pod",
     "with_attempt",
 ]
 
-RUNTIME_VOLUME = "levrt-runtime"
-PAYLOAD_VOLUME = "levrt-payload"
-# The runtime image's root is the bundle's prefix (bin/, lib/), with /levrt a link to that root: so
-# the image mounted as a volume at /levrt is the runtime, and in a container of that image
-# /levrt/bin/python3 runs too. The init container copies the prefix, with the image's own
-# Python, into the emptyDir mounted at /levrt-target.
-BUNDLE_DIRS = ("bin", "lib")
-RUNTIME_COPY_COMMAND = [
-    PYTHON,
-    "-c",
-    "import shutil,sys\n"
-    "for d in sys.argv[3:]: shutil.copytree(sys.argv[1]+'/'+d, sys.argv[2]+'/'+d, symlinks=True, dirs_exist_ok=True)",
-    RUNTIME_MOUNT,
-    RUNTIME_TARGET,
-    *BUNDLE_DIRS,
-]
-COPIED_MARKER = ".copied"
-"""Written by the postStart copy when it is done: the copier container then exits."""
 PROBE_ROLE = "runtime-probe"
-# Readiness of several ports at once: exit 0 only when every port accepts a connection.
-PROBE_SCRIPT = (
-    "import socket,sys\n"
-    "for p in sys.argv[1:]:\n"
-    " socket.create_connection(('127.0.0.1',int(p)),timeout=1).close()\n"
-)
 # One Secret carries every payload of the Pod; the apiserver caps a Secret at 1 MiB.
 MAX_SECRET_BYTES = 1024 * 1024 - 4096
-PROBE_PERIOD = 1
 DEADLINE_MARGIN = 20
 """Seconds of activeDeadlineSeconds beyond timeout + the runtime's grace: the Pod's clock starts
 before the image is pulled and the entry runs, so the runtime's own timer comes first."""
@@ -154,15 +110,64 @@ def build_task(
     task: int,
     collection: str,
     settings: Settings,
-    file_contents: Mapping[str, bytes | Digest] | None = None,
+    plan: FilePlan | None = None,
     attempt: int = 0,
 ) -> TaskObjects:
     """The Pod and owned objects running ``cr`` as task ``task`` of job ``job``.
 
-    ``collection`` is the full collection name (namespace prefix included); ``file_contents`` is
-    what ``read_files(cr)`` returned (needed when ``cr`` has ``Path`` files); ``attempt`` > 0 names
-    the Pod of a retry (``Cr(retries=...)``), which keeps the task's id and record.
+    ``collection`` is the full collection name (namespace prefix included); ``plan`` is the
+    ``FilePlan`` of ``cr`` (``levrt._core.localfiles.plan_task_files``; needed when ``cr`` has
+    ``Path`` files, else planned here); ``attempt`` > 0 names the Pod of a retry
+    (``Cr(retries=...)``), which keeps the task's id and record.
     """
+    _check_identity(job=job, task=task, collection=collection, attempt=attempt)
+    name = pod_name(job, task, attempt)
+    ns = settings.namespace
+    labels = task_labels(job, task)
+    if attempt:
+        labels[ATTEMPT_LABEL] = str(attempt)
+    payloads = _payloads(cr, name)
+    multi_port = len(cr.ports) > 1 or any(len(s.ports) > 1 for s in cr.services.values())
+    # The runtime runs entries, and the readiness probe of several ports (a tcpSocket probe checks one).
+    delivery = runtime_delivery(settings, services=bool(cr.services)) if payloads or multi_port else None
+    if plan is None:
+        plan = plan_files(cr)
+    mounts = {container: [file_mount(f) for f in files] for container, files in plan.containers.items()}
+    identity: dict[str, Any] = {"settings": settings, "collection": collection, "job": job, "task": task}
+    sidecars = [sidecar_container(svc_name, svc, files=mounts[svc_name], **identity)
+                for svc_name, svc in cr.services.items()]
+    timeout = cr.timeout if cr.timeout is not None else settings.timeout
+    main = main_container(cr, files=mounts["main"], timeout=timeout, **identity)
+
+    spec = _pod_spec(cr, settings, timeout=timeout)
+    # The fetch first: every other container, sidecars included, may mount a stored file.
+    fetch = [fetch_container(list(plan.stored), settings)] if plan.stored else []
+    init_containers = [*fetch, *(delivery.init_containers if delivery else []), *sidecars]
+    if init_containers:
+        spec["initContainers"] = init_containers
+    copiers = delivery.containers if delivery else []
+    spec["containers"] = [*copiers, main]
+    config_maps = file_objects(plan, namespace=ns)
+    volumes = _volumes(delivery, payloads=bool(payloads), name=name, stored=bool(plan.stored), config_maps=config_maps)
+    if volumes:
+        spec["volumes"] = volumes
+
+    annotations = {COLLECTION_ANNOTATION: collection}
+    if cr.entry is not None:
+        annotations[ENTRY_ANNOTATION] = cr.entry.name
+    if copiers:  # kubectl logs/exec mean the task's own container, not levrt's copier
+        annotations["kubectl.kubernetes.io/default-container"] = "main"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": dict(labels), "annotations": annotations},
+        "spec": spec,
+    }
+    owned = [_payload_secret(name, payloads, namespace=ns, labels=labels)] if payloads else []
+    return TaskObjects(pod=pod, owned=[*owned, *config_maps])
+
+
+def _check_identity(*, job: int, task: int, collection: str, attempt: int) -> None:
     for label, ident in (("job", job), ("task", task)):
         if isinstance(ident, bool) or not isinstance(ident, int) or ident < 0:
             raise LevrtError(f"build_task({label}={ident!r}): ids are integers >= 0.")
@@ -170,14 +175,10 @@ def build_task(
         raise LevrtError(f"build_task(collection={collection!r}): the collection name is a non-empty str.")
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
         raise LevrtError(f"build_task(attempt={attempt!r}): attempts are integers >= 0.")
-    name = pod_name(job, task, attempt)
-    ns = settings.namespace
-    labels = task_labels(job, task)
-    if attempt:
-        labels[ATTEMPT_LABEL] = str(attempt)
-    contents = dict(file_contents or {})
 
-    # Payloads (one per container with an entry), in one Secret.
+
+def _payloads(cr: Cr, name: str) -> dict[str, bytes]:
+    """The pickled call of each container with an entry (``main``, ``svc-<name>``), for one Secret."""
     payloads: dict[str, bytes] = {}
     if cr.entry is not None:
         payloads["main"] = payload.dumps_call(cr.entry)
@@ -190,75 +191,11 @@ def build_task(
             f"The entries of {name} pickle to {total} bytes together, over the {MAX_SECRET_BYTES}-byte limit "
             "of one Secret. Pass large data as files instead of as arguments or captured variables."
         )
-    multi_port = len(cr.ports) > 1 or any(len(s.ports) > 1 for s in cr.services.values())
-    runtime = bool(payloads) or multi_port
+    return payloads
 
-    # File objects, deduplicated by content across all containers; large content from the store.
-    file_objects: dict[str, dict[str, Any]] = {}
-    stored: dict[str, None] = {}
-    mounts: dict[str, list[dict[str, Any]]] = {}
-    for container, files in containers_files(cr):
-        mounts[container] = [
-            file_mount(target, value, contents, file_objects, stored, namespace=ns) for target, value in files.items()
-        ]
-    volume_names = sorted({m["name"] for ms in mounts.values() for m in ms} - {FILES_VOLUME})
 
-    init_containers: list[dict[str, Any]] = []
-    copier: dict[str, Any] | None = None
-    if runtime and _copies_runtime(settings):
-        copier = {
-            "name": RUNTIME_COPIER,
-            "image": settings.runtime_image,
-            "imagePullPolicy": settings.image_pull_policy,
-            "command": list(RUNTIME_COPY_COMMAND),
-            "volumeMounts": [{"name": RUNTIME_VOLUME, "mountPath": RUNTIME_TARGET}],
-            "terminationMessagePolicy": TERMINATION_POLICY,
-        }
-        if cr.services:  # services start before regular containers and may need the runtime
-            init_containers.append(copier)
-            copier = None
-        else:
-            copier.update(_poststart_copier())
-    for svc_name, svc in cr.services.items():
-        sidecar = _container(
-            svc_name,
-            svc,
-            payload_key=f"{SERVICE_PAYLOAD_PREFIX}{svc_name}",
-            settings=settings,
-            files=mounts[svc_name],
-            collection=collection,
-            job=job,
-            task=task,
-        )
-        sidecar["restartPolicy"] = "Always"
-        if svc.resources:
-            sidecar["resources"] = _plain(svc.resources)
-        if svc.ports:
-            sidecar["startupProbe"] = _probe(
-                svc.ports, failure_threshold=max(1, math.ceil(settings.start_timeout / PROBE_PERIOD))
-            )
-        init_containers.append(sidecar)
-
-    main = _container(
-        "main",
-        cr,
-        payload_key="main",
-        settings=settings,
-        files=mounts["main"],
-        collection=collection,
-        job=job,
-        task=task,
-    )
-    if cr.ports:
-        main["readinessProbe"] = _probe(cr.ports, failure_threshold=3)
-    # Per-task run options win over the Settings defaults (DESIGN.md "Run options").
-    resources = cr.resources if cr.resources is not None else settings.resources
-    if resources:
-        main["resources"] = _plain(resources)
-    timeout = cr.timeout if cr.timeout is not None else settings.timeout
-    if timeout is not None and cr.entry is not None:
-        main["env"].append({"name": TIMEOUT_ENV, "value": str(timeout)})
-
+def _pod_spec(cr: Cr, settings: Settings, *, timeout: int | None) -> dict[str, Any]:
+    """The Pod's own fields, before its containers: the gate, network, deadline and scheduling."""
     spec: dict[str, Any] = {
         "schedulingGates": [{"name": GATE}],
         "restartPolicy": "Never",
@@ -280,102 +217,35 @@ def build_task(
         spec["nodeSelector"] = node_selector
     tolerations = [*settings.tolerations, *cr.tolerations]
     if tolerations:
-        spec["tolerations"] = [_plain(t) for t in tolerations]
-    if stored:  # first: every other container, sidecars included, may mount a stored file
-        init_containers.insert(0, fetch_container(list(stored), settings))
-    if init_containers:
-        spec["initContainers"] = init_containers
-    spec["containers"] = [main] if copier is None else [copier, main]
+        spec["tolerations"] = [plain(t) for t in tolerations]
+    return spec
+
+
+def _volumes(
+    delivery: RuntimeDelivery | None, *, payloads: bool, name: str, stored: bool, config_maps: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The runtime, the payload Secret, the fetched files, then one volume per file ConfigMap."""
     volumes: list[dict[str, Any]] = []
-    if runtime:
-        volumes.append(_runtime_volume(settings))
+    if delivery is not None:
+        volumes.append(delivery.volume)
     if payloads:
         volumes.append({"name": PAYLOAD_VOLUME, "secret": {"secretName": payload_secret_name(name)}})
     if stored:
         volumes.append({"name": FILES_VOLUME, "emptyDir": {}})
-    volumes += [{"name": v, "configMap": {"name": v}} for v in volume_names]
-    if volumes:
-        spec["volumes"] = volumes
+    volumes += [{"name": m["metadata"]["name"], "configMap": {"name": m["metadata"]["name"]}} for m in config_maps]
+    return volumes
 
-    annotations = {COLLECTION_ANNOTATION: collection}
-    if cr.entry is not None:
-        annotations[ENTRY_ANNOTATION] = cr.entry.name
-    if copier is not None:  # kubectl logs/exec mean the task's own container, not levrt's copier
-        annotations["kubectl.kubernetes.io/default-container"] = "main"
-    pod = {
+
+def _payload_secret(name: str, payloads: dict[str, bytes], *, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
         "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": dict(labels), "annotations": annotations},
-        "spec": spec,
+        "kind": "Secret",
+        "metadata": {"name": payload_secret_name(name), "namespace": namespace,
+                     "labels": {**labels, ROLE_LABEL: PAYLOAD_ROLE}},
+        "type": "Opaque",
+        "immutable": True,
+        "data": {key: base64.b64encode(blob).decode("ascii") for key, blob in payloads.items()},
     }
-    owned: list[dict[str, Any]] = []
-    if payloads:
-        owned.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": payload_secret_name(name), "namespace": ns,
-                             "labels": {**labels, ROLE_LABEL: PAYLOAD_ROLE}},
-                "type": "Opaque",
-                "immutable": True,
-                "data": {key: base64.b64encode(blob).decode("ascii") for key, blob in payloads.items()},
-            }
-        )
-    owned += [file_objects[k] for k in sorted(file_objects)]
-    return TaskObjects(pod=pod, owned=owned)
-
-
-def _container(
-    name: str,
-    cr: Cr,
-    *,
-    payload_key: str,
-    settings: Settings,
-    files: list[dict[str, Any]],
-    collection: str,
-    job: int,
-    task: int,
-) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": name,
-        "image": _image(cr.image, settings),
-        "imagePullPolicy": settings.image_pull_policy,
-    }
-    mounts: list[dict[str, Any]] = []
-    env: list[dict[str, Any]] = [
-        {"name": k, "value": v} for k, _, v in (item.partition("=") for item in cr.env)
-    ]
-    if cr.entry is not None:
-        container["command"] = list(RUNTIME_COMMAND)
-        env += [
-            {"name": PAYLOAD_ENV, "value": f"{PAYLOAD_MOUNT}/{payload_key}"},
-            {
-                "name": STORE_URI_ENV,
-                "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": STORE_SECRET_KEY}},
-            },
-            {"name": DATABASE_ENV, "value": settings.database},
-            {"name": COLLECTION_ENV, "value": collection},
-            {"name": JOB_ENV, "value": str(job)},
-            {"name": TASK_ENV, "value": str(task)},
-        ]
-        if settings.debug_wait is not None:
-            env.append({"name": DEBUG_WAIT_ENV, "value": f"{settings.debug_wait:g}"})
-        mounts.append({"name": PAYLOAD_VOLUME, "mountPath": PAYLOAD_MOUNT, "readOnly": True})
-    if cr.entry is not None or len(cr.ports) > 1:
-        mounts.insert(0, {"name": RUNTIME_VOLUME, "mountPath": RUNTIME_MOUNT, "readOnly": True})
-    if cr.cmd:
-        container["args"] = list(cr.cmd)
-    if env:
-        container["env"] = env
-    if cr.ports:
-        container["ports"] = [{"containerPort": p, "protocol": "TCP"} for p in cr.ports]
-    mounts += files
-    if mounts:
-        container["volumeMounts"] = mounts
-    if cr.capabilities:  # e.g. NET_RAW for a SYN scan; added to the runtime's default set
-        container["securityContext"] = {"capabilities": {"add": list(cr.capabilities)}}
-    container["terminationMessagePolicy"] = TERMINATION_POLICY
-    return container
 
 
 def with_attempt(objects: TaskObjects, attempt: int) -> TaskObjects:
@@ -406,46 +276,6 @@ def with_attempt(objects: TaskObjects, attempt: int) -> TaskObjects:
     return TaskObjects(pod=pod, owned=owned)
 
 
-def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-ready deep copy of an option's (possibly read-only) mapping."""
-    return {k: _plain(v) if isinstance(v, Mapping) else copy.deepcopy(v) for k, v in value.items()}
-
-
-def _poststart_copier() -> dict[str, Any]:
-    """The copy as the postStart hook of a first regular container, which lives until the hook
-    has copied and then exits.
-
-    Why not an init container: the kubelet starts the next container only once an init container's
-    exit is seen by its relist (1 s), while it runs a postStart hook to its end and then starts
-    the next container at once (bench.roundtrip: "bare + postStart cp" against "bare + init
-    copy"). With services (native sidecars, which start before every regular container and may
-    run entries) the init container stays.
-    """
-    copied = f"{RUNTIME_TARGET}/{COPIED_MARKER}"
-    script = RUNTIME_COPY_COMMAND[2] + f"\nopen({copied!r}, 'w').close()"
-    return {
-        "command": [PYTHON, "-c", f"import os,time\nwhile not os.path.exists({copied!r}): time.sleep(0.02)"],
-        "lifecycle": {"postStart": {"exec": {"command": [*RUNTIME_COPY_COMMAND[:2], script,
-                                                          *RUNTIME_COPY_COMMAND[3:]]}}},
-    }
-
-
-def _copies_runtime(settings: Settings) -> bool:
-    """Whether the runtime reaches the Pod through an init container's copy (``copy``, ``auto``)."""
-    return not settings.runtime_host_path and settings.runtime_mode != "image"
-
-
-def _runtime_volume(settings: Settings) -> dict[str, Any]:
-    if settings.runtime_host_path:
-        # Filled once per node by the chart's DaemonSet: no copy, no init container.
-        return {"name": RUNTIME_VOLUME, "hostPath": {"path": settings.runtime_host_path, "type": "Directory"}}
-    if settings.runtime_mode == "image":
-        # The runtime image itself, mounted read-only: no copy, no init container.
-        return {"name": RUNTIME_VOLUME,
-                "image": {"reference": settings.runtime_image, "pullPolicy": settings.image_pull_policy}}
-    return {"name": RUNTIME_VOLUME, "emptyDir": {}}
-
-
 def runtime_probe_pod(settings: Settings, *, name: str) -> TaskObjects:
     """A Pod that says whether this cluster mounts the runtime image as a volume: its container (of
     the runtime image) exits 0 if the mounted image holds the runtime's Python, 3 if the mount is
@@ -465,7 +295,7 @@ def runtime_probe_pod(settings: Settings, *, name: str) -> TaskObjects:
             "volumeMounts": [{"name": RUNTIME_VOLUME, "mountPath": PROBE_MOUNT, "readOnly": True}],
             "terminationMessagePolicy": TERMINATION_POLICY,
         }],
-        "volumes": [_runtime_volume(settings.replace(runtime_mode="image", runtime_host_path=None))],
+        "volumes": [runtime_volume(settings.replace(runtime_mode="image", runtime_host_path=None))],
     }
     if settings.node_selector:
         spec["nodeSelector"] = dict(settings.node_selector)
@@ -475,30 +305,6 @@ def runtime_probe_pod(settings: Settings, *, name: str) -> TaskObjects:
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "namespace": settings.namespace, "labels": labels}, "spec": spec}
     return TaskObjects(pod=pod, owned=[])
-
-
-def _image(image: str, settings: Settings) -> str:
-    reference = image_reference(image, settings.image_registry)
-    if reference is None:
-        raise SettingsError(
-            f"image={image!r} is a platform image (a leading dot: '.user.tool:tag'), but no registry is "
-            f"configured for them. Set {IMAGE_REGISTRY_ENV} to the platform's registry, e.g. "
-            f"{IMAGE_REGISTRY_ENV}=registry.example:5000/tools (the chart's settings.imageRegistry sets it for "
-            "in-cluster runs)."
-        )
-    return reference
-
-
-def _probe(ports: tuple[int, ...], *, failure_threshold: int) -> dict[str, Any]:
-    probe: dict[str, Any]
-    if len(ports) == 1:
-        probe = {"tcpSocket": {"port": ports[0]}}
-    else:
-        probe = {"exec": {"command": [PYTHON, "-c", PROBE_SCRIPT, *map(str, ports)]}}
-    # An exec probe starts an interpreter: give it more time than a bare TCP connect.
-    timeout = 1 if len(ports) == 1 else 5
-    probe.update(periodSeconds=PROBE_PERIOD, timeoutSeconds=timeout, failureThreshold=failure_threshold)
-    return probe
 
 
 def _host_aliases(cr: Cr) -> list[dict[str, Any]]:

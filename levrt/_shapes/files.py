@@ -1,8 +1,9 @@
-"""Files of a task: a ConfigMap for small content, the store's file storage for the rest.
+"""Files of a task: which content becomes a ConfigMap, which goes through the store's file storage.
 
-Why apart from the Pod builder: files are the part of a run with I/O at its edge (reading and
-hashing local ``Path`` files, ``read_files``) and with their own rules; the builder only mounts
-what this module names. Pure apart from ``read_files``.
+Why apart from the Pod builder: a Cr's files are worked out once, here, into a ``FilePlan`` that
+the builder mounts and the engine uploads from (``plan.stored``), so no one sorts them again.
+Pure: what the local ``Path`` files hold is read (or hashed) at the edge,
+``levrt._core.localfiles``, and handed in.
 
 Two ways into the Pod (DESIGN.md "Pod shape"):
 
@@ -23,11 +24,10 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 
 from levrt._shapes.names import FILE_LABEL, MANAGED_BY, SHA256_ANNOTATION, TERMINATION_POLICY, file_object_name
-from levrt._stored import sha256_of
 from levrt.cr import MAX_FILE_BYTES, Cr, Digest, File
 from levrt.errors import FileSpecError
 from levrt.podenv import DATABASE_ENV, FETCH_MODULE, FILES_MOUNT, PYTHON, STORE_SECRET_KEY, STORE_URI_ENV
@@ -36,25 +36,23 @@ from levrt.settings import Settings
 __all__ = [
     "FETCH_CONTAINER",
     "FILES_VOLUME",
+    "FilePlan",
+    "LocalFiles",
+    "PlannedFile",
     "StoredSource",
     "containers_files",
-    "content_key",
     "fetch_container",
     "file_mount",
-    "file_object",
-    "read_files",
-    "stored_files",
+    "file_objects",
+    "plan_files",
 ]
 
 FETCH_CONTAINER = "levrt-files"
 FILES_VOLUME = "levrt-files"
 
-FileContents = Mapping[str, bytes | Digest]
-"""What ``read_files`` returns: the content of each small local file by ``os.fspath(path)``, the
-``Digest`` of each large one, and the ``Digest`` of large in-memory content by ``content_key``."""
-HashMemo = MutableMapping[tuple[str, int, int, int, int], str]
-"""sha256 of local files already hashed, by (path, device, inode, size, mtime): a fan-out over one
-wordlist hashes it once."""
+LocalFiles = Mapping[str, bytes | Digest]
+"""What the local ``Path`` files of a Cr hold, by ``os.fspath(path)``: the content of each small
+one, the ``Digest`` of each one over ``MAX_FILE_BYTES`` (``levrt._core.localfiles``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,56 +67,24 @@ class StoredSource:
     targets: tuple[str, ...]
 
 
-def content_key(value: bytes | str) -> str:
-    """The ``read_files`` key of large in-memory content (the Cr holds it while the task is built)."""
-    return f"<content {id(value):x}>"
+@dataclasses.dataclass(frozen=True)
+class PlannedFile:
+    """One file of one container: the path it is mounted at and how its content gets there."""
+
+    target: str
+    sha256: str
+    content: bytes | None
+    """The content of a small file, for its ConfigMap; None: the content is in the file storage."""
 
 
-def read_files(cr: Cr, *, hashes: HashMemo | None = None) -> dict[str, bytes | Digest]:
-    """Read the small local ``Path`` files of ``cr`` and its services, hash the large ones and large
-    in-memory content (see ``FileContents``).
+@dataclasses.dataclass(frozen=True)
+class FilePlan:
+    """Every file of a Cr, worked out once: what the builder mounts and the engine uploads."""
 
-    Called at submit time (in a thread); ``build_task(file_contents=...)`` takes the result. A
-    large file is only hashed here (a chunk at a time); the engine uploads it.
-    """
-    contents: dict[str, bytes | Digest] = {}
-    for _, files in containers_files(cr):
-        for target, value in files.items():
-            if isinstance(value, bytes | str) and not isinstance(value, Digest):
-                if len(value) > MAX_FILE_BYTES or (isinstance(value, str) and len(value) * 4 > MAX_FILE_BYTES):
-                    data = value.encode("utf-8") if isinstance(value, str) else value
-                    if len(data) > MAX_FILE_BYTES:
-                        contents[content_key(value)] = Digest(hashlib.sha256(data).hexdigest())
-                continue
-            if not isinstance(value, pathlib.PurePath):
-                continue
-            key = os.fspath(value)
-            if key in contents:
-                continue
-            contents[key] = _read_or_hash(target, pathlib.Path(value), hashes)
-    return contents
-
-
-def _read_or_hash(target: str, path: pathlib.Path, hashes: HashMemo | None) -> bytes | Digest:
-    try:
-        stat = path.stat()
-        if stat.st_size <= MAX_FILE_BYTES:
-            data = path.read_bytes()
-            if len(data) <= MAX_FILE_BYTES:
-                return data
-        memo = (os.fspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        if hashes is not None and memo in hashes:
-            return Digest(hashes[memo])
-        with open(path, "rb") as fh:
-            sha, _ = sha256_of(fh.read)
-    except OSError as exc:
-        raise FileSpecError(
-            f"files[{target!r}] = Path({os.fspath(path)!r}) could not be read: {exc.strerror or exc}. "
-            "Check that the file still exists and is readable."
-        ) from None
-    if hashes is not None:
-        hashes[memo] = sha
-    return Digest(sha)
+    containers: Mapping[str, tuple[PlannedFile, ...]]
+    """The files of ``main`` and of each service, in the order the Cr lists them."""
+    stored: Mapping[str, StoredSource]
+    """What must be in the file storage before the Pod exists, by sha256, in order of first use."""
 
 
 def containers_files(cr: Cr) -> list[tuple[str, Mapping[str, File]]]:
@@ -126,90 +92,98 @@ def containers_files(cr: Cr) -> list[tuple[str, Mapping[str, File]]]:
     return [("main", cr.files)] + [(name, svc.files) for name, svc in cr.services.items()]
 
 
-def _stored_sha(target: str, value: File, contents: FileContents) -> str | None:
-    """The sha256 of ``value`` if it goes through the file storage, else None (a ConfigMap)."""
-    if isinstance(value, Digest):
-        return str(value)
+def plan_files(cr: Cr, local: LocalFiles | None = None) -> FilePlan:
+    """How each file of ``cr`` and its services reaches the Pod, given what its local ``Path``
+    files hold (``local``; a Cr without any may leave it out). In-memory content is hashed here."""
+    containers: dict[str, tuple[PlannedFile, ...]] = {}
+    stored: dict[str, StoredSource] = {}
+    for container, files in containers_files(cr):
+        planned = tuple(_plan_one(target, value, local or {}) for target, value in files.items())
+        for file, value in zip(planned, files.values(), strict=True):
+            if file.content is None:
+                _add_stored(stored, file, value)
+        containers[container] = planned
+    return FilePlan(containers=containers, stored=stored)
+
+
+def _plan_one(target: str, value: File, local: LocalFiles) -> PlannedFile:
+    if isinstance(value, Digest):  # first: a Digest is a str too
+        return PlannedFile(target, str(value), None)
     if isinstance(value, pathlib.PurePath):
-        found = contents.get(os.fspath(value))
+        key = os.fspath(value)
+        found = local.get(key)
         if found is None:
             raise FileSpecError(
-                f"files[{target!r}] = Path({os.fspath(value)!r}) was not read: pass file_contents=read_files(cr)."
+                f"files[{target!r}] = Path({key!r}) was not read: plan the files from what the local files "
+                "hold, plan_files(cr, read_local_files(cr))."
             )
-        return str(found) if isinstance(found, Digest) else None
+        if isinstance(found, Digest):
+            return PlannedFile(target, str(found), None)
+        return PlannedFile(target, hashlib.sha256(found).hexdigest(), found)
     if isinstance(value, bytes | str):
-        known = contents.get(content_key(value))
-        if isinstance(known, Digest):
-            return str(known)
         data = value.encode("utf-8") if isinstance(value, str) else value
-        return hashlib.sha256(data).hexdigest() if len(data) > MAX_FILE_BYTES else None
+        sha = hashlib.sha256(data).hexdigest()
+        return PlannedFile(target, sha, None if len(data) > MAX_FILE_BYTES else data)
+    # Cr validated the types; keep the plan total anyway
     raise FileSpecError(f"files[{target!r}] has unsupported type {type(value).__name__}.")
 
 
-def file_mount(
-    target: str,
-    value: File,
-    contents: FileContents,
-    objects: dict[str, dict[str, Any]],
-    stored: dict[str, None],
-    *,
-    namespace: str,
-) -> dict[str, Any]:
-    """The volumeMount of one file at ``target``: from its ConfigMap (added to ``objects``), or from
-    the ``levrt-files`` volume (its sha256 added to ``stored``, in order)."""
-    sha = _stored_sha(target, value, contents)
-    if sha is not None:
-        stored.setdefault(sha)
-        return {"name": FILES_VOLUME, "mountPath": target, "subPath": sha, "readOnly": True}
-    name = file_object(target, value, contents, objects, namespace=namespace)
-    return {"name": name, "mountPath": target, "subPath": "content", "readOnly": True}
-
-
-def file_object(
-    target: str,
-    value: File,
-    contents: FileContents,
-    objects: dict[str, dict[str, Any]],
-    *,
-    namespace: str,
-) -> str:
-    """The object name for one small file; adds its ConfigMap to ``objects``."""
+def _add_stored(stored: dict[str, StoredSource], file: PlannedFile, value: File) -> None:
+    """Note that ``file`` comes from the file storage; content used twice is stored once, from the
+    first source that can be uploaded."""
+    sha, target = file.sha256, file.target
+    source: bytes | str | pathlib.Path | None
     if isinstance(value, Digest):
-        raise FileSpecError(f"files[{target!r}] is a Digest: its content is in the store, not in a ConfigMap.")
-    if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
-        data = value.encode("utf-8")
+        source, label = None, f"files[{target!r}] = Digest({sha[:12]}...)"
     elif isinstance(value, pathlib.PurePath):
-        key = os.fspath(value)
-        found = contents.get(key)
-        if not isinstance(found, bytes):
-            raise FileSpecError(
-                f"files[{target!r}] = Path({key!r}) was not read: pass file_contents=read_files(cr)."
-            )
-        data = found
-    else:  # Cr validated the types; keep the builder total anyway
-        raise FileSpecError(f"files[{target!r}] has unsupported type {type(value).__name__}.")
-    sha = hashlib.sha256(data).hexdigest()
-    name = file_object_name(sha)
-    if name not in objects:
-        obj: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {**MANAGED_BY, FILE_LABEL: sha[:40]},
-                "annotations": {SHA256_ANNOTATION: sha},
-            },
-            "immutable": True,
-        }
-        try:
-            obj["data"] = {"content": data.decode("utf-8")}
-        except UnicodeDecodeError:
-            obj["binaryData"] = {"content": base64.b64encode(data).decode("ascii")}
-        objects[name] = obj
-    return name
+        source, label = pathlib.Path(value), pathlib.Path(value).name or target
+    else:
+        source, label = value, target
+    previous = stored.get(sha)
+    if previous is None:
+        stored[sha] = StoredSource(sha, source, label, (target,))
+    else:
+        source = previous.source if previous.source is not None else source
+        stored[sha] = dataclasses.replace(previous, source=source, targets=(*previous.targets, target))
+
+
+def file_mount(file: PlannedFile) -> dict[str, Any]:
+    """The volumeMount of one file: from its ConfigMap, or from the ``levrt-files`` volume."""
+    if file.content is None:
+        return {"name": FILES_VOLUME, "mountPath": file.target, "subPath": file.sha256, "readOnly": True}
+    return {"name": file_object_name(file.sha256), "mountPath": file.target, "subPath": "content", "readOnly": True}
+
+
+def file_objects(plan: FilePlan, *, namespace: str) -> list[dict[str, Any]]:
+    """The ConfigMaps of the small files, one per distinct content, sorted by name."""
+    objects: dict[str, dict[str, Any]] = {}
+    for files in plan.containers.values():
+        for file in files:
+            if file.content is None:
+                continue
+            name = file_object_name(file.sha256)
+            if name not in objects:
+                objects[name] = _config_map(name, file.sha256, file.content, namespace=namespace)
+    return [objects[name] for name in sorted(objects)]
+
+
+def _config_map(name: str, sha: str, data: bytes, *, namespace: str) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {**MANAGED_BY, FILE_LABEL: sha[:40]},
+            "annotations": {SHA256_ANNOTATION: sha},
+        },
+        "immutable": True,
+    }
+    try:
+        obj["data"] = {"content": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        obj["binaryData"] = {"content": base64.b64encode(data).decode("ascii")}
+    return obj
 
 
 def fetch_container(shas: list[str], settings: Settings) -> dict[str, Any]:
@@ -228,28 +202,3 @@ def fetch_container(shas: list[str], settings: Settings) -> dict[str, Any]:
         "volumeMounts": [{"name": FILES_VOLUME, "mountPath": FILES_MOUNT}],
         "terminationMessagePolicy": TERMINATION_POLICY,
     }
-
-
-def stored_files(cr: Cr, contents: FileContents) -> dict[str, StoredSource]:
-    """What ``cr`` needs in the file storage, by sha256: the engine uploads (or checks) these
-    before submitting the Pod."""
-    found: dict[str, StoredSource] = {}
-    for _, files in containers_files(cr):
-        for target, value in files.items():
-            sha = _stored_sha(target, value, contents)
-            if sha is None:
-                continue
-            source: bytes | str | pathlib.Path | None
-            if isinstance(value, Digest):
-                source, label = None, f"files[{target!r}] = Digest({sha[:12]}...)"
-            elif isinstance(value, pathlib.PurePath):
-                source, label = pathlib.Path(value), pathlib.Path(value).name or target
-            else:
-                source, label = value, target
-            if sha in found:
-                previous = found[sha]
-                source = previous.source if previous.source is not None else source
-                found[sha] = dataclasses.replace(previous, source=source, targets=(*previous.targets, target))
-            else:
-                found[sha] = StoredSource(sha, source, label, (target,))
-    return found

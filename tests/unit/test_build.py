@@ -1,4 +1,4 @@
-"""Builder properties beyond the snapshots: SPEC 2 mapping, dedup, owners, read_files, limits."""
+"""Builder properties beyond the snapshots: SPEC 2 mapping, dedup, owners, the file plan, limits."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import levrt
 from levrt import Cr, Digest
 from levrt._clients.submit import with_owner
-from levrt._shapes.build import DEADLINE_MARGIN, read_files
-from levrt._shapes.files import stored_files
+from levrt._core.localfiles import read_local_files
+from levrt._shapes.build import DEADLINE_MARGIN, build_task
+from levrt._shapes.files import plan_files
 from levrt.cr import MAX_FILE_BYTES
 from levrt.errors import FileSpecError, LevrtError
 from levrt.payload import loads_call
@@ -128,9 +129,9 @@ def test_content_over_the_configmap_limit_goes_through_the_store(tmp_path: pathl
         files={"/big": big, "/text": text, "/words": local, "/small": b"s", "/again": big},
         services={"svc": Cr("x:1", files={"/svc/big": big})},
     )
-    contents = read_files(cr)
+    contents = read_local_files(cr)
     assert contents[str(local)] == hashlib.sha256(local.read_bytes()).hexdigest()  # hashed, not read
-    objs = build(cr, file_contents=contents)
+    objs = build(cr, local_files=contents)
     sha = {name: hashlib.sha256(data).hexdigest()
            for name, data in (("big", big), ("text", text.encode()), ("words", local.read_bytes()))}
     spec = objs.pod["spec"]
@@ -143,24 +144,24 @@ def test_content_over_the_configmap_limit_goes_through_the_store(tmp_path: pathl
         {"name": "levrt-files", "mountPath": "/svc/big", "subPath": sha["big"], "readOnly": True}
     ]
     assert [o["kind"] for o in objs.owned] == ["ConfigMap"]  # only the small file
-    # Built without read_files' digests (a test, a dry run), large in-memory content is hashed here.
-    assert build(Cr(IMG, files={"/big": big}), file_contents={}).pod["spec"]["initContainers"][0]["command"][4:] == [
-        sha["big"]]
-    stored = stored_files(cr, contents)
+    # Built without a plan (a test, a dry run), large in-memory content is planned, hashed, by the builder.
+    unplanned = build_task(Cr(IMG, files={"/big": big}), job=1, task=0, collection="c", settings=Settings())
+    assert unplanned.pod["spec"]["initContainers"][0]["command"][4:] == [sha["big"]]
+    stored = plan_files(cr, contents).stored
     assert list(stored) == [sha["big"], sha["text"], sha["words"]]
     assert stored[sha["big"]].targets == ("/big", "/again", "/svc/big")
     assert stored[sha["words"]].source == local and stored[sha["words"]].label == "words.txt"
 
 
-def test_path_files_need_read_files(tmp_path: pathlib.Path) -> None:
+def test_path_files_need_read_local_files(tmp_path: pathlib.Path) -> None:
     local = tmp_path / "x"
     local.write_text("x")
     cr = Cr(IMG, files={"/x": local})
-    with pytest.raises(FileSpecError, match="read_files"):
-        build(cr, file_contents={})  # what read_files returned is not passed
+    with pytest.raises(FileSpecError, match="read_local_files"):
+        build(cr, local_files={})  # what read_local_files returned is not passed
     local.unlink()
     with pytest.raises(FileSpecError, match=str(local)):
-        read_files(cr)
+        read_local_files(cr)
 
 
 def test_path_file_grown_over_the_limit_at_submit_goes_through_the_store(tmp_path: pathlib.Path) -> None:
@@ -169,10 +170,38 @@ def test_path_file_grown_over_the_limit_at_submit_goes_through_the_store(tmp_pat
     cr = Cr(IMG, files={"/x": local})
     local.write_bytes(b"0" * (1024 * 1024))
     hashes: dict[tuple[str, int, int, int, int], str] = {}
-    assert read_files(cr, hashes=hashes) == {str(local): hashlib.sha256(local.read_bytes()).hexdigest()}
+    assert read_local_files(cr, hashes=hashes) == {str(local): hashlib.sha256(local.read_bytes()).hexdigest()}
     assert list(hashes.values()) == [hashlib.sha256(local.read_bytes()).hexdigest()]
     hashes[next(iter(hashes))] = "ab" * 32  # the memo is used: a fan-out hashes a file once
-    assert read_files(cr, hashes=hashes) == {str(local): "ab" * 32}
+    assert read_local_files(cr, hashes=hashes) == {str(local): "ab" * 32}
+
+
+def test_the_file_plan_is_worked_out_once_without_touching_the_disk(tmp_path: pathlib.Path) -> None:
+    local = tmp_path / "wordlist.txt"
+    local.write_bytes(b"on disk")
+    digest = Digest("cd" * 32)
+    big = b"b" * (MAX_FILE_BYTES + 1)
+    cr = Cr(IMG, files={"/w": local, "/d": digest, "/big": big, "/s": "small"},
+            services={"svc": Cr("x:1", files={"/again": local, "/d2": digest})})
+    local.unlink()  # the plan takes what was read: it reads nothing itself
+    plan = plan_files(cr, {str(local): b"read at submit"})
+    sha = hashlib.sha256(b"read at submit").hexdigest()
+    big_sha = hashlib.sha256(big).hexdigest()
+    assert [(f.target, f.sha256, f.content) for f in plan.containers["main"]] == [
+        ("/w", sha, b"read at submit"),
+        ("/d", digest, None),
+        ("/big", big_sha, None),
+        ("/s", hashlib.sha256(b"small").hexdigest(), b"small"),
+    ]
+    assert [(f.target, f.content) for f in plan.containers["svc"]] == [("/again", b"read at submit"), ("/d2", None)]
+    assert list(plan.stored) == [digest, big_sha]  # in order of first use, each once
+    assert plan.stored[digest].source is None and plan.stored[digest].targets == ("/d", "/d2")
+    assert plan.stored[big_sha].source == big and plan.stored[big_sha].label == "/big"
+    # A large local file, hashed at submit, is uploaded from the file and named by it.
+    local.write_bytes(b"large")
+    hashed = plan_files(Cr(IMG, files={"/w": local}), {str(local): Digest("ef" * 32)})
+    assert hashed.containers["main"][0].content is None
+    assert hashed.stored["ef" * 32].source == local and hashed.stored["ef" * 32].label == "wordlist.txt"
 
 
 def test_host_network_and_aliases() -> None:

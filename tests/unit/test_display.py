@@ -29,7 +29,7 @@ from levrt._cli.display import Row, TaskClock, job_table, pick_rows, summary_lin
 from levrt._cli.tasks import elapsed_text
 from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
-from levrt.cr import MAX_NAME_ARGS, call_name
+from levrt.naming import MAX_NAME_ARGS, call_name
 from levrt.run import session
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, FakeMongo

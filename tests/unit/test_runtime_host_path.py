@@ -6,6 +6,7 @@ import pytest
 
 import levrt
 from levrt import Cr, lev
+from levrt._shapes.delivery import runtime_delivery
 from levrt.errors import SettingsError
 from levrt.settings import Settings
 from tests.helpers import build
@@ -50,3 +51,22 @@ def test_host_path_from_env_and_validated() -> None:
     assert Settings.from_env({"LEVRT_RUNTIME_HOST_PATH": "/x/y"}).runtime_host_path == "/x/y"
     with pytest.raises(SettingsError, match="absolute path"):
         Settings(runtime_host_path="relative/dir")
+
+
+@pytest.mark.parametrize(
+    ("settings", "services", "volume", "init", "regular"),
+    [
+        (Settings(), False, "emptyDir", [], ["levrt-runtime"]),
+        (Settings(runtime_mode="copy"), True, "emptyDir", ["levrt-runtime"], []),
+        (Settings(runtime_mode="image"), True, "image", [], []),
+        (Settings(runtime_host_path="/var/lib/levrt/runtime/2.0.0"), False, "hostPath", [], []),
+    ],
+)
+def test_the_runtime_delivery_names_its_volume_and_where_its_copier_goes(
+    settings: Settings, services: bool, volume: str, init: list[str], regular: list[str]
+) -> None:
+    delivery = runtime_delivery(settings, services=services)
+    assert delivery.volume["name"] == "levrt-runtime" and volume in delivery.volume
+    assert [c["name"] for c in delivery.init_containers] == init
+    assert [c["name"] for c in delivery.containers] == regular
+    assert all("lifecycle" in c for c in delivery.containers)  # a regular copier copies in its postStart hook

@@ -10,6 +10,7 @@ import pytest
 
 import levrt
 from levrt import Concurrent, Cr, Digest, annot, cli, lev
+from levrt.checks import check_schema, check_service_name
 from levrt.errors import (
     ArgvError,
     CrError,
@@ -203,3 +204,17 @@ def test_good_inputs_pass(tmp_path: pathlib.Path) -> None:
     assert cr.entry is not None and cr.entry.args == ()
     assert cr.files["/e"] == "ab" * 32
     assert "talentsec/nmap@1.0" in repr(cr)
+
+
+def test_the_public_checks_judge_a_value_as_cr_does() -> None:
+    # levrt get SCHEMA uses check_schema: the same rule and message as Cr(schema=...).
+    assert check_schema("talentsec/nmap@1.0") == "talentsec/nmap@1.0" and check_schema(None) is None
+    for bad in ("nmap@1.0", "talentsec/nmap", "a/b@1.0\n"):
+        with pytest.raises(SchemaError) as from_cr:
+            Cr(IMG, bad)
+        with pytest.raises(SchemaError, match=r"is not '<namespace>/<name>@<major>\.<minor>'") as direct:
+            check_schema(bad)
+        assert str(direct.value) == str(from_cr.value)
+    assert check_service_name("redis") == "redis"
+    with pytest.raises(ServiceError, match="Try 'my-db'"):
+        check_service_name("My_DB")
