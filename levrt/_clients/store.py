@@ -16,9 +16,9 @@ import contextvars
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from levrt._clients import resources
 from levrt._clients.api import ApiError
 from levrt._clients.kube import Kube
-from levrt._shapes.names import api_path
 from levrt.errors import StoreError
 from levrt.settings import Settings
 
@@ -157,9 +157,7 @@ async def resolve_uri(kube: Kube, settings: Settings) -> str:
     if settings.store_uri:
         return settings.store_uri
     try:
-        secret = await kube.request(
-            "GET", api_path("secrets", namespace=settings.namespace, name=settings.store_secret)
-        )
+        secret = await resources.get(kube, "Secret", settings.store_secret, namespace=settings.namespace)
     except ApiError as exc:
         raise StoreError(
             f"LEVRT_STORE_URI is not set and the Secret {settings.namespace}/{settings.store_secret} "
