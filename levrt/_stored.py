@@ -12,7 +12,9 @@ upload of the same content) is the same document. The files document is written 
 it the content does not exist, whatever chunks an interrupted upload left. A file is read with
 one cursor over its chunks (``files_id``), unsorted, put in order by ``ChunkOrder``: a store
 without a usable index (FerretDB on SQLite scans for every query, ``_id`` included) pays one
-scan per file, not one per chunk, and never sorts a file in its memory.
+scan per file, not one per chunk, and never sorts a file in its memory. A file is written by
+``ChunkWriter`` (what goes in which insert) and ``left_over`` (which refused chunks to write over),
+the same for the client's async loop and the runtime's sync one: only their I/O differs.
 """
 
 from __future__ import annotations
@@ -31,17 +33,21 @@ __all__ = [
     "CHUNKS_PER_READ",
     "CHUNKS_PER_WRITE",
     "CHUNK_SIZE",
+    "DUPLICATE_KEY",
     "FILES",
     "PLACEHOLDER",
     "RECORD_BUDGET",
     "SPILL_BYTES",
     "ChunkOrder",
+    "ChunkWriter",
     "check_field_name",
     "chunk_count",
     "chunk_id",
     "files_document",
     "human_size",
+    "is_duplicate",
     "is_sha256",
+    "left_over",
     "placeholder",
     "placeholder_of",
     "put_back",
@@ -76,6 +82,9 @@ RECORD_BUDGET = 15 * 1024 * 1024
 """What a record may hold inline: MongoDB refuses a document over 16 MiB; the rest is margin for
 ``_id`` and the encoding of the update itself."""
 
+DUPLICATE_KEY = 11000
+"""The store's error code for a write whose ``_id`` (or other unique key) exists already (E11000)."""
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -104,6 +113,51 @@ def files_document(sha256: str, length: int, *, filename: str, kind: str, upload
         "filename": filename,
         "metadata": {"sha256": sha256, "size": int(length), "kind": kind},
     }
+
+
+class ChunkWriter:
+    """The chunk documents of one upload, in the batches they are inserted: ``take`` each block
+    read (``CHUNK_SIZE`` bytes, fewer only at the end) until ``done``; a batch is due every
+    ``CHUNKS_PER_WRITE`` chunks and at the end. The files document comes last, once every batch
+    is in (``files_document``): an upload cut short leaves no file that looks complete."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+        self.offset = 0
+        """Bytes taken so far."""
+        self.done = False
+        """A short (or empty) block came: the content ended."""
+        self._batch: list[dict[str, Any]] = []
+        self._count = 0
+
+    def take(self, data: bytes) -> list[dict[str, Any]]:
+        """Add the next block; the chunks to insert now (none while a batch is filling)."""
+        if data:
+            self._batch.append({"_id": chunk_id(self.sha256, self._count), "files_id": self.sha256,
+                                "n": self._count, "data": data})
+            self.offset += len(data)
+            self._count += 1
+        self.done = len(data) < CHUNK_SIZE
+        if len(self._batch) >= CHUNKS_PER_WRITE or (self._batch and self.done):
+            batch, self._batch = self._batch, []
+            return batch
+        return []
+
+
+def is_duplicate(exc: BaseException) -> bool:
+    """Whether a single write failed only because its document exists already (for a files document:
+    another upload of the same content finished first)."""
+    return getattr(exc, "code", None) == DUPLICATE_KEY
+
+
+def left_over(exc: BaseException, batch: list[Any]) -> list[Any] | None:
+    """The writes of an unordered bulk write (``batch``) that ``exc`` refused only because their
+    ``_id`` exists already, to be written again another way; None when anything else failed (raise it).
+    For chunks: left by an earlier upload of this content that stopped half-way, overwritten by ours."""
+    errors = (getattr(exc, "details", None) or {}).get("writeErrors") or []
+    if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        return None
+    return [batch[e["index"]] for e in errors]
 
 
 class ChunkOrder:

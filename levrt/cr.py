@@ -51,9 +51,6 @@ __all__ = ["MAX_FILE_BYTES", "Cr", "Digest", "File"]
 MAX_FILE_BYTES = 1024 * 1024 - 1024
 # Run options a service may not carry: they belong to the whole Pod (the main Cr's).
 POD_OPTIONS = ("timeout", "retries", "node_selector", "tolerations")
-# levrt._cli.tasks checks a schema as Cr does through this old private name, until it imports
-# levrt.checks.check_schema itself.
-_schema = check_schema
 
 
 class Digest(str):

@@ -17,12 +17,12 @@ from levrt._cli.base import (
     cluster,
     parse_duration,
 )
-from levrt._clients import lease
+from levrt._clients import lease, pods, resources
 from levrt._clients.api import Forbidden, NotFound
 from levrt._clients.kube import MIN_MINOR, Kube
 from levrt._clients.store import COUNTERS, Store, resolve_uri, short_error
 from levrt._core import runtime_mode
-from levrt._shapes.names import JOB_LABEL, api_path, job_selector
+from levrt._shapes.names import JOB_LABEL, job_selector
 from levrt._shapes.podstatus import parse_timestamp
 from levrt.errors import LevrtError
 
@@ -75,9 +75,7 @@ def gc_command(args: argparse.Namespace) -> int:
                 if not doomed:
                     live.add(str(job))
                     continue
-                pods = await kube.request("GET", api_path("pods", namespace=ns),
-                                          query={"labelSelector": job_selector(job)})
-                owned = [f"pods/{p['metadata']['name']}" for p in pods.get("items", [])]
+                owned = [f"pods/{p['metadata']['name']}" for p in await pods.job_pods(kube, ns, job)]
                 if not args.dry_run:
                     try:
                         await lease.delete_lease(kube, ns, name)
@@ -90,10 +88,9 @@ def gc_command(args: argparse.Namespace) -> int:
                 return removed, failed
             # Objects of no Lease (levrt 1.x-era jobs, or a client that could not create one): an
             # owned object lives and dies with its owner; the rest by age, never a live job's.
-            for plural in ("pods", "secrets", "configmaps"):
-                listing = await kube.request("GET", api_path(plural, namespace=ns),
-                                             query={"labelSelector": job_selector(args.job)})
-                for item in listing["items"]:
+            for kind in ("Pod", "Secret", "ConfigMap"):
+                plural = resources.KINDS[kind].resource
+                for item in await resources.list_objects(kube, kind, namespace=ns, labels=job_selector(args.job)):
                     meta = item["metadata"]
                     if meta.get("ownerReferences") or (meta.get("labels") or {}).get(JOB_LABEL) in live:
                         continue
@@ -101,8 +98,8 @@ def gc_command(args: argparse.Namespace) -> int:
                         continue
                     if not args.dry_run:
                         try:
-                            await kube.request("DELETE", api_path(plural, namespace=ns, name=meta["name"]),
-                                               query={"gracePeriodSeconds": 0})
+                            await resources.delete(kube, kind, meta["name"], namespace=ns,
+                                                   query={"gracePeriodSeconds": 0})
                         except NotFound:
                             pass  # gone already (the garbage collector took it with its Pod)
                         except LevrtError as exc:
@@ -188,11 +185,10 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
             names = {"image": "image volume", "copy": "init-container copy", "node": "node cache"}
             checks.append(("runtime mode", True, f"{names[runtime.mode]}: {runtime.reason}"))
             for resource, verb, sub in NEEDED_ACCESS:
-                review = await kube.request(
-                    "POST", api_path("selfsubjectaccessreviews", group="authorization.k8s.io"), body={
-                        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                        "spec": {"resourceAttributes": {"namespace": settings.namespace, "verb": verb,
-                                                        "resource": resource, "subresource": sub}}})
+                review = await resources.create(kube, "SelfSubjectAccessReview", {
+                    "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": {"namespace": settings.namespace, "verb": verb,
+                                                    "resource": resource, "subresource": sub}}})
                 allowed = bool(review.get("status", {}).get("allowed"))
                 checks.append((f"may {verb} {resource}{'/' + sub if sub else ''}", allowed,
                                f"in namespace {settings.namespace}"))
@@ -213,19 +209,19 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
 
 async def _runtime_image_check(kube: Kube, image: str, namespace: str) -> Check:
     try:
-        nodes = await kube.request("GET", api_path("nodes"))
+        nodes = await resources.list_objects(kube, "Node")
     except Forbidden as exc:
         return ("runtime image on nodes", False,
                 f"cannot list nodes to look for {image} ({exc}); ask for `list nodes` or check with kubectl")
-    present = [n["metadata"]["name"] for n in nodes.get("items", [])
+    present = [n["metadata"]["name"] for n in nodes
                if any(same_image(image, name) for img in n.get("status", {}).get("images", [])
                       for name in img.get("names") or [])]
     if present:
         return ("runtime image on nodes", True, f"{image} on {', '.join(present)}")
     # A node lists a newly loaded image only at its next status update (up to about a minute):
     # right after `levrt up`, a running Pod of the image (the chart's reaper) shows it is there.
-    pods = await kube.request("GET", api_path("pods", namespace=namespace))
-    running = sorted({p["spec"].get("nodeName", "?") for p in pods.get("items", [])
+    found = await resources.list_objects(kube, "Pod", namespace=namespace)
+    running = sorted({p["spec"].get("nodeName", "?") for p in found
                       if p.get("status", {}).get("phase") == "Running"
                       and any(same_image(image, c.get("image", "")) for c in p["spec"].get("containers", []))})
     if running:

@@ -39,9 +39,10 @@ from levrt._cli.base import (
     resolve_pod,
     task_pod_missing,
 )
+from levrt._clients import pods
 from levrt._clients.api import STDOUT, ExecStream
 from levrt._clients.kube import Kube
-from levrt._shapes.names import RUNTIME_COPIER, api_path
+from levrt._shapes.names import RUNTIME_COPIER
 from levrt._shapes.podstatus import FATAL_WAITING, container_status
 from levrt.podenv import PYTHON, RUNTIME_COMMAND
 from levrt.runtime.bridge import EXIT_BUSY, EXIT_NO_BREAKPOINT
@@ -71,18 +72,18 @@ def attach_command(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with cluster(args) as (kube, settings):
             name = await resolve_pod(kube, settings.namespace, args.task)
-            path = api_path("pods", namespace=settings.namespace, name=name)
+            where = (settings.namespace, name)
             loop = asyncio.get_running_loop()
             deadline = None if timeout is None else loop.time() + timeout
-            if not await _until_running(kube, path, args.task, args.container, deadline):
+            if not await _until_running(kube, where, args.task, args.container, deadline):
                 return EXIT_FAILED
             command = [PYTHON, "-I", "-c", BRIDGE]
             if deadline is not None:
                 command += ["--wait", f"{max(deadline - loop.time(), 0.0):.1f}"]
-            async with kube.exec_stream(api_path("pods", namespace=settings.namespace, name=name, sub="exec"),
-                                        container=args.container, command=command) as stream:
+            async with pods.exec_stream(kube, settings.namespace, name, container=args.container,
+                                        command=command) as stream:
                 code, attached = await relay(stream, sys.stdin, sys.stdout, sys.stderr)
-            return await _outcome(kube, path, args.task, args.container, code, attached)
+            return await _outcome(kube, where, args.task, args.container, code, attached)
 
     try:
         with task_pod_missing(pod_name):
@@ -92,12 +93,13 @@ def attach_command(args: argparse.Namespace) -> int:
         return 130
 
 
-async def _until_running(kube: Kube, path: str, task: str, container: str, deadline: float | None) -> bool:
+async def _until_running(kube: Kube, where: tuple[str, str], task: str, container: str,
+                         deadline: float | None) -> bool:
     """Wait until ``container`` runs; False (with the reason on stderr) if it never will."""
     loop = asyncio.get_running_loop()
     announced = False
     while True:
-        pod = await kube.request("GET", path)
+        pod = await pods.get(kube, *where)
         if not _runs_entry(pod, container):
             names = ", ".join(_container_names(pod)) or "none"
             if container not in _container_names(pod):
@@ -189,7 +191,8 @@ async def relay(stream: ExecStream, stdin: IO[Any], stdout: IO[str], stderr: IO[
     return stream.exit_code, attached
 
 
-async def _outcome(kube: Kube, path: str, task: str, container: str, code: int | None, attached: bool) -> int:
+async def _outcome(kube: Kube, where: tuple[str, str], task: str, container: str, code: int | None,
+                   attached: bool) -> int:
     if code == 0:
         return EXIT_OK
     if code in (EXIT_BUSY, EXIT_NO_BREAKPOINT):
@@ -197,7 +200,7 @@ async def _outcome(kube: Kube, path: str, task: str, container: str, code: int |
     if code is not None:
         print(f"levrt attach: the debugger bridge in task {task} failed (exit code {code}).", file=sys.stderr)
         return EXIT_FAILED
-    pod = await kube.request("GET", path)
+    pod = await pods.get(kube, *where)
     ended = (container_status(pod, container).get("state") or {}).get("terminated")
     if ended is None:
         print(f"levrt attach: the connection to task {task} broke; run levrt attach again.", file=sys.stderr)

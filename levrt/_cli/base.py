@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.util
+import json
 import pathlib
 import re
 import sys
@@ -18,12 +19,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import ModuleType
+from typing import Any
 
+from levrt._clients import pods
 from levrt._clients.api import NotFound
 from levrt._clients.kube import Kube
 from levrt._core.sources import package_root
-from levrt._shapes.names import ATTEMPT_LABEL, TASK_LABEL, api_path, job_selector, pod_name
+from levrt._shapes.names import ATTEMPT_LABEL, pod_name
 from levrt._shapes.podstatus import parse_timestamp
+from levrt.checks.patterns import DNS1123_LABEL
 from levrt.errors import LevrtError
 from levrt.settings import Settings
 
@@ -44,6 +48,7 @@ __all__ = [
     "print_table",
     "resolve_pod",
     "settings_of",
+    "table_cell",
     "task_pod_missing",
 ]
 
@@ -104,7 +109,7 @@ def pod_of(task: str) -> str:
     match = re.fullmatch(r"(\d+)\.(\d+)", task)
     if match:
         return pod_name(int(match.group(1)), int(match.group(2)))
-    if re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", task):
+    if DNS1123_LABEL.match(task):
         return task
     raise CliError(f"{task!r} is not a task. Give JOB.TASK (e.g. 12.3, see `levrt ps`) or a Pod name.")
 
@@ -116,10 +121,8 @@ async def resolve_pod(kube: Kube, namespace: str, task: str) -> str:
     match = re.fullmatch(r"(\d+)\.(\d+)", task)
     if not match:
         return first
-    selector = f"{job_selector(int(match.group(1)))},{TASK_LABEL}={match.group(2)}"
-    listing = await kube.request("GET", api_path("pods", namespace=namespace), query={"labelSelector": selector})
     attempts: dict[int, str] = {}
-    for item in listing.get("items", []):
+    for item in await pods.job_pods(kube, namespace, int(match.group(1)), task=match.group(2)):
         attempt = item["metadata"].get("labels", {}).get(ATTEMPT_LABEL, "0")
         attempts[int(attempt) if attempt.isdigit() else 0] = item["metadata"]["name"]
     return attempts[max(attempts)] if attempts else first
@@ -148,6 +151,13 @@ def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def table_cell(value: Any) -> str:
+    """A value as one bounded line of a table cell."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")  # one record, one line
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def load_module(target: str) -> ModuleType:

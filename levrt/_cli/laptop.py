@@ -34,9 +34,9 @@ from levrt._build.kind import (
 )
 from levrt._build.runtime import build_archive, cached_archive, runtime_ref
 from levrt._cli.base import EXIT_OK, CliError, Command
+from levrt._clients import resources
 from levrt._clients.api import NotFound
 from levrt._clients.kube import Kube
-from levrt._shapes.names import api_path
 from levrt.errors import ClusterError
 
 __all__ = ["DOWN", "ENV", "IMAGE", "UP"]
@@ -207,9 +207,8 @@ def env_command(args: argparse.Namespace) -> int:
     async def go() -> list[str]:
         async with await Kube.connect(kubeconfig=args.kubeconfig, context=kube_context(args.name)) as kube:
             try:
-                secret = await kube.request("GET", api_path("secrets", namespace=args.namespace, name="levrt-store"))
-                service = await kube.request("GET", api_path("services", namespace=args.namespace,
-                                                             name=NODEPORT_SERVICE))
+                secret = await resources.get(kube, "Secret", "levrt-store", namespace=args.namespace)
+                service = await resources.get(kube, "Service", NODEPORT_SERVICE, namespace=args.namespace)
             except NotFound as exc:
                 raise ClusterError(f"levrt is not installed in namespace {args.namespace} of kind cluster "
                                    f"{args.name} ({exc}); run `levrt up` first.") from exc

@@ -1,5 +1,6 @@
-"""Looking at tasks and results: ``levrt ps``, ``logs``, ``kill`` and ``get`` (records, and with
-``--artifact`` a task's artifact or a field stored apart, streamed to a file)."""
+"""Looking at tasks as they run: ``levrt ps`` (the tasks of recent jobs), ``logs`` (a task's output)
+and ``kill`` (a signal to its main process). What tasks stored is read by ``levrt get``
+(``levrt._cli.results``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import pathlib
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 from levrt._cli.base import (
@@ -24,22 +24,20 @@ from levrt._cli.base import (
     pod_of,
     print_table,
     resolve_pod,
-    settings_of,
+    table_cell,
     task_pod_missing,
 )
 from levrt._clients import signals
 from levrt._clients.api import Forbidden
-from levrt._clients.blobs import FileStore
 from levrt._clients.lease import expired, kept, lease_job, list_leases
-from levrt._clients.store import JOBS, TASKS, Store, resolve_uri
-from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL, api_path, job_selector
+from levrt._clients.pods import follow_logs, job_pods, logs
+from levrt._clients.pods import get as get_pod
+from levrt._clients.store import TASKS, Store, resolve_uri
+from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL
 from levrt._shapes.podstatus import parse_timestamp, runs_runtime, summary
-from levrt._stored import ARTIFACTS, human_size, placeholder_of, put_back, stored_apart
-from levrt.context import DEFAULT_COLLECTION, lev
-from levrt.cr import _schema as check_schema
-from levrt.errors import LevrtError, NamespaceError, SchemaError
+from levrt.errors import LevrtError
 
-__all__ = ["GET", "KILL", "LOGS", "PS", "elapsed_text", "ps_query", "ps_rows", "ps_table", "table_cell"]
+__all__ = ["KILL", "LOGS", "PS", "elapsed_text", "ps_query", "ps_rows", "ps_table"]
 
 
 # -- ps -----------------------------------------------------------------------------------------
@@ -205,9 +203,7 @@ def ps_command(args: argparse.Namespace) -> int:
 
     async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[int]]:
         async with cluster(args) as (kube, settings):
-            listing = await kube.request("GET", api_path("pods", namespace=settings.namespace),
-                                         query={"labelSelector": job_selector(args.job)})
-            pods = list(listing["items"])
+            pods = await job_pods(kube, settings.namespace, args.job)
             running = {job for job in (_pod_job(p) for p in pods) if job is not None}
             with contextlib.suppress(Forbidden):  # an account that may not list Leases: the Pods tell
                 running |= {job for lease in await list_leases(kube, settings.namespace)
@@ -274,12 +270,11 @@ def logs_command(args: argparse.Namespace) -> int:
     async def go() -> None:
         async with cluster(args) as (kube, settings):
             name = await resolve_pod(kube, settings.namespace, args.task)
-            path = api_path("pods", namespace=settings.namespace, name=name, sub="log")
-            query = {"container": args.container, "tailLines": args.tail}
             if not args.follow:
-                sys.stdout.write(await kube.request("GET", path, query=query))
+                sys.stdout.write(await logs(kube, settings.namespace, name, container=args.container, tail=args.tail))
                 return
-            await kube.follow(path, query=query, out=sys.stdout)
+            await follow_logs(kube, settings.namespace, name, container=args.container, tail=args.tail,
+                              out=sys.stdout)
 
     with task_pod_missing(pod):
         asyncio.run(go())
@@ -305,7 +300,7 @@ def kill_command(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with cluster(args) as (kube, settings):
             name = await resolve_pod(kube, settings.namespace, args.task)
-            pod = await kube.request("GET", api_path("pods", namespace=settings.namespace, name=name))
+            pod = await get_pod(kube, settings.namespace, name)
             result = await signals.deliver(kube, settings.namespace, name, signum, runtime=runs_runtime(pod))
             if result.exit_code != 0:
                 print(result.stderr.decode(errors="replace"), file=sys.stderr)
@@ -317,202 +312,7 @@ def kill_command(args: argparse.Namespace) -> int:
         return asyncio.run(go())
 
 
-# -- get ----------------------------------------------------------------------------------------
-
-
-def _get_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("schema", help="schema of the records, e.g. ts/issues@1.0 (or 'default')")
-    parser.add_argument("--ns", help="levrt namespace path, e.g. example or httpbin/org")
-    parser.add_argument("--job", type=int, help="only the records of this job")
-    parser.add_argument("--task", type=int, help="only the record of this task (with --job)")
-    parser.add_argument("--artifact", metavar="NAME",
-                        help="write the artifact NAME (lev.put), or a field stored apart, to the file given "
-                             "with -o (needs --job; --task when the job has several records)")
-    parser.add_argument("-o", "--output", default=None, metavar="FORMAT|FILE",
-                        help="json (default): a JSON list of the records; table: their top-level fields; "
-                             "with --artifact: the file to write (- for standard output)")
-    parser.add_argument("--limit", type=int, default=100, help="at most this many records (default 100)")
-    add_cluster_options(parser)
-
-
-def _collection(schema: str, ns: str | None) -> str:
-    """The collection ``levrt get --ns a/b SCHEMA`` reads: what ``with lev / "a" / "b":`` writes."""
-    parts = [part for part in (ns or "").split("/") if part]
-    if not parts:
-        return schema
-    namespace = lev / parts[0]
-    for part in parts[1:]:
-        namespace = namespace / part
-    return namespace.prefix + schema
-
-
-def _check_schema(name: str) -> None:
-    """Reject what no task can have written, with the SDK's own message (``Cr(schema=...)``):
-    a schema, ``default`` (tasks without one) or ``jobs`` (the orchestrations' own records)."""
-    if name in (DEFAULT_COLLECTION, JOBS):
-        return
-    try:
-        check_schema(name)
-    except SchemaError as exc:
-        raise CliError(f"{exc} ('{DEFAULT_COLLECTION}' and '{JOBS}' are accepted too.)") from None
-
-
-def get_command(args: argparse.Namespace) -> int:
-    _check_schema(args.schema)
-    if args.limit < 1:
-        raise CliError(f"--limit {args.limit}: give a number of records, 1 or more.")
-    try:
-        collection = _collection(args.schema, args.ns)
-    except NamespaceError as exc:
-        raise CliError(f"--ns {args.ns!r}: {exc}") from None
-    if args.task is not None and args.job is None:
-        raise CliError("--task needs --job: a task id is counted within its job (levrt get SCHEMA --job 3 --task 0).")
-    if args.artifact is not None:
-        return _get_artifact(args, collection)
-    output = args.output or "json"
-    if output not in ("json", "table"):
-        raise CliError(f"-o {output!r}: records print as json or table (-o FILE goes with --artifact NAME).")
-
-    async def go() -> list[dict[str, Any]]:
-        async with _store(args) as store:
-            cursor = store.collection(collection).find(_record_query(args)).limit(args.limit)
-            try:
-                return [doc async for doc in cursor]
-            except Exception as exc:
-                raise store.unreachable(exc) from exc
-
-    records = [_shown(record, args) for record in asyncio.run(go())]
-    if output == "json":
-        print(json.dumps(records, indent=2, default=str, ensure_ascii=False))
-    elif records:
-        keys = sorted({k for r in records for k in r if k != "_id"})
-        rows = [[f"{r['_id'].get('job')}.{r['_id'].get('task')}", *(table_cell(r.get(k)) for k in keys)]
-                for r in records]
-        print_table(rows, ["TASK", *keys])
-    if not records:
-        print(f"No records in {collection!r}.", file=sys.stderr)
-    return EXIT_OK
-
-
-@contextlib.asynccontextmanager
-async def _store(args: argparse.Namespace) -> AsyncIterator[Store]:
-    """The store this machine reaches: ``LEVRT_STORE_URI``, else the platform's Secret."""
-    settings = settings_of(args)
-    uri = settings.store_uri
-    if not uri:
-        async with cluster(args) as (kube, _):
-            uri = await resolve_uri(kube, settings)
-    store = Store.connect(uri, database=settings.database)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-def _record_query(args: argparse.Namespace) -> dict[str, Any]:
-    query: dict[str, Any] = {}
-    if args.job is not None:
-        query["_id.job"] = args.job
-    if args.task is not None:
-        query["_id.task"] = args.task
-    return query
-
-
-def _shown(record: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """A record with each field stored apart shown as its size and the command that fetches it."""
-    ident = record.get("_id")
-    job, task = (ident.get("job"), ident.get("task")) if isinstance(ident, dict) else (None, None)
-    shown = dict(record)
-    ns = f" --ns {args.ns}" if args.ns else ""
-    for path, _ in stored_apart(record):
-        ref = placeholder_of(_at(record, path))
-        size = human_size(ref[1]) if ref is not None else "?"
-        put_back(shown, path, f"<stored apart: {size} — levrt get {args.schema}{ns} --job {job} --task {task} "
-                              f"--artifact {'.'.join(path)} -o FILE>")
-    return shown
-
-
-def _at(record: Any, path: tuple[str, ...] | list[str]) -> Any:
-    """The value at ``path`` in nested dicts, or None."""
-    for key in path:
-        record = record.get(key) if isinstance(record, dict) else None
-    return record
-
-
-def _get_artifact(args: argparse.Namespace, collection: str) -> int:
-    if args.job is None:
-        raise CliError(f"--artifact {args.artifact!r} needs --job N (and --task T when the job has several tasks).")
-    if not args.output:
-        raise CliError(f"--artifact {args.artifact!r} needs -o FILE (or -o - for standard output).")
-
-    async def go() -> tuple[int, str]:
-        async with _store(args) as store:
-            try:
-                records = [doc async for doc in store.collection(collection).find(_record_query(args)).limit(2)]
-            except Exception as exc:
-                raise store.unreachable(exc) from exc
-            if not records:
-                where = f"job {args.job}" + (f" task {args.task}" if args.task is not None else "")
-                raise CliError(f"No record of {where} in {collection!r}.")
-            if len(records) > 1:
-                raise CliError(f"Job {args.job} has several records in {collection!r}: give --task T.")
-            record = records[0]
-            files = FileStore.of(store)
-            listed = {a.get("name"): a for a in record.get(ARTIFACTS) or [] if isinstance(a, dict)}
-            if args.artifact in listed:
-                sha = str(listed[args.artifact]["sha256"])
-                if args.output == "-":
-                    size = 0
-                    async for block in files.chunks(sha):
-                        sys.stdout.buffer.write(block)
-                        size += len(block)
-                    sys.stdout.buffer.flush()
-                    return size, "standard output"
-                return await files.download(sha, args.output), args.output
-            path = [args.artifact] if args.artifact in record else args.artifact.split(".")
-            if path[0] not in ("_id", ARTIFACTS) and _at(record, path) is not None:
-                value = _at(record, path)
-                ref = placeholder_of(value)
-                if ref is not None:
-                    value = await files.load_value(ref[0])
-                return _write_value(value, args.output), "standard output" if args.output == "-" else args.output
-            names = sorted(str(n) for n in listed) + sorted(k for k in record if k not in ("_id", ARTIFACTS))
-            raise CliError(f"{args.artifact!r} is neither an artifact nor a field of that record "
-                           f"(it has: {', '.join(names) or 'nothing'}).")
-
-    size, where = asyncio.run(go())
-    print(f"wrote {human_size(size)} to {where}", file=sys.stderr)
-    return EXIT_OK
-
-
-def _write_value(value: Any, output: str) -> int:
-    """A field's value as a file: bytes as they are, str as UTF-8 text, anything else as JSON."""
-    if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
-        data = value.encode("utf-8")
-    else:
-        data = json.dumps(value, indent=2, default=str, ensure_ascii=False).encode("utf-8")
-    if output == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        try:
-            pathlib.Path(output).write_bytes(data)
-        except OSError as exc:
-            raise CliError(f"-o {output!r}: cannot write it: {exc.strerror or exc}.") from None
-    return len(data)
-
-
-def table_cell(value: Any) -> str:
-    """A value as one bounded line of a table cell."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    text = text.replace("\r", "\\r").replace("\n", "\\n")  # one record, one line
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 PS = Command("ps", "list the tasks of recent jobs (running, or ended within the hour; --all, --job N)",
              _ps_arguments, ps_command)
 LOGS = Command("logs", "print a task's output", _logs_arguments, logs_command)
 KILL = Command("kill", "send a signal to a task's main process", _kill_arguments, kill_command)
-GET = Command("get", "print stored records of a schema", _get_arguments, get_command)

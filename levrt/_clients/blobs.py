@@ -33,19 +33,18 @@ from levrt._stored import (
     CHUNK_SIZE,
     CHUNKS,
     CHUNKS_PER_READ,
-    CHUNKS_PER_WRITE,
     FILES,
     ChunkOrder,
-    chunk_id,
+    ChunkWriter,
     files_document,
+    is_duplicate,
+    left_over,
     sha256_of,
 )
 from levrt.errors import FileSpecError, StoreError
 from levrt.settings import Settings
 
 __all__ = ["FileStore", "Progress", "Stored", "connect", "hash_file"]
-
-DUPLICATE_KEY = 11000
 
 Progress = Callable[[int, int], None]
 """Called with (bytes sent, total) as an upload goes."""
@@ -162,22 +161,15 @@ class FileStore:
 
     async def _write(self, sha256: str, size: int, block: Callable[[], Any], *, name: str, kind: str,
                      on_progress: Progress | None, check: Any = None) -> int:
-        """Chunks first, a few per insert, then the files document (an upload cut short leaves no
-        file that looks complete)."""
-        offset, n, batch = 0, 0, []
-        while True:
-            data = await block()
-            if data:
-                batch.append({"_id": chunk_id(sha256, n), "files_id": sha256, "n": n, "data": data})
-                offset += len(data)
-                n += 1
-            if len(batch) >= CHUNKS_PER_WRITE or (batch and len(data) < CHUNK_SIZE):
+        """Chunks first, a few per insert, then the files document (``levrt._stored.ChunkWriter``)."""
+        writer = ChunkWriter(sha256)
+        while not writer.done:
+            batch = writer.take(await block())
+            if batch:
                 await self._insert_chunks(batch)
-                batch = []
                 if on_progress is not None:
-                    on_progress(offset, size)
-            if len(data) < CHUNK_SIZE:
-                break
+                    on_progress(writer.offset, size)
+        offset = writer.offset
         if check is not None and (check.hexdigest() != sha256 or offset != size):
             raise FileSpecError(
                 f"{name} changed while it was uploaded (it no longer has sha256 {sha256[:12]}... and "
@@ -187,7 +179,7 @@ class FileStore:
         try:
             await self._files.insert_one(doc)
         except Exception as exc:
-            if getattr(exc, "code", None) != DUPLICATE_KEY:  # else another upload finished first: same content
+            if not is_duplicate(exc):  # else another upload finished first: same content
                 raise self._error(exc) from exc
         return offset
 
@@ -195,13 +187,11 @@ class FileStore:
         try:
             await self._chunks.insert_many(batch, ordered=False)
         except Exception as exc:
-            errors = (getattr(exc, "details", None) or {}).get("writeErrors") or []
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            refused = left_over(exc, batch)
+            if refused is None:
                 raise self._error(exc) from exc
-            # Left by an earlier upload of this content that stopped half-way: write ours over them.
             try:
-                for error in errors:
-                    doc = batch[error["index"]]
+                for doc in refused:
                     await self._chunks.replace_one({"_id": doc["_id"]}, doc, upsert=True)
             except Exception as again:
                 raise self._error(again) from again

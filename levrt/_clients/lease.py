@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from levrt._clients import resources
 from levrt._clients.api import Forbidden, NotFound
 from levrt._clients.kube import Kube, Priority
 from levrt._shapes.names import (
@@ -36,7 +37,6 @@ from levrt._shapes.names import (
     LEASE_GROUP,
     MANAGED_BY,
     MANAGED_SELECTOR,
-    api_path,
     lease_name,
 )
 from levrt.errors import LevrtError
@@ -49,7 +49,6 @@ __all__ = [
     "expired",
     "lease_job",
     "lease_object",
-    "lease_path",
     "list_leases",
     "owner_reference",
     "release_pod",
@@ -63,10 +62,6 @@ RENEW_FRACTION = 3
 """Renewals per lease duration: two may fail in a row before the Lease lapses."""
 RETRY_SECONDS = 2.0
 """How soon a failed renewal is tried again (never later than the next regular one)."""
-
-
-def lease_path(namespace: str, name: str | None = None) -> str:
-    return api_path("leases", namespace=namespace, name=name, group=LEASE_GROUP)
 
 
 def micro_time(when: float) -> str:
@@ -139,16 +134,16 @@ def kept(lease: Mapping[str, Any]) -> bool:
 
 async def list_leases(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     """The job Leases of the namespace."""
-    listing = await kube.request("GET", lease_path(namespace), query={"labelSelector": MANAGED_SELECTOR})
-    return [item for item in listing.get("items", []) if lease_job(item) is not None]
+    found = await resources.list_objects(kube, "Lease", namespace=namespace, labels=MANAGED_SELECTOR)
+    return [item for item in found if lease_job(item) is not None]
 
 
 async def delete_lease(kube: Kube, namespace: str, name: str) -> bool:
     """Delete a Lease; the garbage collector then deletes what it owns (background propagation).
     False when it was gone already."""
     try:
-        await kube.request("DELETE", lease_path(namespace, name), query={"propagationPolicy": "Background"},
-                           priority=Priority.CLEANUP)
+        await resources.delete(kube, "Lease", name, namespace=namespace, query={"propagationPolicy": "Background"},
+                               priority=Priority.CLEANUP)
     except NotFound:
         return False
     return True
@@ -186,7 +181,7 @@ class JobLease:
     async def create(cls, kube: Kube, *, namespace: str, job: int, duration: float, holder: str,
                      clock: Callable[[], float] = time.time) -> JobLease:
         body = lease_object(job, namespace=namespace, duration=duration, holder=holder, now=clock())
-        created = await kube.request("POST", lease_path(namespace), body=body)
+        created = await resources.create(kube, "Lease", body, namespace=namespace)
         return cls(kube, namespace=namespace, job=job, lease=created, duration=duration, clock=clock)
 
     @property
@@ -200,11 +195,8 @@ class JobLease:
 
     async def renew(self) -> None:
         """One renewal (raises what the apiserver answered)."""
-        await self._kube.request(
-            "PATCH", lease_path(self.namespace, self.name),
-            body={"spec": {"renewTime": micro_time(self._clock())}},
-            content_type="application/merge-patch+json",
-        )
+        await resources.patch(self._kube, "Lease", self.name, {"spec": {"renewTime": micro_time(self._clock())}},
+                              namespace=self.namespace)
         self.renewals += 1
 
     async def _renew_loop(self) -> None:
@@ -239,12 +231,10 @@ class JobLease:
         await self.stop()
         try:
             if keep:
-                await self._kube.request(
-                    "PATCH", lease_path(self.namespace, self.name),
-                    body={"metadata": {"annotations": {KEPT_ANNOTATION: "true"}},
-                          "spec": {"renewTime": micro_time(self._clock())}},
-                    content_type="application/merge-patch+json",
-                )
+                await resources.patch(self._kube, "Lease", self.name, {
+                    "metadata": {"annotations": {KEPT_ANNOTATION: "true"}},
+                    "spec": {"renewTime": micro_time(self._clock())},
+                }, namespace=self.namespace)
             else:
                 await delete_lease(self._kube, self.namespace, self.name)
         except NotFound:
@@ -331,16 +321,12 @@ class Reaper:
 async def adopt_pod(kube: Kube, namespace: str, pod: str, *, uid: str, owner: Mapping[str, Any], job: int) -> None:
     """Make a Pod that already runs (an in-cluster orchestration, ``levrt run --detach``) one of the
     job's objects: owned by its Lease and labelled with its job (``levrt ps --job N`` lists it)."""
-    await kube.request(
-        "PATCH", api_path("pods", namespace=namespace, name=pod),
-        body={"metadata": {"uid": uid, "labels": {JOB_LABEL: str(job)}, "ownerReferences": [dict(owner)]}},
-        content_type="application/strategic-merge-patch+json",
+    await resources.patch(
+        kube, "Pod", pod, {"metadata": {"uid": uid, "labels": {JOB_LABEL: str(job)}, "ownerReferences": [dict(owner)]}},
+        namespace=namespace, patch_type="strategic",
     )
 
 
 async def release_pod(kube: Kube, namespace: str, pod: str) -> None:
     """Undo ``adopt_pod``'s ownership: the Pod outlives the Lease (its client deletes it)."""
-    await kube.request(
-        "PATCH", api_path("pods", namespace=namespace, name=pod),
-        body={"metadata": {"ownerReferences": None}}, content_type="application/merge-patch+json",
-    )
+    await resources.patch(kube, "Pod", pod, {"metadata": {"ownerReferences": None}}, namespace=namespace)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import signal as signals
 
+from levrt._clients import resources
 from levrt._clients.api import ExecResult
 from levrt._clients.kube import Kube
-from levrt._shapes.names import api_path
 from levrt.errors import LevrtError
 from levrt.podenv import PYTHON
 
@@ -61,6 +61,6 @@ def _command(signum: int, *, runtime: bool) -> list[str]:
 async def deliver(kube: Kube, namespace: str, pod: str, signum: int, *, runtime: bool) -> ExecResult:
     """Send ``signum`` to PID 1 of the Pod's main container; ``runtime``: it runs levrt's Python."""
     return await kube.exec(
-        api_path("pods", namespace=namespace, name=pod, sub="exec"),
+        resources.prepare("connect", "Pod", namespace=namespace, name=pod, sub="exec").path,
         container="main", command=_command(signum, runtime=runtime),
     )

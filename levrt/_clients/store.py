@@ -16,9 +16,10 @@ import contextvars
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from levrt._clients import resources
 from levrt._clients.api import ApiError
 from levrt._clients.kube import Kube
-from levrt._shapes.names import api_path
+from levrt._stored import is_duplicate, left_over
 from levrt.errors import StoreError
 from levrt.podenv import DEFAULT_DATABASE, STORE_SECRET_KEY, STORE_URI_ENV
 from levrt.settings import Settings
@@ -27,8 +28,6 @@ __all__ = ["COUNTERS", "JOBS", "TASKS", "Store", "resolve_uri", "short_error", "
 
 COUNTERS = "levrt_counters"
 TASKS = "levrt_tasks"
-DUPLICATE_KEY = 11000
-"""MongoDB's error code for a second document with the same ``_id``."""
 MAX_CLAIMS = 100
 """Job ids tried before giving up (each one already claimed by another job)."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
@@ -107,7 +106,7 @@ class Store:
                 job = int(counter["seq"])
                 await self._db[COUNTERS].insert_one({"_id": f"job.{job}"})
             except Exception as exc:
-                if getattr(exc, "code", None) == DUPLICATE_KEY:
+                if is_duplicate(exc):
                     continue  # another job holds this id (or the upsert raced): take the next
                 raise self.unreachable(exc) from exc
             return job
@@ -138,10 +137,10 @@ class Store:
                 await self._db[TASKS].bulk_write(pending, ordered=False)
                 return
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if attempt == 2 or not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                refused = left_over(exc, pending)
+                if attempt == 2 or refused is None:
                     raise self.unreachable(exc) from exc
-                pending = [pending[e["index"]] for e in errors]
+                pending = refused
             except Exception as exc:
                 raise self.unreachable(exc) from exc
 
@@ -158,9 +157,7 @@ async def resolve_uri(kube: Kube, settings: Settings) -> str:
     if settings.store_uri:
         return settings.store_uri
     try:
-        secret = await kube.request(
-            "GET", api_path("secrets", namespace=settings.namespace, name=settings.store_secret)
-        )
+        secret = await resources.get(kube, "Secret", settings.store_secret, namespace=settings.namespace)
     except ApiError as exc:
         raise StoreError(
             f"{STORE_URI_ENV} is not set and the Secret {settings.namespace}/{settings.store_secret} "

@@ -20,10 +20,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from levrt._clients import resources
 from levrt._clients.api import Conflict, Forbidden, NotFound
 from levrt._clients.kube import Kube, Priority
 from levrt._shapes.build import TaskObjects
-from levrt._shapes.names import api_path, plural
 from levrt.errors import ClusterError, LevrtError
 
 __all__ = ["create", "delete_pod", "owned_by", "submit", "with_owner"]
@@ -60,11 +60,8 @@ async def submit(kube: Kube, namespace: str, objects: TaskObjects, *,
     try:
         owned = [with_owner(obj, pod_name=name, pod_uid=uid) for obj in objects.owned]
         await asyncio.gather(*(_create_owned(kube, namespace, obj) for obj in owned))
-        await kube.request(
-            "PATCH", api_path("pods", namespace=namespace, name=name),
-            body=[{"op": "remove", "path": "/spec/schedulingGates"}],
-            content_type="application/json-patch+json",
-        )
+        await resources.patch(kube, "Pod", name, [{"op": "remove", "path": "/spec/schedulingGates"}],
+                              namespace=namespace, patch_type="json")
     except BaseException:
         await asyncio.shield(delete_pod(kube, namespace, name))
         raise
@@ -74,9 +71,7 @@ async def submit(kube: Kube, namespace: str, objects: TaskObjects, *,
 async def create(kube: Kube, namespace: str, body: Mapping[str, Any], *, priority: int = Priority.NORMAL) -> Any:
     """POST one object, turning the usual mistakes into messages that say what to do."""
     try:
-        return await kube.request(
-            "POST", api_path(plural(body["kind"]), namespace=namespace), body=body, priority=priority
-        )
+        return await resources.create(kube, body["kind"], body, namespace=namespace, priority=priority)
     except NotFound as exc:
         raise ClusterError(
             f"Namespace {namespace!r} does not exist. Install the platform "
@@ -105,10 +100,8 @@ async def _create_owned(kube: Kube, namespace: str, obj: Mapping[str, Any]) -> N
         # A content-addressed file stored by an earlier task: share it, owned by both Pods.
         patch = {"metadata": {"ownerReferences": obj["metadata"]["ownerReferences"]}}
         try:
-            await kube.request(
-                "PATCH", api_path(plural(obj["kind"]), namespace=namespace, name=obj["metadata"]["name"]),
-                body=patch, content_type="application/strategic-merge-patch+json",
-            )
+            await resources.patch(kube, obj["kind"], obj["metadata"]["name"], patch, namespace=namespace,
+                                  patch_type="strategic")
         except NotFound:
             # Collected between our create and patch: create it afresh.
             await create(kube, namespace, obj)
@@ -119,10 +112,8 @@ async def delete_pod(kube: Kube, namespace: str, name: str, *, graceful: bool = 
     and time to clean up); its owned objects follow through the garbage collector. Never raises
     for a Pod already gone; other failures are logged (cleanup must not hide the real error)."""
     try:
-        await kube.request(
-            "DELETE", api_path("pods", namespace=namespace, name=name),
-            query=None if graceful else {"gracePeriodSeconds": 0}, priority=Priority.CLEANUP,
-        )
+        await resources.delete(kube, "Pod", name, namespace=namespace,
+                               query=None if graceful else {"gracePeriodSeconds": 0}, priority=Priority.CLEANUP)
     except NotFound:
         pass
     except LevrtError as exc:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from levrt._clients import resources
 from levrt._clients.api import Forbidden
 from levrt._clients.batches import Batches
 from levrt._clients.kube import Kube, Priority
-from levrt._shapes.names import JOB_LABEL, MANAGED_SELECTOR, PAYLOAD_ROLE, ROLE_LABEL, TASK_LABEL, api_path
+from levrt._shapes.names import JOB_LABEL, MANAGED_SELECTOR, PAYLOAD_ROLE, ROLE_LABEL, TASK_LABEL
 from levrt.errors import LevrtError
 
 __all__ = ["PayloadSweeper", "payload_selector"]
@@ -60,10 +61,8 @@ class PayloadSweeper:
         for start in range(0, len(tasks), BATCH):
             chunk = tasks[start:start + BATCH]
             try:
-                await self._kube.request(
-                    "DELETE", api_path("secrets", namespace=self._namespace),
-                    query={"labelSelector": payload_selector(self._job, chunk)}, priority=Priority.CLEANUP,
-                )
+                await resources.delete_collection(self._kube, "Secret", namespace=self._namespace,
+                                                  labels=payload_selector(self._job, chunk), priority=Priority.CLEANUP)
             except Forbidden as exc:
                 self._refused = True
                 self._batches.drop()

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from levrt._clients import resources
 from levrt._clients.api import ApiError, Forbidden, Gone, NotFound, Unauthorized, api_error
 from levrt._clients.kube import Kube
-from levrt._shapes.names import api_path
 from levrt._shapes.podstatus import DELETED
 from levrt.errors import ClusterError
 
@@ -66,7 +66,7 @@ class PodWatch:
         self.window = WINDOW_SECONDS if window is None else window
         self.namespace = namespace
         self.selector = selector
-        self._path = api_path("pods", namespace=namespace)
+        self._path = resources.prepare("list", "Pod", namespace=namespace).path
         self._pods: dict[str, Pod] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._forgotten: set[str] = set()  # forgotten Pods whose deletion the watch has not reported yet
@@ -138,7 +138,8 @@ class PodWatch:
         self._update({**pod, DELETED: True})
 
     async def _relist(self) -> None:
-        listing = await self._kube.request("GET", self._path, query={"labelSelector": self.selector})
+        request = resources.prepare("list", "Pod", namespace=self.namespace, query={"labelSelector": self.selector})
+        listing = await resources.send(self._kube, request)
         seen = set()
         for pod in listing.get("items", []):
             seen.add(pod["metadata"]["name"])

@@ -20,32 +20,29 @@ import contextlib
 import itertools
 import logging
 import os
-import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from levrt import _job, context
-from levrt._clients import signals, submit
-from levrt._clients.api import Conflict, Forbidden
+from levrt._clients import pods, signals, submit
 from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
-from levrt._clients.lease import JobLease, adopt_pod, release_pod
+from levrt._clients.lease import JobLease
 from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
-from levrt._core import runtime_mode
+from levrt._core import ownership, runtime_mode
 from levrt._core.localfiles import plan_task_files
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
 from levrt._shapes import podstatus
 from levrt._shapes.build import TaskObjects, build_task, with_attempt
-from levrt._shapes.names import api_path, job_selector
+from levrt._shapes.names import job_selector
 from levrt.cr import Cr
 from levrt.document import Document
-from levrt.errors import ClusterError, LevrtError, TaskFailed
-from levrt.podenv import DETACHED_ENV, POD_NAME_ENV, POD_UID_ENV
+from levrt.errors import LevrtError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
 
@@ -124,8 +121,8 @@ class Engine:
             if runtime.mode in ("image", "copy"):
                 settings = settings.replace(runtime_mode=runtime.mode)
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
-            job_id, lease = await _claim_job(kube, settings, store)
-            own_pod = await _adopt_own_pod(kube, settings, job_id, lease)
+            job_id, lease = await ownership.claim_job(kube, settings, store)
+            own_pod = await ownership.adopt_own_pod(kube, settings, job_id, lease)
             watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
             await watch.start()
         except BaseException:
@@ -153,38 +150,18 @@ class Engine:
             await self.status.close()
             await self.sweeper.close()
         finally:
-            await self._close_lease()
+            await ownership.let_go(self.kube, self.settings, self.lease, self.own_pod)
             await self.watch.close()
             await self.store.close()
             await self.kube.close()
-
-    async def _close_lease(self) -> None:
-        """Last step of a job: its Lease goes, and with it whatever of the job is left (a payload
-        Secret the sweep missed); a kept job's Lease stays, marked kept, until ``levrt gc``."""
-        if self.lease is None:
-            return
-        if self.own_pod is not None and not _detached():
-            # An attached in-cluster run: the client following it deletes this Pod itself once it
-            # has read its exit code; the Lease must not take it first.
-            try:
-                await release_pod(self.kube, self.settings.namespace, self.own_pod)
-            except LevrtError as exc:
-                log.warning("could not release the orchestration Pod %s from the job's Lease: %s", self.own_pod, exc)
-        await asyncio.shield(self.lease.close(keep=self.settings.keep))
-
-    def _pods_path(self, name: str | None = None, sub: str | None = None) -> str:
-        return api_path("pods", namespace=self.settings.namespace, name=name, sub=sub)
 
     async def delete_job_pods(self) -> None:
         """Delete every task Pod of this job still present (one DELETE each: the chart's Role grants
         ``delete``, not ``deletecollection``). Not the orchestration Pod this job runs in: it carries
         the job's label too (adopted by the job's Lease), and deleting it would end this process."""
         with contextlib.suppress(LevrtError):
-            listing = await self.kube.request(
-                "GET", self._pods_path(), query={"labelSelector": job_selector(self.job_id)}
-            )
-            names = [item["metadata"]["name"] for item in listing.get("items", [])
-                     if item["metadata"]["name"] != self.own_pod]
+            found = await pods.job_pods(self.kube, self.settings.namespace, self.job_id)
+            names = [pod["metadata"]["name"] for pod in found if pod["metadata"]["name"] != self.own_pod]
             await asyncio.gather(*(self.delete_pod(name) for name in names))
             if names:
                 log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)
@@ -262,9 +239,8 @@ class Engine:
                 self.record(task=task.task_id, state="failed", reason=exc.reason)
                 self._ended(task)
                 raise
-        ended = podstatus.terminated(pod)
-        exit_code = ended.get("exitCode")
-        ok = exit_code == 0 or (pod.get("status", {}).get("phase") == "Succeeded" and exit_code is None)
+        ended = podstatus.failure(pod)
+        exit_code = ended.exit_code
         try:
             if podstatus.timed_out(pod):
                 task.timed_out = True
@@ -272,11 +248,8 @@ class Engine:
                 timeout = task.cr.timeout if task.cr.timeout is not None else self.settings.timeout
                 log.warning("task %s timed out after %s s; its record keeps what it stored until then",
                             task.id, timeout)
-            elif not ok and not task.signalled:
-                reason = ended.get("reason") or pod.get("status", {}).get("reason") or (
-                    "PodDeleted" if pod.get(podstatus.DELETED) else "Failed"
-                )
-                detail = ended.get("message") or pod.get("status", {}).get("message") or ""
+            elif not podstatus.succeeded(pod) and not task.signalled:
+                reason, detail = ended.reason, ended.message
                 if cause is not None:  # the cluster ended it and no retry is left: say so
                     reason, _, detail = cause.partition(": ")
                     if task.retries:
@@ -411,74 +384,17 @@ class Engine:
         return TaskFailed(text, exit_code=exit_code, reason=reason, logs=logs, task=task)
 
     async def pod_logs(self, name: str, *, tail: int | None = None, container: str = "main") -> str:
+        """A container's output, or ``""`` when it cannot be read (a failure's report goes on without it)."""
         try:
-            text = await self.kube.request(
-                "GET", self._pods_path(name, "log"), query={"container": container, "tailLines": tail}
-            )
+            return await pods.logs(self.kube, self.settings.namespace, name, container=container, tail=tail)
         except LevrtError:
             return ""
-        return text if isinstance(text, str) else str(text)
 
     async def events(self, name: str, *, uid: str | None = None) -> list[str]:
-        """The events of the Pod ``name``: of this very Pod when its ``uid`` is known. Matching by
-        name alone would also quote an older Pod of the same name (job ids restart when a store
-        loses its data, and events outlive their Pod by an hour)."""
-        selector = f"involvedObject.uid={uid}" if uid else f"involvedObject.name={name}"
+        """The events of the Pod ``name`` (of this very Pod when its ``uid`` is known), one line each."""
         try:
-            listing = await self.kube.request(
-                "GET", api_path("events", namespace=self.settings.namespace), query={"fieldSelector": selector},
-            )
+            found = await pods.events(self.kube, self.settings.namespace, name, uid=uid)
         except LevrtError:
             return []
-        items: list[Mapping[str, Any]] = sorted(
-            listing.get("items", []), key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""
-        )
-        return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '').strip()}" for e in items]
+        return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '').strip()}" for e in found]
 
-
-def _detached() -> bool:
-    return os.environ.get(DETACHED_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-MAX_STALE_IDS = 1000
-"""Job ids skipped at most because a Lease of that id is still there (the store lost its counter)."""
-
-
-async def _claim_job(kube: Kube, settings: Settings, store: Store) -> tuple[int, JobLease | None]:
-    """The next job id and its Lease. An id whose Lease exists already belongs to a job from before
-    the store lost its counter (reset, restored, replaced): it is skipped, so no two jobs ever
-    share the names of their Pods and objects."""
-    for _ in range(MAX_STALE_IDS):
-        job_id = await store.next_job_id()
-        try:
-            return job_id, await _open_lease(kube, settings, job_id)
-        except Conflict:
-            log.warning("job id %d is taken by a Lease from before the store's counter was reset; "
-                        "taking the next one", job_id)
-    raise ClusterError(
-        f"{MAX_STALE_IDS} job ids in a row are held by Leases of earlier jobs in namespace "
-        f"{settings.namespace}: the store's job counter is far behind. Run `levrt gc`, or set the "
-        "counter (collection levrt_counters, _id 'job', field seq) above the highest levrt-job-<N> Lease."
-    )
-
-
-async def _open_lease(kube: Kube, settings: Settings, job: int) -> JobLease | None:
-    """Create and start renewing the job's Lease; None (logged) where the account may not create one."""
-    try:
-        lease = await JobLease.create(kube, namespace=settings.namespace, job=job, duration=settings.lease_seconds,
-                                      holder=f"{socket.gethostname()}/{os.getpid()}")
-    except Forbidden as exc:
-        log.warning("job %d runs without a Lease (%s): a client that dies leaves its Pods to `levrt gc`. "
-                    "Give the account the chart's Role (leases: create, patch, delete).", job, exc)
-        return None
-    lease.start()
-    return lease
-
-
-async def _adopt_own_pod(kube: Kube, settings: Settings, job: int, lease: JobLease | None) -> str | None:
-    """In an orchestration Pod: make that Pod one of the job's objects, owned by its Lease."""
-    name, uid = os.environ.get(POD_NAME_ENV), os.environ.get(POD_UID_ENV)
-    if lease is None or not name or not uid:
-        return None
-    await adopt_pod(kube, settings.namespace, name, uid=uid, owner=lease.reference, job=job)
-    return name

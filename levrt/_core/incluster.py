@@ -16,13 +16,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from levrt._clients import submit
+from levrt._clients import pods, submit
 from levrt._clients.kube import Kube
 from levrt._clients.watch import PodWatch
 from levrt._core.sources import orchestration_sources
 from levrt._shapes import podstatus
 from levrt._shapes.build import TaskObjects
-from levrt._shapes.names import RUN_LABEL, api_path
+from levrt._shapes.names import RUN_LABEL
 from levrt._shapes.orchestrator import new_run_id, orchestrator_objects
 from levrt.errors import OrchestrationError
 from levrt.settings import Settings
@@ -82,7 +82,7 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
                       flush=True)
                 return 0
             # Following the log of a container that already ended returns all of it, then ends.
-            await kube.follow(api_path("pods", namespace=ns, name=name, sub="log"), out=sys.stdout)
+            await pods.follow_logs(kube, ns, name, out=sys.stdout)
             pod = await watch.wait(name, podstatus.finished)
             status = podstatus.terminated(pod)
             code = int(status.get("exitCode", 1))
@@ -112,10 +112,9 @@ async def _job_opened(kube: Kube, watch: PodWatch, ns: str, name: str, *, timeou
     within seconds of the start, and a follow would not give up on a Pod that never prints it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    path = api_path("pods", namespace=ns, name=name, sub="log")
     while True:
-        text = await kube.request("GET", path, query={"container": "main"})
-        found = JOB_LINE.search(text if isinstance(text, str) else str(text))
+        text = await pods.logs(kube, ns, name)
+        found = JOB_LINE.search(text)
         if found:
             return int(found.group(1))
         pod = watch.get(name) or {}

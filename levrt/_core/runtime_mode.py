@@ -22,13 +22,13 @@ import hashlib
 import logging
 from typing import Any
 
-from levrt._clients import submit
+from levrt._clients import resources, submit
 from levrt._clients.api import ApiError, BadRequest, Invalid, NotFound
 from levrt._clients.kube import Kube
 from levrt._clients.watch import PodWatch
 from levrt._shapes import podstatus
 from levrt._shapes.build import PROBE_ROLE, runtime_probe_pod
-from levrt._shapes.names import ROLE_LABEL, api_path
+from levrt._shapes.names import ROLE_LABEL
 from levrt.errors import LevrtError
 from levrt.settings import Settings
 
@@ -74,7 +74,7 @@ def _key(settings: Settings, server: str) -> str:
 
 async def _remembered(kube: Kube, settings: Settings, server: str) -> Decision | None:
     try:
-        found = await kube.request("GET", api_path("configmaps", namespace=settings.namespace, name=CONFIGMAP))
+        found = await resources.get(kube, "ConfigMap", CONFIGMAP, namespace=settings.namespace)
     except ApiError:
         return None
     data = found.get("data") or {}
@@ -92,12 +92,11 @@ async def _remember(kube: Kube, settings: Settings, server: str, decision: Decis
             "metadata": {"name": CONFIGMAP, "namespace": settings.namespace,
                          "labels": {"app.kubernetes.io/part-of": "levrt", ROLE_LABEL: "runtime-mode"}},
             "data": data}
-    path = api_path("configmaps", namespace=settings.namespace, name=CONFIGMAP)
     try:
         try:
-            await kube.request("PATCH", path, body={"data": data}, content_type="application/merge-patch+json")
+            await resources.patch(kube, "ConfigMap", CONFIGMAP, {"data": data}, namespace=settings.namespace)
         except NotFound:
-            await kube.request("POST", api_path("configmaps", namespace=settings.namespace), body=body)
+            await resources.create(kube, "ConfigMap", body, namespace=settings.namespace)
     except ApiError as exc:  # not remembered: the next job probes again, nothing else changes
         log.warning("could not remember the runtime mode in ConfigMap %s: %s", CONFIGMAP, exc)
 
@@ -136,11 +135,11 @@ def _verdict(pod: dict[str, Any]) -> Decision:
     state = podstatus.start_state(pod, need_ready=False)
     if isinstance(state, podstatus.StartFailure):
         return Decision("copy", f"a Pod with an image volume cannot start here: {state.reason} ({state.detail})")
-    ended = podstatus.terminated(pod)
-    code = ended.get("exitCode")
+    ended = podstatus.failure(pod)
+    code = ended.exit_code
     if code == 0:
         return Decision("image", "the runtime image mounts as a volume (probe passed)")
     if code == 3:
         return Decision("copy", "the container runtime mounted the image volume empty")
-    detail = ended.get("message") or ended.get("reason") or pod.get("status", {}).get("reason") or "no reason given"
+    detail = ended.headline or "no reason given"
     return Decision("copy", f"the image-volume probe failed (exit code {code}: {str(detail).strip()[:200]})")

@@ -37,7 +37,6 @@ __all__ = [
     "lease_name",
     "orchestrator_name",
     "payload_secret_name",
-    "plural",
     "pod_name",
     "task_labels",
 ]
@@ -69,7 +68,6 @@ GATE = "levrt.io/objects"
 TERMINATION_POLICY = "FallbackToLogsOnError"
 
 VERSION_PATH = "/version"
-_PLURALS = {"Pod": "pods", "Secret": "secrets", "ConfigMap": "configmaps", "Event": "events", "Node": "nodes"}
 
 
 def image_reference(image: str, registry: str | None) -> str | None:
@@ -114,11 +112,6 @@ def task_labels(job: int, task: int) -> dict[str, str]:
 def job_selector(job: int | None = None) -> str:
     """The label selector of every levrt object, or of one job's."""
     return MANAGED_SELECTOR if job is None else f"{MANAGED_SELECTOR},{JOB_LABEL}={job}"
-
-
-def plural(kind: str) -> str:
-    """The resource name of a core ``kind`` (``Pod`` → ``pods``)."""
-    return _PLURALS[kind]
 
 
 def api_path(

@@ -21,9 +21,11 @@ __all__ = [
     "FATAL_WAITING",
     "IMAGE_PULL_REASONS",
     "INFRASTRUCTURE_REASONS",
+    "Failure",
     "StartFailure",
     "condition",
     "container_status",
+    "failure",
     "finished",
     "holds_room",
     "infrastructure_failure",
@@ -33,6 +35,7 @@ __all__ = [
     "pull_may_recover",
     "runs_runtime",
     "start_state",
+    "succeeded",
     "summary",
     "terminated",
     "timed_out",
@@ -99,6 +102,38 @@ def terminated(pod: Pod) -> Mapping[str, Any]:
         if init.get("exitCode"):
             return {**init, "message": f"init container {cs.get('name')}: {init.get('message') or 'failed'}"}
     return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """How a run ended, as the cluster tells it (read whatever the exit code: see ``succeeded``)."""
+
+    exit_code: int | None
+    """The main container's (or the failed init container's) exit code; None when it never ended."""
+    reason: str
+    """The container's termination reason (``Error``, ``OOMKilled``), else the Pod's (``Evicted``),
+    else ``PodDeleted`` (a tombstone) or ``Failed``."""
+    message: str
+    """The container's termination message (its last lines of output), else the Pod's; ``""`` if none."""
+    headline: str
+    """The shortest account: the container's message, else its reason, else the Pod's reason; ``""`` if none."""
+
+
+def failure(pod: Pod) -> Failure:
+    """The exit code, reason and message of a run that ended (``terminated``, then the Pod's status)."""
+    ended = terminated(pod)
+    status = pod.get("status", {})
+    reason = ended.get("reason") or status.get("reason") or ("PodDeleted" if pod.get(DELETED) else "Failed")
+    return Failure(
+        exit_code=ended.get("exitCode"), reason=reason, message=ended.get("message") or status.get("message") or "",
+        headline=ended.get("message") or ended.get("reason") or status.get("reason") or "",
+    )
+
+
+def succeeded(pod: Pod) -> bool:
+    """Whether the run succeeded: the main container exited 0, or the Pod says so without an exit code."""
+    exit_code = terminated(pod).get("exitCode")
+    return exit_code == 0 or (pod.get("status", {}).get("phase") == "Succeeded" and exit_code is None)
 
 
 def condition(pod: Pod, kind: str) -> Mapping[str, Any]:

@@ -23,18 +23,18 @@ from levrt._stored import (
     CHUNK_SIZE,
     CHUNKS,
     CHUNKS_PER_READ,
-    CHUNKS_PER_WRITE,
     FILES,
     ChunkOrder,
-    chunk_id,
+    ChunkWriter,
     files_document,
+    is_duplicate,
+    left_over,
     sha256_of,
 )
 from levrt.errors import StoreError
 
 __all__ = ["Bucket", "Source", "decode_value", "encode_value", "read_exactly"]
 
-DUPLICATE_KEY = 11000
 Source = bytes | str | os.PathLike[str] | IO[bytes]
 """What ``lev.put``/``levrt.upload`` store: content, a local path, or a binary file object."""
 
@@ -150,23 +150,17 @@ class Bucket:
 
     def _write(self, sha256: str, block: Callable[[int], bytes], *, filename: str, kind: str,
                check: Any = None) -> int:
-        """Upload chunks from ``block(offset)`` (b"" at the end), then the files document: an upload
-        that stops half-way leaves chunks no files document points to, which the next upload of the
-        same content overwrites."""
+        """Upload chunks from ``block(offset)`` (b"" at the end), then the files document
+        (``levrt._stored.ChunkWriter``): an upload that stops half-way leaves chunks no files document
+        points to, which the next upload of the same content overwrites."""
         from bson.int64 import Int64  # pymongo's, loaded with the client
 
-        offset, n, batch = 0, 0, []
-        while True:
-            data = block(offset)
-            if data:
-                batch.append({"_id": chunk_id(sha256, n), "files_id": sha256, "n": n, "data": data})
-                offset += len(data)
-                n += 1
-            if len(batch) >= CHUNKS_PER_WRITE or (batch and len(data) < CHUNK_SIZE):
+        writer = ChunkWriter(sha256)
+        while not writer.done:
+            batch = writer.take(block(writer.offset))
+            if batch:
                 self._insert_chunks(batch)
-                batch = []
-            if len(data) < CHUNK_SIZE:
-                break
+        offset = writer.offset
         if check is not None and check.hexdigest() != sha256:
             raise StoreError(
                 f"{filename!r} changed while it was stored (its sha256 is no longer {sha256}); store it again."
@@ -176,7 +170,7 @@ class Bucket:
         try:
             self._files.insert_one(doc)
         except Exception as exc:
-            if getattr(exc, "code", None) != DUPLICATE_KEY:  # else: stored meanwhile by another writer
+            if not is_duplicate(exc):  # else: stored meanwhile by another writer
                 raise
         return offset
 
@@ -184,12 +178,10 @@ class Bucket:
         try:
             self._chunks.insert_many(batch, ordered=False)
         except Exception as exc:
-            errors = (getattr(exc, "details", None) or {}).get("writeErrors") or []
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            refused = left_over(exc, batch)
+            if refused is None:
                 raise
-            # Chunks of an earlier, interrupted upload of the same content: write ours over them.
-            for error in errors:
-                doc = batch[error["index"]]
+            for doc in refused:
                 self._chunks.replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from levrt._clients.api import ApiError
 from levrt._clients.kube import Kube
+from levrt._clients.resources import plural
 from levrt._clients.submit import with_owner
-from levrt._shapes.names import api_path, plural
+from levrt._shapes.names import api_path
 from tests.unit.golden_cases import golden_cases
 
 pytestmark = pytest.mark.cluster

@@ -20,7 +20,8 @@ from levrt import Cr
 from levrt._clients import submit
 from levrt._clients.api import ApiError, Forbidden
 from levrt._clients.kube import Kube
-from levrt._shapes.names import api_path, plural
+from levrt._clients.resources import plural
+from levrt._shapes.names import api_path
 from levrt.errors import ClusterError
 from levrt.settings import Settings
 from tests.e2e.conftest import BUSYBOX, REDIS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from levrt._cli.tasks import table_cell
+from levrt._cli.base import table_cell
 
 
 def test_table_cells_are_one_line_and_bounded() -> None:
