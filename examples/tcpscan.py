@@ -33,14 +33,23 @@ def parse_ports(spec: str) -> list[int]:
 @levrt.remote
 def _connect_scan(target: str, ports: list[int], timeout: float) -> None:
     import socket
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     def is_open(port: int) -> bool:
-        try:
-            with socket.create_connection((target, port), timeout=timeout):
-                return True
-        except OSError:
-            return False
+        # A refused port is asked twice more, 0.2 s apart, as scanners retry: a one-shot listener
+        # restarted in a loop (the workflow's target on 2222) refuses for a moment after each client,
+        # the kubelet's probe among them. A timeout (filtered) is not asked again.
+        for attempt in range(3):
+            try:
+                with socket.create_connection((target, port), timeout=timeout):
+                    return True
+            except ConnectionRefusedError:
+                if attempt < 2:
+                    time.sleep(0.2)
+            except OSError:
+                return False
+        return False
 
     with ThreadPoolExecutor(max_workers=64) as pool:
         found = [port for port, ok in zip(ports, pool.map(is_open, ports), strict=True) if ok]
