@@ -8,14 +8,18 @@ own event loop (``async with session(): ...``).
 ``import levrt`` imports this module, and so does every task container (its entry is unpickled
 against ``levrt``): the engine, its Kubernetes and store clients and ``asyncio`` load when a job
 opens, not on import, which keeps a task's start-up to what the runtime itself needs.
+
+``levrt run FILE`` imports FILE, and a file written as a script calls ``levrt.run(main())`` at
+module level: while it imports, ``levrt run`` takes such calls over (``calls_at_import``) so the
+job runs once, its way (``levrt._cli.run`` says how), not once here and once more there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from levrt.errors import LevrtError
 from levrt.settings import Settings
@@ -23,9 +27,30 @@ from levrt.settings import Settings
 if TYPE_CHECKING:
     from levrt._core.engine import Engine
 
-__all__ = ["run", "session"]
+__all__ = ["ImportedRun", "calls_at_import", "run", "session"]
 
 T = TypeVar("T")
+
+
+class ImportedRun(Protocol):
+    """What takes over a ``levrt.run(...)`` made while ``levrt run`` imports a file: the awaitable
+    and the call's own settings, and the value ``levrt.run`` returns to the file."""
+
+    def __call__(self, main: Awaitable[Any], *, settings: Settings | None, kubeconfig: str | None) -> Any: ...
+
+
+_taken_over: list[ImportedRun] = []
+
+
+@contextlib.contextmanager
+def calls_at_import(handler: ImportedRun) -> Iterator[None]:
+    """While the block runs (``levrt run`` importing a file), ``levrt.run(...)`` hands its awaitable
+    to ``handler`` instead of opening a job of its own."""
+    _taken_over.append(handler)
+    try:
+        yield
+    finally:
+        _taken_over.remove(handler)
 
 
 def run(main: Awaitable[T] | Callable[[], Awaitable[T]], *, settings: Settings | None = None,
@@ -38,6 +63,8 @@ def run(main: Awaitable[T] | Callable[[], Awaitable[T]], *, settings: Settings |
             f"levrt.run() needs a coroutine, got {main!r}. Did you forget parentheses? "
             "Write levrt.run(main()) for `async def main(): ...`."
         )
+    if _taken_over:
+        return _taken_over[-1](main, settings=settings, kubeconfig=kubeconfig)  # type: ignore[no-any-return]
     import asyncio  # loaded when a job runs, not by `import levrt` (see the module)
 
     return asyncio.run(_run(main, settings=settings, kubeconfig=kubeconfig))

@@ -1,18 +1,39 @@
-"""``levrt run FILE[:FUNC]``: run an orchestration as one job, here or in a Pod of the cluster."""
+"""``levrt run FILE[:FUNC] [ARG...] [NAME=VALUE...]``: run a workflow or a mode as one job, here or
+in a Pod of the cluster.
+
+The call is checked before anything is created: the file is imported here (for ``--in-cluster``
+and ``--detach`` too, which ship the raw strings to the Pod's own ``levrt run``), the arguments
+converted by the function's annotations and checked against its ``annot.Param``s
+(``levrt._cli.callargs``); a wrong call prints a usage line and one line saying what is wrong,
+and exits 2 with no job opened. A mode (a function returning a ``Cr``) is built then too, and the
+job awaits its Cr and prints the task's record, as a workflow's return value is printed.
+
+A file written as a script calls ``levrt.run(main())`` when imported. That call is the job: the
+author chose its function and arguments, and the code after it may use its value, as under
+``python FILE``. So while ``levrt run`` imports the file it takes such calls over
+(``levrt.run.calls_at_import``), runs them as its own job (its settings, display and clean-up),
+returns the value to the file, and does not call FUNC again. Given ARGs or another FUNC, the file
+cannot honour them: that is refused before the call runs (put the call under
+``if __name__ == "__main__":``). ``--in-cluster`` only checks the file here: such a call stops
+the import unrun, and the Pod's ``levrt run`` makes it the job there.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
+import pathlib
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from types import ModuleType
+from typing import Any, NoReturn
 
 from levrt._cli.base import (
     EXIT_FAILED,
@@ -24,19 +45,29 @@ from levrt._cli.base import (
     load_module,
     settings_of,
 )
+from levrt._cli.callargs import CallError, bind, kind_of, runnables, suggest, usage
 from levrt._cli.display import live_progress
-from levrt._core.incluster import run_in_cluster
+from levrt._core.incluster import orchestration_file, run_in_cluster
+from levrt.cr import Cr
+from levrt.document import Document
 from levrt.errors import LevrtError
-from levrt.run import session
+from levrt.run import calls_at_import, session
 from levrt.settings import Settings
 
 __all__ = ["RUN"]
 
+DEFAULT_FUNC = "main"
+# Return annotations that leave open whether a plain function returns a Cr: it is called to see.
+OPEN_RETURNS = (inspect.Signature.empty, Any, object, "Any", "typing.Any", "object")
+
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="FILE[:FUNC]",
-                        help="orchestration file or module, and the async function to run (default: main)")
-    parser.add_argument("args", nargs="*", help="string arguments passed to the function")
+                        help="orchestration file or module, and the workflow (async def) or mode (a function "
+                             "returning a Cr) to run (default: main)")
+    parser.add_argument("args", nargs="*", metavar="ARG | NAME=VALUE",
+                        help="the function's arguments: values in order, or NAME=VALUE for its parameter NAME; "
+                             "converted by its annotations (int, float, bool, list[str] as a,b,c ...)")
     parser.add_argument("--in-cluster", action="store_true",
                         help="run the orchestration itself in a Pod under the levrt ServiceAccount")
     parser.add_argument("--detach", action="store_true",
@@ -51,36 +82,195 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    target, _, func_name = args.target.partition(":")
-    if args.in_cluster or args.detach:
+    target, _, named = args.target.partition(":")
+    elsewhere = args.in_cluster or args.detach
+    if elsewhere:
         env = dict(_parse_env(item) for item in args.env)
-        return run_in_cluster(target, func_name or "main", args.args, settings=settings_of(args),
-                              kubeconfig=args.kubeconfig, env=env, detach=args.detach)
-    if args.env:
+        orchestration_file(target)  # before importing it: only a file can be shipped
+    elif args.env:
         raise CliError("--env sets variables of the orchestration Pod; it needs --in-cluster or --detach. "
                        "For a local run, set them in your shell.")
-    module = load_module(target)
-    func = getattr(module, func_name or "main", None)
-    if func is None or not inspect.iscoroutinefunction(func):
-        raise CliError(
-            f"{target} has no async function {func_name or 'main'!r}. "
-            "Name it with FILE:FUNC, e.g. levrt run examples/workflow.py:scan_all."
-        )
     settings = settings_of(args)
     if args.keep:
         settings = settings.replace(keep=True)
+
+    def job_at_import(main: Awaitable[Any], own: Settings | None, kubeconfig: str | None) -> Any:
+        # The file's own settings, with what this command line says on top.
+        chosen = settings if own is None else _over(own, args)
+        return asyncio.run(_run(main, settings=chosen, kubeconfig=args.kubeconfig or kubeconfig,
+                                progress=not args.no_progress))
+
+    imported = _ImportedRuns(target=target, func=named or None, raw=list(args.args), check_only=elsewhere,
+                             job=job_at_import)
     try:
-        result = asyncio.run(_run(lambda: func(*args.args), settings=settings, args=args))
+        with calls_at_import(imported):
+            module = load_module(target)
+    except _CheckedAtImport:
+        module = None  # the file runs its own job when imported; the Pod's levrt run makes it the job
     except asyncio.CancelledError:
-        print("levrt run: terminated (SIGTERM); the job's Pods were deleted.", file=sys.stderr)
-        return EXIT_TERMINATED
+        return _terminated()
+    except LevrtError:
+        raise
+    except Exception as exc:
+        if not imported.started:
+            raise
+        return _orchestration_failed(exc)
+    if elsewhere:
+        if module is not None:
+            _prepare(module, target, named, args.args)
+        return run_in_cluster(target, named or None, args.args, settings=settings, kubeconfig=args.kubeconfig,
+                              env=env, detach=args.detach)
+    if imported.values:
+        for value in imported.values:
+            _print_value(value)
+        return EXIT_OK
+    assert module is not None
+    start = _prepare(module, target, named, args.args)
+    try:
+        result = asyncio.run(_run(start, settings=settings, kubeconfig=args.kubeconfig, progress=not args.no_progress))
+    except asyncio.CancelledError:
+        return _terminated()
     except LevrtError:
         raise  # levrt's own: one line (levrt._cli.main)
     except Exception as exc:
         return _orchestration_failed(exc)
-    if result is not None:
-        print(json.dumps(result, indent=2, default=str) if not isinstance(result, str) else result)
+    _print_value(result)
     return EXIT_OK
+
+
+# -- the function and its call -----------------------------------------------------------------------
+
+
+def _prepare(module: ModuleType, target: str, named: str, raw: Sequence[str]) -> Callable[[], Awaitable[Any]]:
+    """What the job awaits: the workflow's coroutine, or the mode's Cr (built now, so that the
+    mode's own checks of its arguments come before the job too). Usage errors exit 2."""
+    func_name = named or DEFAULT_FUNC
+    func = getattr(module, func_name, None)
+    if not inspect.isfunction(func):
+        _no_such_function(module, target, func_name, found=func)
+    shown = f"{target}:{func_name}"
+    try:
+        call = bind(func, raw)
+    except CallError as exc:
+        _usage_error(func, shown, str(exc))
+    if inspect.iscoroutinefunction(func):
+        return lambda: _outcome(func(*call.args, **call.kwargs))
+    returns = inspect.signature(func).return_annotation
+    if kind_of(func) is None and returns not in OPEN_RETURNS:
+        _usage_error(func, shown, f"{func_name} returns {_type_name(returns)}: levrt run runs workflows (async def) "
+                                  "and modes (functions returning a Cr)")
+    try:
+        cr = func(*call.args, **call.kwargs)
+    except (ValueError, TypeError) as exc:  # the mode's own checks (Cr options, its parsers): the call is wrong
+        _usage_error(func, shown, f"{func_name} refused these arguments: {exc}")
+    if not isinstance(cr, Cr):
+        _usage_error(func, shown, f"{func_name} returned {type(cr).__name__}, not a Cr: levrt run runs workflows "
+                                  "(async def) and modes (functions returning a Cr)")
+    return lambda: _outcome(cr)
+
+
+async def _outcome(value: Any) -> Any:
+    """A workflow's value as printed; a mode's Cr is run and its task's record is the value."""
+    if inspect.isawaitable(value) and not isinstance(value, Cr):
+        value = await value
+    if isinstance(value, Cr):
+        value = await value
+    if isinstance(value, Document):
+        record = await value.get()
+        if record is None:
+            print(f"levrt run: task {value.job_id}.{value.task_id} stored no record.", file=sys.stderr)
+        return record
+    return value
+
+
+def _no_such_function(module: ModuleType, target: str, func_name: str, *, found: object) -> NoReturn:
+    offered = runnables(module)
+    what = f"{target} has no function {func_name!r}" + (
+        f" ({func_name} is a {type(found).__name__})" if found is not None else "")
+    if not offered:
+        raise CliError(f"{what}, and it defines no workflow (async def) or mode (a function returning a Cr) to run.")
+    pick = suggest(func_name, offered)
+    assert pick is not None
+    lists = [f"{kind}s: {', '.join(n for n, k in offered.items() if k == kind)}"
+             for kind in ("workflow", "mode") if kind in offered.values()]
+    print(f"usage: {usage(getattr(module, pick), f'{target}:{pick}')}", file=sys.stderr)
+    raise CliError(f"{what}; its {'; '.join(lists)}. Name one with FILE:FUNC, as above.")
+
+
+def _usage_error(func: Callable[..., Any], shown: str, problem: str) -> NoReturn:
+    print(f"usage: {usage(func, shown)}", file=sys.stderr)
+    raise CliError(problem)
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+# -- levrt.run(...) at import ------------------------------------------------------------------------
+
+
+class _CheckedAtImport(BaseException):
+    """Stops the import of a file checked for ``--in-cluster`` at its ``levrt.run(...)``: that call
+    runs in the Pod, not here. A BaseException so the file's own ``except Exception`` lets it pass."""
+
+
+@dataclasses.dataclass
+class _ImportedRuns:
+    """Takes over the ``levrt.run(...)`` calls a file makes while ``levrt run`` imports it."""
+
+    target: str
+    func: str | None
+    raw: list[str]
+    check_only: bool
+    job: Callable[[Awaitable[Any], Settings | None, str | None], Any]
+    started: bool = False
+    values: list[Any] = dataclasses.field(default_factory=list)
+
+    def __call__(self, main: Awaitable[Any], *, settings: Settings | None, kubeconfig: str | None) -> Any:
+        name = getattr(getattr(main, "cr_code", None), "co_name", None)
+        if self.raw or (self.func is not None and self.func != name):
+            _close(main)
+            asked = f"{self.func or DEFAULT_FUNC}" + (f" with {' '.join(self.raw)}" if self.raw else "")
+            raise CliError(
+                f"{self.target} calls levrt.run({name or '...'}(...)) when imported{_where()}, and that call is its "
+                f"job: levrt run cannot run {asked} as well. Put the call under `if __name__ == \"__main__\":` "
+                "(python FILE still runs it) to run FILE:FUNC with arguments."
+            )
+        if self.check_only:
+            _close(main)
+            raise _CheckedAtImport
+        self.started = True
+        value = self.job(main, settings, kubeconfig)
+        self.values.append(value)
+        return value
+
+
+def _close(main: Awaitable[Any]) -> None:
+    """Close a coroutine that will not run (no "never awaited" warning on top of the message)."""
+    if inspect.iscoroutine(main):
+        main.close()
+
+
+def _where() -> str:
+    """`` (line N)``: the line of the file that called ``levrt.run``, the first frame outside levrt."""
+    package = str(pathlib.Path(__file__).resolve().parents[1])
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(package) and "importlib" not in frame.filename:
+            return f" (line {frame.lineno})"
+    return ""
+
+
+# -- running it --------------------------------------------------------------------------------------
+
+
+def _print_value(value: Any) -> None:
+    if value is not None:
+        print(json.dumps(value, indent=2, default=str) if not isinstance(value, str) else value)
+
+
+def _terminated() -> int:
+    print("levrt run: terminated (SIGTERM); the job's Pods were deleted.", file=sys.stderr)
+    return EXIT_TERMINATED
 
 
 def _orchestration_failed(exc: Exception) -> int:
@@ -113,9 +303,16 @@ def _parse_env(item: str) -> tuple[str, str]:
     return name, value
 
 
-async def _run(main: Callable[[], Awaitable[Any]], *, settings: Settings, args: argparse.Namespace) -> Any:
-    """Open the job, then call ``main`` (not before: a job that cannot open leaves no coroutine
-    that was never awaited)."""
+def _over(own: Settings, args: argparse.Namespace) -> Settings:
+    if args.namespace:
+        own = own.replace(namespace=args.namespace)
+    return own.replace(keep=True) if args.keep else own
+
+
+async def _run(main: Awaitable[Any] | Callable[[], Awaitable[Any]], *, settings: Settings, kubeconfig: str | None,
+               progress: bool) -> Any:
+    """Open the job, then start ``main`` (not before: a job that cannot open leaves no coroutine
+    that was never awaited; one made before, by a file's ``levrt.run(...)``, is closed)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     # SIGTERM (an orchestration Pod being deleted, a `kill`) ends the job like Ctrl-C does: the
     # run is cancelled and the session deletes the job's Pods before the process exits.
@@ -123,10 +320,17 @@ async def _run(main: Callable[[], Awaitable[Any]], *, settings: Settings, args: 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         if current is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
-    async with session(settings=settings, kubeconfig=args.kubeconfig) as engine:
-        if args.no_progress or not sys.stderr.isatty():
-            return await main()
-        return await live_progress(engine, main())
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            engine = await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig))
+        except BaseException:
+            if inspect.iscoroutine(main):
+                main.close()
+            raise
+        awaited = main if inspect.isawaitable(main) else main()
+        if not progress or not sys.stderr.isatty():
+            return await awaited
+        return await live_progress(engine, awaited)
 
 
-RUN = Command("run", "run an orchestration as one job, with live progress", _arguments, run_command)
+RUN = Command("run", "run a workflow or a mode as one job, with live progress", _arguments, run_command)

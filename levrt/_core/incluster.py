@@ -27,22 +27,31 @@ from levrt._shapes.orchestrator import new_run_id, orchestrator_objects
 from levrt.errors import OrchestrationError
 from levrt.settings import Settings
 
-__all__ = ["run_in_cluster"]
+__all__ = ["orchestration_file", "run_in_cluster"]
 
 
-def run_in_cluster(
-    target: str, func: str, args: Sequence[str], *, settings: Settings, kubeconfig: str | None = None,
-    env: Mapping[str, str] | None = None, detach: bool = False,
-) -> int:
-    """Submit the orchestration Pod, stream its output here, and return its exit code; with
-    ``detach``, return once its job has opened (printing the job id) and leave it running."""
+def orchestration_file(target: str) -> Path:
+    """The file ``target`` names; only a file can be shipped to the orchestration Pod."""
     path = Path(target)
     if not path.is_file():
         raise OrchestrationError(
             f"--in-cluster needs an orchestration file, and {target!r} is not one. "
             "Pass the path of a .py file, e.g. levrt run examples/workflow.py --in-cluster."
         )
-    sources, entry = orchestration_sources(path)
+    return path
+
+
+def run_in_cluster(
+    target: str, func: str | None, args: Sequence[str], *, settings: Settings, kubeconfig: str | None = None,
+    env: Mapping[str, str] | None = None, detach: bool = False,
+) -> int:
+    """Submit the orchestration Pod, stream its output here, and return its exit code; with
+    ``detach``, return once its job has opened (printing the job id) and leave it running.
+
+    ``func`` (None: the file's ``main``, or the job its import runs) and ``args`` travel as the
+    strings given here: the Pod's ``levrt run`` reads them as this one did, after this one checked
+    them."""
+    sources, entry = orchestration_sources(orchestration_file(target))
     objects = orchestrator_objects(
         sources=sources, entry=entry, func=func, args=args, settings=settings,
         run_id=new_run_id(sources[entry]), env=env, detach=detach,

@@ -54,12 +54,14 @@ MAX_SOURCE = 512 * 1024
 
 
 def orchestrator_objects(
-    *, sources: Mapping[str, bytes], entry: str, func: str, args: Sequence[str], settings: Settings, run_id: str,
+    *, sources: Mapping[str, bytes], entry: str, func: str | None, args: Sequence[str], settings: Settings, run_id: str,
     env: Mapping[str, str] | None = None, detach: bool = False,
 ) -> TaskObjects:
     """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (relative POSIX path →
     bytes): the orchestration file and the modules beside it, or the whole package it belongs to
     (``lev/demo/portscan/flows.py`` and the rest of ``lev/``), mounted in the same layout.
+    ``func`` None: the file's default (its ``main``, or the job its import runs); ``args`` are the
+    raw command-line strings, read by the Pod's ``levrt run`` as on the laptop.
     """
     if entry not in sources:
         raise OrchestrationError(f"{entry!r} is not among the shipped files {sorted(sources)}.")
@@ -109,7 +111,8 @@ def orchestrator_objects(
                 "name": "main",
                 "image": settings.runtime_image,
                 "imagePullPolicy": settings.image_pull_policy,
-                "command": [PYTHON, "-m", "levrt", "run", "--no-progress", f"{SOURCE_MOUNT}/{entry}:{func}",
+                "command": [PYTHON, "-m", "levrt", "run", "--no-progress",
+                            f"{SOURCE_MOUNT}/{entry}" + (f":{func}" if func else ""),
                             # The function's arguments stay positional even when they start with '-'.
                             "--", *args],
                 "env": env_list,

@@ -495,7 +495,8 @@ def test_run_loads_a_workflow_inside_a_package(capsys: pytest.CaptureFixture[str
     # error naming the file, not "attempted relative import with no known parent package".
     assert main(["run", "examples/lev/demo/portscan/flows.py:nosuch"]) == 2
     err = out_err(capsys)[1]
-    assert "has no async function 'nosuch'" in err and "relative import" not in err
+    assert "has no function 'nosuch'; its workflows: sweep" in err and "relative import" not in err
+    assert "usage: levrt run examples/lev/demo/portscan/flows.py:sweep" in err  # a function that exists
 
 
 # -- the example's modes and entries ------------------------------------------------------------
