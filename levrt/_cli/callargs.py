@@ -254,7 +254,7 @@ def _union_converter(args: Sequence[Any]) -> _Converter:
 
 def _unreadable(annotation: Any) -> _Converter:
     name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-    return _Converter(name.upper(), None)
+    return _Converter(name, None)
 
 
 # -- the call ----------------------------------------------------------------------------------------

@@ -116,8 +116,8 @@ def run_command(args: argparse.Namespace) -> int:
             raise
         return _orchestration_failed(exc)
     if elsewhere:
-        if module is not None:
-            _prepare(module, target, named, args.args)
+        if module is not None:  # the mode's Cr is built in the Pod, with the Pod's environment (-e)
+            _prepare(module, target, named, args.args, build=False)
         return run_in_cluster(target, named or None, args.args, settings=settings, kubeconfig=args.kubeconfig,
                               env=env, detach=args.detach)
     if imported.values:
@@ -125,7 +125,12 @@ def run_command(args: argparse.Namespace) -> int:
             _print_value(value)
         return EXIT_OK
     assert module is not None
-    start = _prepare(module, target, named, args.args)
+    try:
+        start = _prepare(module, target, named, args.args, build=True)
+    except LevrtError:
+        raise
+    except Exception as exc:  # the mode's own code failed while building its Cr: the author's traceback
+        return _orchestration_failed(exc)
     try:
         result = asyncio.run(_run(start, settings=settings, kubeconfig=args.kubeconfig, progress=not args.no_progress))
     except asyncio.CancelledError:
@@ -141,9 +146,10 @@ def run_command(args: argparse.Namespace) -> int:
 # -- the function and its call -----------------------------------------------------------------------
 
 
-def _prepare(module: ModuleType, target: str, named: str, raw: Sequence[str]) -> Callable[[], Awaitable[Any]]:
-    """What the job awaits: the workflow's coroutine, or the mode's Cr (built now, so that the
-    mode's own checks of its arguments come before the job too). Usage errors exit 2."""
+def _prepare(module: ModuleType, target: str, named: str, raw: Sequence[str], *,
+             build: bool) -> Callable[[], Awaitable[Any]]:
+    """What the job awaits: the workflow's coroutine, or the mode's Cr (with ``build``, made now, so
+    that the mode's own checks of its arguments come before the job too). Usage errors exit 2."""
     func_name = named or DEFAULT_FUNC
     func = getattr(module, func_name, None)
     if not inspect.isfunction(func):
@@ -159,6 +165,8 @@ def _prepare(module: ModuleType, target: str, named: str, raw: Sequence[str]) ->
     if kind_of(func) is None and returns not in OPEN_RETURNS:
         _usage_error(func, shown, f"{func_name} returns {_type_name(returns)}: levrt run runs workflows (async def) "
                                   "and modes (functions returning a Cr)")
+    if not build:
+        return lambda: _outcome(func(*call.args, **call.kwargs))
     try:
         cr = func(*call.args, **call.kwargs)
     except (ValueError, TypeError) as exc:  # the mode's own checks (Cr options, its parsers): the call is wrong

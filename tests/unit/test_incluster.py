@@ -79,3 +79,12 @@ def test_sources_of_a_file_inside_a_package_are_its_whole_top_package() -> None:
     assert all(path.startswith("lev/") for path in sources)
     flat, name = orchestration_sources(examples / "workflow.py")
     assert name == "workflow.py" and "tcpscan.py" in flat and all("/" not in p for p in flat)
+
+
+def test_the_pod_reads_the_raw_arguments_again_and_names_a_function_only_if_one_was_named() -> None:
+    # The laptop checked the call; the Pod's `levrt run` converts the same strings by the same rules.
+    # Without FUNC, the Pod takes the file's default (its main, or the job its import runs).
+    objects = orchestrator_objects(sources={"flow.py": b""}, entry="flow.py", func=None,
+                                   args=["10.0.0.1", "times=3", "-v"], settings=SETTINGS, run_id="abc123")
+    command = objects.pod["spec"]["containers"][0]["command"]
+    assert command[4:] == ["--no-progress", "/orchestration/flow.py", "--", "10.0.0.1", "times=3", "-v"]
