@@ -24,7 +24,7 @@ from levrt._cli.base import (
     load_module,
     settings_of,
 )
-from levrt._cli.display import live_progress
+from levrt._cli.display import live_progress, plain_progress
 from levrt._core.incluster import run_in_cluster
 from levrt.errors import LevrtError
 from levrt.run import session
@@ -125,7 +125,7 @@ async def _run(main: Callable[[], Awaitable[Any]], *, settings: Settings, args: 
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
     async with session(settings=settings, kubeconfig=args.kubeconfig) as engine:
         if args.no_progress or not sys.stderr.isatty():
-            return await main()
+            return await plain_progress(engine, main())
         return await live_progress(engine, main())
 
 
