@@ -1,5 +1,7 @@
-"""The live display of ``levrt run`` on a terminal: each task by name and state, the job's progress
-bar, and a summary at the end.
+"""What ``levrt run`` shows of its job: on a terminal a live display (each task by name and state,
+the job's progress bar); elsewhere (``--no-progress``, output piped, an orchestration Pod whose
+output is read with ``levrt logs``) one line each time a task's state changes. Both end with the
+same summary: counts by state, wall time, and each failed task with the last lines of its traceback.
 
 Why apart: it is the one module that imports rich, and only when a terminal shows it.
 
@@ -9,7 +11,12 @@ lines went straight to the stderr the logging handler held since before ``Live``
 the region, and each redraw then left a copy of the title and the table's header above it. So
 while the display runs, log records go through rich's console (above the region), and the region
 never grows taller than the terminal: the rows that matter (failed, running, the latest done) are
-shown, the others counted on one line.
+shown, the others counted on one line. At 80 columns the name gives way (cut with an ellipsis):
+the id and state columns keep their width.
+
+Why the plain lines are lines: a log is read after the fact, top to bottom, so nothing in it is
+redrawn and nothing goes backwards (the ``progress: <fraction>`` lines of each ``Concurrent`` block
+started again from 0 at each block; they are left out, the task lines say more).
 """
 
 from __future__ import annotations
@@ -18,24 +25,27 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from levrt._cli.tasks import elapsed_text
-from levrt._core.engine import Engine
+from levrt._core.engine import TRACEBACK_LINES, Engine, traceback_tail
 from levrt._shapes.podstatus import summary
 from levrt.concurrent import progress_hook
 from levrt.errors import TaskFailed
 from levrt.task import Task
 
-__all__ = ["Row", "TaskClock", "job_table", "live_progress", "pick_rows", "summary_lines",
-           "task_rows"]
+__all__ = ["Row", "StateLines", "TaskClock", "job_table", "left_as", "live_progress", "pick_rows",
+           "plain_progress", "summary_lines", "task_rows"]
 
 T = TypeVar("T")
-STATES = ("pending", "running", "done", "timed-out", "failed")
+STATES = ("pending", "running", "done", "timed-out", "failed", "cancelled", "deleted")
 """The state words counted in the caption; a ``pending(...)`` or ``failed(...)`` counts as its word."""
+SETTLED = ("done", "timed-out", "failed")
+"""The words of a task that ended by itself; any other word at the end of a run is what the run left."""
 REFRESH_SECONDS = 0.25
 FIXED_LINES = 8
 """Lines of the display besides the rows: title, three of the table's frame and header, its bottom,
@@ -57,6 +67,9 @@ class Row:
     pod: str
     node: str
     reason: str = ""
+    """Why it failed, on one line (``RuntimeError: target unreachable``)."""
+    details: tuple[str, ...] = ()
+    """What the summary shows under a failure: its traceback's last lines, else the Pod's Warning events."""
 
     @property
     def word(self) -> str:
@@ -78,41 +91,76 @@ class TaskClock:
         return end - start
 
 
-def _state(engine: Engine, task: Task) -> tuple[str, str, str]:
-    """(state, reason, node) of a task now: its end once known, else its Pod's, else pending."""
-    failure = task.failure
+def _state(engine: Engine, task: Task) -> tuple[str, BaseException | None, str]:
+    """(state, failure, node) of a task now: its end once known, else its Pod's, else pending."""
+    failure = task.failure or engine.start_failures.get(task.task_id)
     pod = engine.watch.get(task.pod)
     node = str((pod or {}).get("spec", {}).get("nodeName") or "-")
     if failure is not None:
         reason = failure.reason if isinstance(failure, TaskFailed) else type(failure).__name__
-        return f"failed({reason})", _one_line(failure), node
+        return f"failed({reason})", failure, node
     if task.document is not None:
-        return ("timed-out" if task.timed_out else "done"), "", node
+        return ("timed-out" if task.timed_out else "done"), None, node
     if task.timed_out:
-        return "timed-out", "", node
+        return "timed-out", None, node
     if pod is not None:
-        return summary(pod), "", node
+        return summary(pod), None, node
     # Not watched: not seen yet (just submitted), or forgotten a moment before done() returns.
-    return ("ending" if task.host else "pending"), "", node
+    return ("ending" if task.host else "pending"), None, node
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _cause(failure: BaseException, pod: str) -> str:
+    """Why a task failed, in one line without what the row says already: the engine's ``Task <pod>
+    failed: Error (<the entry's exception>)`` is shown as the exception (``Error`` is Kubernetes' word
+    for any non-zero exit); other reasons keep their word (``ErrImagePull (...)``)."""
+    text = str(failure).strip().splitlines()
+    line = text[0] if text else type(failure).__name__
+    line = line.removeprefix(f"Task {pod} failed: ")
+    if line.startswith("Error (") and line.endswith(")"):
+        line = line[len("Error ("):-1]
+    return line
 
 
-def task_rows(engine: Engine, clock: TaskClock, *, now: float | None = None) -> list[Row]:
-    """Every task of the job as a ``Row``, in the order of their ids."""
+def _details(failure: BaseException) -> tuple[str, ...]:
+    """The lines under a failure in the summary: the last of its traceback, else the rest of its
+    message (the engine quotes the Pod's Warning events there when there is no traceback)."""
+    if isinstance(failure, TaskFailed):
+        tail = traceback_tail(failure.logs)
+        if tail:
+            return tuple(tail)
+    return tuple(str(failure).strip().splitlines()[1:][:TRACEBACK_LINES])
+
+
+def task_rows(engine: Engine, clock: TaskClock, *, now: float | None = None, left: str | None = None,
+              details: bool = False) -> list[Row]:
+    """Every task of the job as a ``Row``, in the order of their ids. ``left``: the word for tasks
+    that have not ended (the run is over and they were cancelled or deleted; see ``left_as``).
+    ``details``: each failure's traceback or events too (for the summary; not read at each refresh)."""
     now = time.monotonic() if now is None else now
     rows = []
     for task in sorted(engine.tasks, key=lambda t: t.task_id):
-        state, reason, node = _state(engine, task)
+        state, failure, node = _state(engine, task)
+        over = left is not None and state.split("(", 1)[0] not in SETTLED
+        if left is not None and over:
+            state = left
         # A retried task shows its latest Pod and how many times the cluster's failures replaced it.
         retries = f"{task.retries}/{task.cr.retries}" if task.cr.retries else "-"
-        elapsed = clock.elapsed(task.id, ended=task.ended, now=now)
+        elapsed = clock.elapsed(task.id, ended=task.ended or failure is not None or over, now=now)
         rows.append(Row(id=task.id, index=task.task_id, name=task.name, state=state, elapsed=elapsed, retries=retries,
-                        host=task.host or "-", pod=task.pod, node=node, reason=reason))
+                        host=task.host or "-", pod=task.pod, node=node,
+                        reason="" if failure is None else _cause(failure, task.pod),
+                        details=_details(failure) if failure is not None and details else ()))
     return rows
+
+
+def left_as(engine: Engine, outcome: BaseException | None) -> str | None:
+    """What the tasks still going when the orchestration ended are now. The session deletes the
+    Pods of a job that was interrupted or raised, and of tasks never awaited unless ``--keep``."""
+    if isinstance(outcome, asyncio.CancelledError | KeyboardInterrupt):
+        return "cancelled"
+    if outcome is not None or not engine.settings.keep:
+        return "deleted"
+    return None  # kept: they run on, and the summary says so
 
 
 def pick_rows(rows: Sequence[Row], limit: int) -> tuple[list[Row], list[Row]]:
@@ -142,8 +190,16 @@ def counts(rows: Sequence[Row]) -> dict[str, int]:
     return found
 
 
+NAME_MAX = 70
+"""The widest the name column gets, however wide the terminal."""
+NAME_MIN = 12
+"""Below this the name says too little: the optional columns go first (pod, host, retries, elapsed)."""
+OPTIONAL = ("pod", "host", "retries", "elapsed")
+"""Columns in the order they give up their room to the name."""
+
+
 def _columns(width: int) -> list[str]:
-    """The columns a terminal ``width`` wide shows: name and state always, host and Pod when there is room."""
+    """The columns a terminal ``width`` wide has room for: name and state always, host and Pod when wide."""
     columns = ["task", "name", "state", "elapsed", "retries"]
     if width >= 110:
         columns.append("host")
@@ -158,25 +214,47 @@ def _cells(row: Row, columns: Sequence[str]) -> list[str]:
     return [values[c] for c in columns]
 
 
+def _layout(lines: Sequence[Sequence[str]], width: int) -> tuple[list[str], int]:
+    """The columns to show and the name's width, for the table's ``lines`` (header first) in ``width``
+    columns. Every column but the name is as wide as its widest cell, so ids and states are never
+    cut: the name takes what is left (an optional column goes when that would be under ``NAME_MIN``;
+    in a terminal too narrow for even id and state, rich narrows every column).
+    Each column costs its cells, a space either side and its left border; the table one more border."""
+    from rich.cells import cell_len  # rich, as in job_table: only when a terminal shows the table
+
+    full = _columns(width)
+    widest = {column: max(cell_len(line[i]) for line in lines) for i, column in enumerate(full)}
+    columns = list(full)
+    for optional in OPTIONAL:
+        room = width - 1 - sum(widest[c] + 3 for c in columns if c != "name") - 3
+        if room >= NAME_MIN or optional not in columns:
+            continue
+        columns.remove(optional)
+    room = width - 1 - sum(widest[c] + 3 for c in columns if c != "name") - 3
+    return columns, max(min(room, NAME_MAX), 1)
+
+
 def job_table(job_id: int, rows: Sequence[Row], *, fraction: float, height: int, width: int) -> Any:
     """The display for a terminal ``height`` lines by ``width`` columns: never taller than it, each
-    task on one line (a wrapped cell would break the count)."""
+    task on one line (a wrapped cell would break the count), never wider (the name is cut first)."""
     # rich, as in live_progress: loaded only when a terminal shows the table.
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
-    columns = _columns(width)
+    full = _columns(width)
     shown, hidden = pick_rows(rows, max(height - FIXED_LINES, 1))
-    table = Table(title=Text(f"levrt job {job_id}", no_wrap=True, overflow="ellipsis"), expand=False)
-    for column in columns:
-        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=70 if column == "name" else None)
-    for row in shown:
-        table.add_row(*_cells(row, columns))
+    lines = [full] + [_cells(row, full) for row in shown]
     if hidden:
         left = counts(hidden)
-        table.add_row("...", f"{len(hidden)} more: " + ", ".join(f"{n} {w}" for w, n in left.items() if n),
-                      *([""] * (len(columns) - 2)))
+        lines.append(["...", f"{len(hidden)} more: " + ", ".join(f"{n} {w}" for w, n in left.items() if n),
+                      *([""] * (len(full) - 2))])
+    columns, name_width = _layout(lines, width)
+    table = Table(title=Text(f"levrt job {job_id}", no_wrap=True, overflow="ellipsis"), expand=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=name_width if column == "name" else None)
+    for line in lines[1:]:
+        table.add_row(*(cell for column, cell in zip(full, line, strict=True) if column in columns))
     # One line whatever the width: a wrapped caption would be a line the height did not count.
     tally = " ".join(f"{k}: {v}" for k, v in counts(rows).items() if v) or "no tasks yet"
     table.caption = Text(tally, no_wrap=True, overflow="ellipsis")
@@ -186,16 +264,119 @@ def job_table(job_id: int, rows: Sequence[Row], *, fraction: float, height: int,
     return grid
 
 
+REASON_MAX = 160
+"""The most of a failure's one-line reason a summary or a state line shows."""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= REASON_MAX else text[:REASON_MAX - 3] + "..."
+
+
 def summary_lines(job_id: int, rows: Sequence[Row], *, wall: float) -> list[str]:
-    """The end of a run in a few lines: counts by state, the wall time, each failed task and why."""
+    """The end of a run in a few lines: counts by state, the wall time, each failed task, why, and
+    under it the last lines of its traceback (else the Pod's Warning events)."""
     found = {word: n for word, n in counts(rows).items() if n}
     tally = ", ".join(f"{n} {word}" for word, n in found.items()) or "no tasks"
     lines = [f"job {job_id}: {len(rows)} task{'s' if len(rows) != 1 else ''} ({tally}) in {elapsed_text(wall)}"]
     for row in rows:
         if row.word == "failed":
-            reason = row.reason or row.state
-            lines.append(f"  failed {row.id} {row.name}: {reason[:160]}")
+            lines.append(f"  failed {row.id} {row.name}: {_short(row.reason or row.state)}")
+            lines.extend(f"    {line}" for line in row.details)
     return lines
+
+
+class StateLines:
+    """The plain record of a run: a line each time a task's state (its word, and its retry) changes,
+    ``12.3 tcpscan.scan(10.0.0.1, 2200-2219): running``, ``...: done in 3.1s``. A moment's state
+    between two looks (``ending``: its Pod ended, its result being read) is no change."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, str]] = {}
+
+    def changes(self, rows: Sequence[Row]) -> list[str]:
+        lines = []
+        for row in rows:
+            if row.word == "ending":
+                continue
+            now = (row.word, row.retries)
+            if self.seen.get(row.id) != now:
+                self.seen[row.id] = now
+                lines.append(f"{row.id} {row.name}: {self.state_text(row)}")
+        return lines
+
+    @staticmethod
+    def state_text(row: Row) -> str:
+        took = elapsed_text(row.elapsed)
+        if row.word == "done":
+            return f"done in {took}"
+        if row.word == "timed-out":
+            return f"timed out after {took}"
+        if row.word == "failed":
+            return f"failed in {took} ({_short(row.reason or row.state)})"
+        retried = row.retries.split("/", 1)[0]
+        return row.word + (f" (retry {row.retries})" if retried not in ("-", "0") else "")
+
+
+FRACTION = re.compile(r"progress: [0-9.e+-]+")
+"""A ``Concurrent`` block's ``progress: <fraction>`` line (each block counts from 0 again)."""
+
+
+def _is_fraction(record: logging.LogRecord) -> bool:
+    return record.name == "lev" and FRACTION.fullmatch(record.getMessage()) is not None
+
+
+@contextlib.contextmanager
+def _without_fractions() -> Iterator[None]:
+    """While the plain lines are printed, the ``lev`` logger leaves out the blocks' fractions."""
+    lev = logging.getLogger("lev")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not _is_fraction(record)
+
+    lev.addFilter(keep)
+    try:
+        yield
+    finally:
+        lev.removeFilter(keep)
+
+
+async def plain_progress(engine: Engine, main: Awaitable[T], *, out: IO[str] | None = None) -> T:
+    """Await ``main`` while each task's state changes are printed as lines (to ``out``, stderr by
+    default); then the summary the live display prints."""
+    stream = sys.stderr if out is None else out
+    clock = TaskClock()
+    lines = StateLines()
+    began = time.monotonic()
+
+    def show(rows: Sequence[Row]) -> None:
+        for line in lines.changes(rows):
+            print(line, file=stream, flush=True)
+
+    async def follow() -> None:
+        while True:
+            show(task_rows(engine, clock))
+            await asyncio.sleep(REFRESH_SECONDS)
+
+    outcome: BaseException | None = None
+    with _without_fractions():
+        ticker = asyncio.create_task(follow())
+        try:
+            return await main
+        except BaseException as exc:
+            outcome = exc
+            raise
+        finally:
+            await _stop(ticker)
+            rows = task_rows(engine, clock, left=left_as(engine, outcome), details=True)
+            show(rows)
+            for line in summary_lines(engine.job_id, rows, wall=time.monotonic() - began):
+                print(line, file=stream, flush=True)
+
+
+async def _stop(ticker: asyncio.Task[None]) -> None:
+    ticker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ticker
 
 
 class _ConsoleHandler(logging.Handler):
@@ -253,8 +434,8 @@ async def live_progress(engine: Engine, main: Awaitable[T]) -> T:
     def on_progress(done: int, total: int) -> None:
         fraction[0] = done / total if total else 0.0
 
-    def frame() -> Any:
-        return job_table(engine.job_id, task_rows(engine, clock), fraction=fraction[0],
+    def frame(left: str | None = None) -> Any:
+        return job_table(engine.job_id, task_rows(engine, clock, left=left), fraction=fraction[0],
                          height=console.size.height, width=console.size.width)
 
     async def refresh(live: Any) -> None:
@@ -262,6 +443,7 @@ async def live_progress(engine: Engine, main: Awaitable[T]) -> T:
             live.update(frame(), refresh=True)
             await asyncio.sleep(REFRESH_SECONDS)
 
+    outcome: BaseException | None = None
     with progress_hook(on_progress), _logs_through(console):
         try:
             with Live(frame(), console=console, auto_refresh=False, transient=False,
@@ -269,11 +451,14 @@ async def live_progress(engine: Engine, main: Awaitable[T]) -> T:
                 ticker = asyncio.create_task(refresh(live))
                 try:
                     return await main
+                except BaseException as exc:
+                    outcome = exc
+                    raise
                 finally:
-                    ticker.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await ticker
-                    live.update(frame(), refresh=True)
+                    await _stop(ticker)
+                    live.update(frame(left_as(engine, outcome)), refresh=True)
         finally:
-            for line in summary_lines(engine.job_id, task_rows(engine, clock), wall=time.monotonic() - began):
-                console.print(line, highlight=False, markup=False)
+            rows = task_rows(engine, clock, left=left_as(engine, outcome), details=True)
+            for line in summary_lines(engine.job_id, rows, wall=time.monotonic() - began):
+                # soft_wrap: a traceback line wider than the terminal is wrapped by it, not cut into lines
+                console.print(line, highlight=False, markup=False, soft_wrap=True)

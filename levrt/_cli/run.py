@@ -46,7 +46,7 @@ from levrt._cli.base import (
     settings_of,
 )
 from levrt._cli.callargs import CallError, bind, kind_of, runnables, suggest, usage
-from levrt._cli.display import live_progress
+from levrt._cli.display import live_progress, plain_progress
 from levrt._core.incluster import orchestration_file, run_in_cluster
 from levrt.cr import Cr
 from levrt.document import Document
@@ -337,7 +337,7 @@ async def _run(main: Awaitable[Any] | Callable[[], Awaitable[Any]], *, settings:
             raise
         awaited = main if inspect.isawaitable(main) else main()
         if not progress or not sys.stderr.isatty():
-            return await awaited
+            return await plain_progress(engine, awaited)
         return await live_progress(engine, awaited)
 
 

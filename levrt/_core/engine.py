@@ -46,7 +46,7 @@ from levrt.errors import LevrtError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
 
-__all__ = ["Engine", "session"]
+__all__ = ["TRACEBACK_LINES", "Engine", "session", "traceback_tail"]
 
 log = logging.getLogger("lev")
 
@@ -55,6 +55,9 @@ POLL_SECONDS = 5.0
 RETRY_BACKOFF = 2.0
 """Seconds before a task's first retry; doubled for each further one, at most ``RETRY_BACKOFF_MAX``."""
 RETRY_BACKOFF_MAX = 30.0
+TRACEBACK_LINES = 10
+"""How much of a failed entry's traceback a failure report quotes: its last frames, the author's."""
+TRACEBACK_HEADER = "Traceback (most recent call last):"
 
 
 class _ClusterEnded(Exception):
@@ -107,6 +110,8 @@ class Engine:
         """Pods this job deleted itself: their deletion is no failure of the cluster to retry."""
         self._first_objects: dict[int, TaskObjects] = {}
         """The first attempt's objects of each task that may be retried (renamed for a retry)."""
+        self.start_failures: dict[int, TaskFailed] = {}
+        """Why a task whose Pod never ran failed (``start()`` raised it; no ``Task.done()`` saw it)."""
 
     @classmethod
     async def open(cls, *, settings: Settings, kubeconfig: str | None = None) -> Engine:
@@ -145,7 +150,7 @@ class Engine:
             if delete_pods:
                 await self.delete_job_pods()
                 for task in self.tasks:  # started, never awaited to the end: their Pods are gone now
-                    if not task.ended:
+                    if not task.ended and task.task_id not in self.start_failures:
                         self.record(task=task.task_id, state="deleted", reason="the job ended before the task")
             await self.status.close()
             await self.sweeper.close()
@@ -189,7 +194,12 @@ class Engine:
         self.tasks.append(task)
         if cr.retries:
             self._first_objects[index] = objects
-        await self._wait_running(task)
+        try:
+            await self._wait_running(task)
+        except TaskFailed as exc:  # it never ran: this is its end, not something the job's close deletes
+            self.start_failures[index] = exc
+            self.record(task=index, state="failed", reason=exc.reason)
+            raise
         return task
 
     async def _wait_running(self, task: Task) -> None:
@@ -370,17 +380,21 @@ class Engine:
 
     async def failure(self, name: str, *, reason: str, detail: str, exit_code: int | None = None,
                       task: Task | None = None) -> TaskFailed:
-        """A ``TaskFailed`` quoting the Pod's events and the tail of its logs."""
+        """A ``TaskFailed`` with the tail of the Pod's logs; its message quotes the Pod's Warning events
+        when the logs hold no traceback (a Pod that never ran: the events are all there is to say why).
+        The ``Normal`` events (scheduled, pulled, started) say nothing about a failure."""
         logs = await self.pod_logs(name, tail=40)
-        events = await self.events(name, uid=(self.watch.get(name) or {}).get("metadata", {}).get("uid"))
         text = f"Task {name} failed: {reason}"
         if detail:
             text += f" ({detail.strip()})"
         if reason in podstatus.IMAGE_PULL_REASONS:
             text += (". Check the image name and tag; on a cluster without a registry, build the "
                      "image and load it into the node (kind load docker-image ...)")
-        if events:
-            text += "\nEvents:\n" + "\n".join(f"  {e}" for e in events[-8:])
+        if not traceback_tail(logs):
+            events = await self.events(name, uid=(self.watch.get(name) or {}).get("metadata", {}).get("uid"))
+            warnings = [e for e in events if e.startswith("Warning ")]
+            if warnings:
+                text += "\nEvents:\n" + "\n".join(f"  {e}" for e in warnings[-8:])
         return TaskFailed(text, exit_code=exit_code, reason=reason, logs=logs, task=task)
 
     async def pod_logs(self, name: str, *, tail: int | None = None, container: str = "main") -> str:
@@ -398,3 +412,22 @@ class Engine:
             return []
         return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '').strip()}" for e in found]
 
+
+
+def traceback_tail(logs: str, *, lines: int = TRACEBACK_LINES) -> list[str]:
+    """The last ``lines`` lines of the last Python traceback in a task's output (the runtime prints
+    the entry's to stderr), ending at its exception line; ``[]`` when the output holds none. Its
+    header may have fallen out of the quoted tail of the logs: then it starts at the first frame."""
+    text = logs.splitlines()
+    headers = [i for i, line in enumerate(text) if TRACEBACK_HEADER in line]
+    if headers:
+        start = headers[-1]
+    else:
+        frames = [i for i, line in enumerate(text) if line.lstrip().startswith('File "') and ", line " in line]
+        if not frames:
+            return []
+        start = frames[0]
+    end = start + 1
+    while end < len(text) and text[end][:1] in (" ", "\t"):  # frames and their source lines are indented
+        end += 1
+    return text[start:end + 1][-lines:]  # up to the exception line, the first not indented
