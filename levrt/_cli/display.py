@@ -1,7 +1,7 @@
-"""What ``levrt run`` shows of its job: on a terminal a live display (each task by name and state,
-the job's progress bar); elsewhere (``--no-progress``, output piped, an orchestration Pod whose
-output is read with ``levrt logs``) one line each time a task's state changes. Both end with the
-same summary: counts by state, wall time, and each failed task with the last lines of its traceback.
+"""What ``levrt run`` shows of its job on a terminal: a live display (each task by name and state,
+the job's progress bar), ending with a summary: counts by state, wall time, and each failed task
+with the last lines of its traceback. The task rows and the summary are also what the plain output
+(``levrt._cli.plain``, no terminal) prints.
 
 Why apart: it is the one module that imports rich, and only when a terminal shows it.
 
@@ -13,10 +13,6 @@ while the display runs, log records go through rich's console (above the region)
 never grows taller than the terminal: the rows that matter (failed, running, the latest done) are
 shown, the others counted on one line. At 80 columns the name gives way (cut with an ellipsis):
 the id and state columns keep their width.
-
-Why the plain lines are lines: a log is read after the fact, top to bottom, so nothing in it is
-redrawn and nothing goes backwards (the ``progress: <fraction>`` lines of each ``Concurrent`` block
-started again from 0 at each block; they are left out, the task lines say more).
 """
 
 from __future__ import annotations
@@ -25,11 +21,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import sys
 import time
 from collections.abc import Awaitable, Iterator, Sequence
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from levrt._cli.tasks import elapsed_text
 from levrt._core.engine import TRACEBACK_LINES, Engine, traceback_tail
@@ -38,8 +33,8 @@ from levrt.concurrent import progress_hook
 from levrt.errors import TaskFailed
 from levrt.task import Task
 
-__all__ = ["Row", "StateLines", "TaskClock", "job_table", "left_as", "live_progress", "pick_rows",
-           "plain_progress", "summary_lines", "task_rows"]
+__all__ = ["REFRESH_SECONDS", "Row", "TaskClock", "job_table", "left_as", "live_progress", "pick_rows",
+           "short_reason", "stop_ticker", "summary_lines", "task_rows"]
 
 T = TypeVar("T")
 STATES = ("pending", "running", "done", "timed-out", "failed", "cancelled", "deleted")
@@ -268,7 +263,7 @@ REASON_MAX = 160
 """The most of a failure's one-line reason a summary or a state line shows."""
 
 
-def _short(text: str) -> str:
+def short_reason(text: str) -> str:
     return text if len(text) <= REASON_MAX else text[:REASON_MAX - 3] + "..."
 
 
@@ -280,100 +275,12 @@ def summary_lines(job_id: int, rows: Sequence[Row], *, wall: float) -> list[str]
     lines = [f"job {job_id}: {len(rows)} task{'s' if len(rows) != 1 else ''} ({tally}) in {elapsed_text(wall)}"]
     for row in rows:
         if row.word == "failed":
-            lines.append(f"  failed {row.id} {row.name}: {_short(row.reason or row.state)}")
+            lines.append(f"  failed {row.id} {row.name}: {short_reason(row.reason or row.state)}")
             lines.extend(f"    {line}" for line in row.details)
     return lines
 
 
-class StateLines:
-    """The plain record of a run: a line each time a task's state (its word, and its retry) changes,
-    ``12.3 tcpscan.scan(10.0.0.1, 2200-2219): running``, ``...: done in 3.1s``. A moment's state
-    between two looks (``ending``: its Pod ended, its result being read) is no change."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, tuple[str, str]] = {}
-
-    def changes(self, rows: Sequence[Row]) -> list[str]:
-        lines = []
-        for row in rows:
-            if row.word == "ending":
-                continue
-            now = (row.word, row.retries)
-            if self.seen.get(row.id) != now:
-                self.seen[row.id] = now
-                lines.append(f"{row.id} {row.name}: {self.state_text(row)}")
-        return lines
-
-    @staticmethod
-    def state_text(row: Row) -> str:
-        took = elapsed_text(row.elapsed)
-        if row.word == "done":
-            return f"done in {took}"
-        if row.word == "timed-out":
-            return f"timed out after {took}"
-        if row.word == "failed":
-            return f"failed in {took} ({_short(row.reason or row.state)})"
-        retried = row.retries.split("/", 1)[0]
-        return row.word + (f" (retry {row.retries})" if retried not in ("-", "0") else "")
-
-
-FRACTION = re.compile(r"progress: [0-9.e+-]+")
-"""A ``Concurrent`` block's ``progress: <fraction>`` line (each block counts from 0 again)."""
-
-
-def _is_fraction(record: logging.LogRecord) -> bool:
-    return record.name == "lev" and FRACTION.fullmatch(record.getMessage()) is not None
-
-
-@contextlib.contextmanager
-def _without_fractions() -> Iterator[None]:
-    """While the plain lines are printed, the ``lev`` logger leaves out the blocks' fractions."""
-    lev = logging.getLogger("lev")
-
-    def keep(record: logging.LogRecord) -> bool:
-        return not _is_fraction(record)
-
-    lev.addFilter(keep)
-    try:
-        yield
-    finally:
-        lev.removeFilter(keep)
-
-
-async def plain_progress(engine: Engine, main: Awaitable[T], *, out: IO[str] | None = None) -> T:
-    """Await ``main`` while each task's state changes are printed as lines (to ``out``, stderr by
-    default); then the summary the live display prints."""
-    stream = sys.stderr if out is None else out
-    clock = TaskClock()
-    lines = StateLines()
-    began = time.monotonic()
-
-    def show(rows: Sequence[Row]) -> None:
-        for line in lines.changes(rows):
-            print(line, file=stream, flush=True)
-
-    async def follow() -> None:
-        while True:
-            show(task_rows(engine, clock))
-            await asyncio.sleep(REFRESH_SECONDS)
-
-    outcome: BaseException | None = None
-    with _without_fractions():
-        ticker = asyncio.create_task(follow())
-        try:
-            return await main
-        except BaseException as exc:
-            outcome = exc
-            raise
-        finally:
-            await _stop(ticker)
-            rows = task_rows(engine, clock, left=left_as(engine, outcome), details=True)
-            show(rows)
-            for line in summary_lines(engine.job_id, rows, wall=time.monotonic() - began):
-                print(line, file=stream, flush=True)
-
-
-async def _stop(ticker: asyncio.Task[None]) -> None:
+async def stop_ticker(ticker: asyncio.Task[None]) -> None:
     ticker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await ticker
@@ -455,7 +362,7 @@ async def live_progress(engine: Engine, main: Awaitable[T]) -> T:
                     outcome = exc
                     raise
                 finally:
-                    await _stop(ticker)
+                    await stop_ticker(ticker)
                     live.update(frame(left_as(engine, outcome)), refresh=True)
         finally:
             rows = task_rows(engine, clock, left=left_as(engine, outcome), details=True)

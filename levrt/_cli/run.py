@@ -46,7 +46,8 @@ from levrt._cli.base import (
     settings_of,
 )
 from levrt._cli.callargs import CallError, bind, kind_of, runnables, suggest, usage
-from levrt._cli.display import live_progress, plain_progress
+from levrt._cli.display import live_progress
+from levrt._cli.plain import plain_progress
 from levrt._core.incluster import orchestration_file, run_in_cluster
 from levrt.cr import Cr
 from levrt.document import Document

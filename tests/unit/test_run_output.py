@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from levrt import Concurrent, Cr, TaskFailed
-from levrt._cli import display
-from levrt._cli.display import Row, StateLines, live_progress, plain_progress, summary_lines
+from levrt._cli import plain
+from levrt._cli.display import Row, live_progress, summary_lines
+from levrt._cli.plain import StateLines, plain_progress
 from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
 from levrt._core.engine import Engine, traceback_tail
@@ -295,6 +296,6 @@ def test_the_fraction_filter_leaves_other_progress_lines() -> None:
     def record(message: str, name: str = "lev") -> logging.LogRecord:
         return logging.LogRecord(name, logging.INFO, __file__, 1, message, None, None)
 
-    assert display._is_fraction(record("progress: 0.25")) and display._is_fraction(record("progress: 1"))
-    assert not display._is_fraction(record("progress: uploading words.txt (2.0 MiB)"))
-    assert not display._is_fraction(record("progress: 0.25", name="other"))
+    assert plain._is_fraction(record("progress: 0.25")) and plain._is_fraction(record("progress: 1"))
+    assert not plain._is_fraction(record("progress: uploading words.txt (2.0 MiB)"))
+    assert not plain._is_fraction(record("progress: 0.25", name="other"))
