@@ -147,7 +147,8 @@ MALFORMED = [
     (["get", "ts/issues"], "Did you forget the version, e.g. 'ts/issues@1.0'?"),
     (["get", SCHEMA, "--ns", "a$b"], "--ns 'a$b'"),
     (["get", SCHEMA, "--task", "1"], "--task needs --job"),
-    (["get", SCHEMA, "--job", "x"], "argument --job: 'x' is not a job: give its id (e.g. 8, see `levrt ps`) or 'latest'"),
+    (["get", SCHEMA, "--job", "x"], "argument --job: 'x' is not a job: give its id (e.g. 8, see `levrt ps`) or "
+                                     "'latest'"),
     (["get", SCHEMA, "--job", "-3"], "argument --job: '-3' is not a job"),
     (["get", SCHEMA, "--limit", "-1"], "--limit -1: give a number of records (0 for all of them)."),
     (["get", "ux/dns1.0"], "Did you mean 'ux/dns@1.0'?"),
