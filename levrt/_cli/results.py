@@ -167,18 +167,15 @@ async def _why_none(store: Store, collection: str, args: argparse.Namespace, job
         if args.job is None:
             return f"No records in {collection!r}."
         held = await store.count(collection)
+        records = f"{held} record{'' if held == 1 else 's'}"
         if job is None:
-            return f"No records in {collection!r} belong to a job, so none is the latest (it has {held})."
+            return f"No records in {collection!r} belong to a job, so none is the latest (it holds {records})."
         which = f"job {job}" + (f" task {args.task}" if args.task is not None else "")
-        return (f"No record of {which} in {collection!r} (it has {held}; `levrt get {_arguments_of(args)}` "
-                "shows the newest).")
+        command = Collection(collection, args.schema, args.ns).get_arguments
+        return f"No record of {which} in {collection!r} (it holds {records}; `levrt get {command}` shows the newest)."
     if collection in LEVRTS_OWN_SCHEMAS:
         return f"No records in {collection!r} yet."
     raise UnknownSchema(await _unknown(store, collection, args))
-
-
-def _arguments_of(args: argparse.Namespace) -> str:
-    return str(args.schema) + (f" --ns {args.ns}" if args.ns else "")
 
 
 async def _unknown(store: Store, collection: str, args: argparse.Namespace) -> str:

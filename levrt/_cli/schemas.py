@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import shlex
 import sys
 from collections.abc import AsyncIterator
 
@@ -51,7 +52,8 @@ class Collection:
 
     @property
     def get_arguments(self) -> str:
-        return self.schema + (f" --ns {self.ns}" if self.ns else "")
+        """``SCHEMA --ns a/b`` as a shell takes them (a namespace may hold a space)."""
+        return shlex.quote(self.schema) + (f" --ns {shlex.quote(self.ns)}" if self.ns else "")
 
     def described(self) -> str:
         """``demo|examples/banner@1.0 (--ns demo)``: the name, and the option that reads it."""

@@ -163,8 +163,8 @@ def test_get_table_and_empty(mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch,
         "1.0    SSH-2.0\\r\\nx   22",  # one record, one line
     ]
     assert main(["get", SCHEMA, "--job", "3"]) == 0
-    assert out_err(capsys) == ("[]\n", f"No record of job 3 in {SCHEMA!r} (it has 2; `levrt get {SCHEMA}` shows "
-                                        "the newest).\n")
+    assert out_err(capsys) == ("[]\n", f"No record of job 3 in {SCHEMA!r} (it holds 2 records; `levrt get "
+                                        f"{SCHEMA}` shows the newest).\n")
 
 
 def test_get_ns_reads_the_namespaced_collection(mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch,

@@ -111,7 +111,8 @@ def test_job_latest_of_a_schema_without_job_records(mongo: FakeMongo, capsys: py
     mongo["levrt"][SCHEMA].docs.append({"_id": "imported", "port": 1})  # written by something else
     assert main(["get", SCHEMA, "--job", "latest"]) == 0
     out, err = out_err(capsys)
-    assert out == "[]\n" and err == f"No records in {SCHEMA!r} belong to a job, so none is the latest (it has 1).\n"
+    assert out == "[]\n"
+    assert err == f"No records in {SCHEMA!r} belong to a job, so none is the latest (it holds 1 record).\n"
 
 
 # -- empty answers: no match (0) or no such schema (1) --------------------------------------------
@@ -122,7 +123,8 @@ def test_a_filter_that_matches_nothing_says_so_and_succeeds(mongo: FakeMongo,
     store(mongo, SCHEMA, (1, 0), (2, 0))
     assert main(["get", SCHEMA, "--job", "8", "--task", "3"]) == 0
     assert out_err(capsys) == (
-        "[]\n", f"No record of job 8 task 3 in {SCHEMA!r} (it has 2; `levrt get {SCHEMA}` shows the newest).\n")
+        "[]\n",
+        f"No record of job 8 task 3 in {SCHEMA!r} (it holds 2 records; `levrt get {SCHEMA}` shows the newest).\n")
 
 
 def test_an_unknown_schema_fails_and_names_those_that_exist(mongo: FakeMongo,
@@ -150,8 +152,11 @@ def test_a_typo_or_a_forgotten_ns_gets_the_command_that_works(mongo: FakeMongo,
     err = out_err(capsys)[1]
     assert f"No schema {BANNER!r} under --ns dmeo (collection 'dmeo|{BANNER}')" in err
     assert f"Did you mean `levrt get {BANNER} --ns demo`?" in err
+    store(mongo, "red team|ux/ftp@1.0", (3, 0))
+    assert main(["get", "ux/ftp@1.0"]) == 1
+    assert "Did you mean `levrt get ux/ftp@1.0 --ns 'red team'`?" in out_err(capsys)[1]  # as a shell takes it
     # Every suggested command works.
-    for suggested in ([BANNER, "--ns", "demo"], ["ux/dns@1.0"]):
+    for suggested in ([BANNER, "--ns", "demo"], ["ux/dns@1.0"], ["ux/ftp@1.0", "--ns", "red team"]):
         assert main(["get", *suggested]) == 0
     capsys.readouterr()
 
