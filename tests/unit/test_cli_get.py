@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from levrt._cli import main
+from levrt._cli.base import LONE_FILE_PREFIX
 from levrt._cli.cells import cell_text, escape_controls, flatten
 from levrt._cli.schemas import collection_of, split_collection
 from levrt._clients.store import COUNTERS, TASKS, is_internal
@@ -364,10 +365,11 @@ def tool(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pa
     (package / "lost.py").write_text("import lev.demo.pwntool.gone\n")
     (tmp_path / "lone.py").write_text("import levrt_no_such_dependency.sub\n")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_module leaves a package's root on it
     before = set(sys.modules)
     yield package
-    for name in set(sys.modules) - before:  # the next test imports the package afresh
-        if name.startswith("lev."):
+    for name in set(sys.modules) - before:  # the next test imports its own lev.* afresh
+        if name.partition(".")[0] == "lev" or name.startswith(LONE_FILE_PREFIX):
             del sys.modules[name]
 
 
