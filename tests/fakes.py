@@ -803,6 +803,12 @@ class FakeDatabase:
     def __getitem__(self, name: str) -> FakeCollection:
         return self.collections.setdefault(name, FakeCollection(self.mongo, f"{self.name}.{name}", name))
 
+    async def list_collection_names(self) -> list[str]:
+        """The collections holding documents (MongoDB creates one with its first document)."""
+        if self.mongo.unreachable is not None:
+            raise ServerSelectionTimeoutError(self.mongo.unreachable)
+        return [name for name, coll in self.collections.items() if coll.docs]
+
 
 class DuplicateKeyError(Exception):
     """What PyMongo raises for a second document with the same ``_id`` (code 11000)."""
@@ -921,6 +927,11 @@ class FakeCollection:
              batch_size: int = 0) -> FakeCursor:
         return FakeCursor(self, dict(query or {}), projection)
 
+    async def count_documents(self, query: Mapping[str, Any]) -> int:
+        self._reach()
+        self.calls.append("count_documents")
+        return sum(1 for d in self.docs if matches(d, query))
+
     def find_now(self, query: Mapping[str, Any] | None = None, projection: Any = None) -> list[Obj]:
         self._reach()
         self.calls.append("find")
@@ -1020,22 +1031,23 @@ class FakeCursor:
     def __init__(self, coll: FakeCollection, query: Obj, projection: Any) -> None:
         self.coll, self.query, self.projection = coll, query, projection
         self._limit = 0
-        self._sort: tuple[str, int] | None = None
+        self._sort: list[tuple[str, int]] = []
 
     def limit(self, n: int) -> FakeCursor:
         self._limit = n
         return self
 
-    def sort(self, key: str, direction: int = 1) -> FakeCursor:
-        self._sort = (key, direction)
+    def sort(self, key: str | list[tuple[str, int]], direction: int = 1) -> FakeCursor:
+        """One key and its direction, or a list of ``(key, direction)`` (the first one decides first)."""
+        self._sort = [(key, direction)] if isinstance(key, str) else list(key)
         return self
 
     async def __aiter__(self) -> AsyncIterator[Obj]:
         self.coll._reach()
         docs = [d for d in self.coll.docs if matches(d, self.query)]
-        if self._sort is not None:
-            key, direction = self._sort
-            docs.sort(key=lambda d: get_path(d, key), reverse=direction < 0)
+        for key, direction in reversed(self._sort):  # stable sorts, the last key first
+            # A missing field sorts before any value, as in MongoDB.
+            docs.sort(key=lambda d: (get_path(d, key) is not None, get_path(d, key)), reverse=direction < 0)
         for doc in docs[: self._limit or None]:
             yield project(doc, self.projection)
 

@@ -39,6 +39,7 @@ __all__ = [
     "LONE_FILE_PREFIX",
     "CliError",
     "Command",
+    "ImportFailed",
     "add_cluster_options",
     "age",
     "cluster",
@@ -209,7 +210,9 @@ def _import_in_package(target: str, path: pathlib.Path, root: pathlib.Path, dott
                 f"{target!r} is {dotted} under {root}, but importing it failed: {exc}. Is another "
                 f"{exc.name.partition('.')[0]!r} package earlier on sys.path?"
             ) from None
-        raise
+        raise _missing_module(target, exc, package=dotted) from None
+    except ImportError as exc:
+        raise _failed_import(target, exc) from None
     finally:
         if added and folder in sys.path:
             sys.path.remove(folder)
@@ -235,13 +238,15 @@ def _exec_file(target: str, path: pathlib.Path) -> ModuleType:
         spec.loader.exec_module(module)
     except ImportError as exc:
         sys.modules.pop(name, None)
+        if isinstance(exc, ModuleNotFoundError):
+            raise _missing_module(target, exc) from None
         if "no known parent package" in str(exc):
             raise CliError(
                 f"{target!r} uses relative imports (from . import ...), but its folder has no __init__.py, "
                 "so it is not part of a package. Add an __init__.py to the folder (and to the tool "
                 "package's folders: lev/<namespace>/<tool>/__init__.py)."
             ) from None
-        raise
+        raise _failed_import(target, exc) from None
     except BaseException:
         sys.modules.pop(name, None)
         raise
@@ -262,4 +267,56 @@ def _import_dotted(target: str) -> ModuleType:
                 f"No module named {target!r} (searched the current directory and sys.path). "
                 "Give a dotted module name or a file path such as tools/nmap.py."
             ) from None
-        raise
+        raise _missing_module(target, exc, package=target) from None
+    except ImportError as exc:
+        raise _failed_import(target, exc) from None
+
+
+class ImportFailed(LevrtError):
+    """What ``load_module`` loads failed to import (a module it needs is missing, a name is not
+    where it imports it from): the target's matter, not levrt's, so exit status 1 naming it."""
+
+
+def _missing_module(target: str, exc: ModuleNotFoundError, *, package: str | None = None) -> ImportFailed:
+    """The failed import of ``target`` said as the target's missing dependency, with the line that
+    imports it (a ``ModuleNotFoundError`` without a name, raised by hand, is said as it is).
+
+    A module of the target's own package that does not exist is the package's mistake, not a
+    dependency to install; anything else is a third-party module the target needs.
+    """
+    if not exc.name:
+        return _failed_import(target, exc)
+    where = _import_site(exc)
+    at = f" (imported at {where})" if where else ""
+    if package and exc.name.partition(".")[0] == package.partition(".")[0]:
+        return ImportFailed(f"{target} imports {exc.name!r}{at}, which its own package does not have.")
+    return ImportFailed(
+        f"{target} needs the module {exc.name!r}{at}, which is not installed here: install the package that "
+        f"provides it (pip install {exc.name.partition('.')[0]}, if that is its name), or, when only the "
+        "task's image needs it, import it inside the @levrt.remote entry that uses it."
+    )
+
+
+def _failed_import(target: str, exc: ImportError) -> ImportFailed:
+    """Any other failed import in ``target`` (``from x import name`` where x has no ``name``): the
+    target's own mistake, said with the line, not as a bug of levrt's."""
+    where = _import_site(exc)
+    return ImportFailed(f"{target}: an import failed{f' at {where}' if where else ''}: {exc}")
+
+
+def _import_site(exc: BaseException) -> str | None:
+    """``path:line`` of the import statement that failed: the innermost frame of Python source
+    (importlib's own frames are ``<frozen ...>``), relative to the current directory when inside it."""
+    site = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<"):
+            site = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if site is None:
+        return None
+    path = pathlib.Path(site[0])
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(pathlib.Path.cwd().resolve())
+    return f"{path}:{site[1]}"

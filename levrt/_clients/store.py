@@ -24,10 +24,23 @@ from levrt.errors import StoreError
 from levrt.podenv import DEFAULT_DATABASE, STORE_SECRET_KEY, STORE_URI_ENV
 from levrt.settings import Settings
 
-__all__ = ["COUNTERS", "JOBS", "TASKS", "Store", "resolve_uri", "short_error", "use_client"]
+__all__ = [
+    "COUNTERS",
+    "INTERNAL_PREFIX",
+    "JOBS",
+    "TASKS",
+    "Store",
+    "is_internal",
+    "resolve_uri",
+    "short_error",
+    "use_client",
+]
 
-COUNTERS = "levrt_counters"
-TASKS = "levrt_tasks"
+INTERNAL_PREFIX = "levrt_"
+"""What begins the name of every collection levrt keeps for itself (job counter, task status, the
+file storage bucket): no schema can begin so, and ``levrt schemas`` leaves them out."""
+COUNTERS = f"{INTERNAL_PREFIX}counters"
+TASKS = f"{INTERNAL_PREFIX}tasks"
 MAX_CLAIMS = 100
 """Job ids tried before giving up (each one already claimed by another job)."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
@@ -144,6 +157,20 @@ class Store:
             except Exception as exc:
                 raise self.unreachable(exc) from exc
 
+    async def collection_names(self) -> list[str]:
+        """The names of every collection in the database, levrt's own included (``is_internal``)."""
+        try:
+            return sorted(await self._db.list_collection_names())
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+
+    async def count(self, name: str, query: Mapping[str, Any] | None = None) -> int:
+        """How many records of collection ``name`` match ``query`` (all of them without one)."""
+        try:
+            return int(await self._db[name].count_documents(dict(query or {})))
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+
     def unreachable(self, exc: Exception) -> StoreError:
         return StoreError(
             f"The store at {self._uri} did not answer: {short_error(exc)}. Check that it runs "
@@ -164,6 +191,12 @@ async def resolve_uri(kube: Kube, settings: Settings) -> str:
             f"could not be read ({exc}). Set {STORE_URI_ENV} to a store address this machine reaches."
         ) from exc
     return base64.b64decode(secret.get("data", {}).get(STORE_SECRET_KEY, "")).decode()
+
+
+def is_internal(collection: str) -> bool:
+    """Whether ``collection`` is levrt's own bookkeeping rather than users' records, and
+    ``system.*``, the server's."""
+    return collection.startswith((INTERNAL_PREFIX, "system."))
 
 
 def short_error(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_CMD_BYTES",
     "MAX_ENV_BYTES",
     "MAX_RETRIES",
+    "MAX_SCHEMA_LENGTH",
     "RESERVED_CONTAINER_NAMES",
     "RESERVED_PATHS",
     "FileValue",
@@ -44,6 +45,7 @@ __all__ = [
 MAX_CMD_BYTES = 128 * 1024
 MAX_ENV_BYTES = 128 * 1024
 RESERVED_CONTAINER_NAMES = ("main", "levrt-runtime")
+MAX_SCHEMA_LENGTH = 120
 # Retries are for infrastructure hiccups; more than a few means something is wrong to look at.
 MAX_RETRIES = 10
 # The Linux capabilities (capability.h, CAP_CHOWN=0 .. CAP_CHECKPOINT_RESTORE=40), as Kubernetes
@@ -87,17 +89,59 @@ def check_schema(schema: object) -> str | None:
         return None
     if not isinstance(schema, str):
         raise SchemaError(f"schema={schema!r} must be a str like 'talentsec/nmap@1.0', or None.")
-    if not SCHEMA_RE.match(schema) or len(schema) > 120:
-        hint = ""
-        if "@" not in schema:
-            hint = f" Did you forget the version, e.g. '{schema}@1.0'?"
-        elif "/" not in schema:
-            hint = " Did you forget the namespace, e.g. 'myteam/" + schema + "'?"
+    if SCHEMA_RE.match(schema) and len(schema) > MAX_SCHEMA_LENGTH:
+        raise SchemaError(f"schema={schema:.40}... is {len(schema)} characters; a schema is at most "
+                          f"{MAX_SCHEMA_LENGTH}.")
+    if not SCHEMA_RE.match(schema):
         raise SchemaError(
             f"schema={schema!r} is not '<namespace>/<name>@<major>.<minor>' (e.g. 'talentsec/nmap@1.0'; "
-            f"letters, digits, '.', '_', '-').{hint}"
+            f"letters, digits, '.', '_', '-').{_schema_hint(schema)}"
         )
     return schema
+
+
+def _schema_hint(schema: str) -> str:
+    """`` Did you mean 'x/y@1.0'?`` for a schema a repair makes valid; nothing when none does.
+
+    The repair writes what the author most likely meant: a version written without its ``@``
+    (``ux/dns1.0``) or left out, a namespace separated by a space or ``:`` instead of ``/``, or
+    left out (``myteam/``), other characters as ``-``. Whatever it makes is checked, so a hint is
+    never itself refused."""
+    text = schema.strip()
+    name, at, version = text.rpartition("@")
+    forgot_version = False
+    if at:
+        number = re.fullmatch(r"\s*[vV]?(\d+)(?:\.(\d+))?(?:\.\d+)*\s*", version)
+        version = f"{int(number[1])}.{int(number[2] or 0)}" if number else "1.0"
+    else:
+        written = re.fullmatch(r"(.*?[A-Za-z0-9])[\s_-]*[vV]?(\d+\.\d+)", text)  # ux/dns1.0, ux/dns-v1.0
+        if written:
+            name, version = written[1], written[2]
+        else:
+            name, version, forgot_version = text, "1.0", True
+    name = name.strip()
+    forgot_namespace = False
+    if "/" not in name:
+        parts = re.split(r"[\s:\\|]+", name, maxsplit=1)  # 'ux dns', 'ux:dns', 'ux\dns'
+        if len(parts) == 2 and all(parts):
+            name = f"{parts[0]}/{parts[1]}"
+        else:
+            name, forgot_namespace = f"myteam/{name}", True
+    namespace, _, base = name.partition("/")
+    suggestion = f"{_schema_part(namespace)}/{_schema_part(base)}@{version}"
+    if suggestion == schema or not SCHEMA_RE.match(suggestion) or len(suggestion) > MAX_SCHEMA_LENGTH:
+        return ""
+    if forgot_version and suggestion == f"{schema}@1.0":
+        return f" Did you forget the version, e.g. {suggestion!r}?"
+    if forgot_namespace and suggestion == f"myteam/{schema}":
+        return f" Did you forget the namespace, e.g. {suggestion!r}?"
+    return f" Did you mean {suggestion!r}?"
+
+
+def _schema_part(text: str) -> str:
+    """A namespace or name made of the characters a schema allows: others as ``-``, starting with a
+    letter or digit."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).lstrip("_.-")
 
 
 def _str_list(value: object, *, what: str, error: type[CrError], example: str) -> tuple[str, ...]:

@@ -142,11 +142,13 @@ def test_get_prints_records_as_json(mongo: FakeMongo, monkeypatch: pytest.Monkey
     monkeypatch.setenv("LEVRT_STORE_URI", STORE)
     seed(mongo)
     assert main(["get", SCHEMA]) == 0
-    assert [r["port"] for r in json.loads(out_err(capsys)[0])] == [22, 80]
+    assert [r["port"] for r in json.loads(out_err(capsys)[0])] == [80, 22]  # the newest job first
     assert main(["get", SCHEMA, "--job", "2"]) == 0
     assert json.loads(out_err(capsys)[0]) == [{"_id": {"job": 2, "task": 0}, "port": 80}]
     assert main(["get", SCHEMA, "--limit", "1"]) == 0
-    assert len(json.loads(out_err(capsys)[0])) == 1
+    out, err = out_err(capsys)
+    assert [r["port"] for r in json.loads(out)] == [80]
+    assert err == f"1 of 2 records in {SCHEMA!r}, newest first (--limit 1; --limit 0 shows all).\n"
     assert mongo.uris == [STORE] * 3 and all(c.closed for c in mongo.clients)
 
 
@@ -157,11 +159,12 @@ def test_get_table_and_empty(mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch,
     assert main(["get", SCHEMA, "-o", "table"]) == 0
     assert out_err(capsys)[0].splitlines() == [
         "TASK   banner         port",
+        "2.0    -              80",  # no banner field
         "1.0    SSH-2.0\\r\\nx   22",  # one record, one line
-        "2.0    null           80",
     ]
-    assert main(["get", "other/x@1.0"]) == 0
-    assert out_err(capsys) == ("[]\n", "No records in 'other/x@1.0'.\n")
+    assert main(["get", SCHEMA, "--job", "3"]) == 0
+    assert out_err(capsys) == ("[]\n", f"No record of job 3 in {SCHEMA!r} (it holds 2 records; `levrt get "
+                                        f"{SCHEMA}` shows the newest).\n")
 
 
 def test_get_ns_reads_the_namespaced_collection(mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch,

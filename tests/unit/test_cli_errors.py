@@ -64,13 +64,14 @@ COMMANDS = {
     "kill": ["kill", "3.0"],
     "attach": ["attach", "3.0"],
     "get": ["get", SCHEMA],
+    "schemas": ["schemas"],
     "put": ["put", "words.txt"],
     "gc": ["gc"],
     "doctor": ["doctor"],
     "run": ["run", "flow.py"],
 }
-CLUSTER_COMMANDS = ["ps", "logs", "kill", "attach", "get", "put", "gc", "doctor", "run"]
-STORE_COMMANDS = ["get", "put", "run", "doctor", "ps"]
+CLUSTER_COMMANDS = ["ps", "logs", "kill", "attach", "get", "schemas", "put", "gc", "doctor", "run"]
+STORE_COMMANDS = ["get", "schemas", "put", "run", "doctor", "ps"]
 
 
 def one_clean_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
@@ -121,7 +122,7 @@ def test_the_store_unreachable(command: str, monkeypatch: pytest.MonkeyPatch,
 # PyMongo's background monitor may still hold its refused socket when the command's loop ends;
 # it is collected here, under this test's filter, not during a later test.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("command", ["get", "put"])
+@pytest.mark.parametrize("command", ["get", "schemas", "put"])
 def test_a_real_closed_store_port(command: str, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LEVRT_STORE_URI", f"mongodb://127.0.0.1:{closed_port()}/?serverSelectionTimeoutMS=300")
@@ -146,8 +147,14 @@ MALFORMED = [
     (["get", "ts/issues"], "Did you forget the version, e.g. 'ts/issues@1.0'?"),
     (["get", SCHEMA, "--ns", "a$b"], "--ns 'a$b'"),
     (["get", SCHEMA, "--task", "1"], "--task needs --job"),
-    (["get", SCHEMA, "--job", "x"], "argument --job: invalid int value: 'x'"),
-    (["get", SCHEMA, "--limit", "0"], "--limit 0"),
+    (["get", SCHEMA, "--job", "x"], "argument --job: 'x' is not a job: give its id (e.g. 8, see `levrt ps`) or "
+                                     "'latest'"),
+    (["get", SCHEMA, "--job", "-3"], "argument --job: '-3' is not a job"),
+    (["get", SCHEMA, "--limit", "-1"], "--limit -1: give a number of records (0 for all of them)."),
+    (["get", "ux/dns1.0"], "Did you mean 'ux/dns@1.0'?"),
+    (["get", "ux dns@1.0"], "Did you mean 'ux/dns@1.0'?"),
+    (["schemas", "-o", "yaml"], "-o 'yaml': the schemas print as table or json."),
+    (["schemas", "--bogus"], "unrecognized arguments: --bogus"),
     (["logs", "3.x"], "'3.x' is not a task"),
     (["kill", "3.0", "-s", "SIGNOPE"], "SIGNOPE"),
     (["attach", "3.0", "--timeout", "soon"], "'soon' is not a duration"),
