@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from levrt.errors import LevrtError
@@ -27,7 +27,7 @@ from levrt.settings import Settings
 if TYPE_CHECKING:
     from levrt._core.engine import Engine
 
-__all__ = ["ImportedRun", "calls_at_import", "run", "session"]
+__all__ = ["ImportedRun", "calls_at_import", "run", "session", "what_of"]
 
 T = TypeVar("T")
 
@@ -71,21 +71,32 @@ def run(main: Awaitable[T] | Callable[[], Awaitable[T]], *, settings: Settings |
 
 
 @contextlib.asynccontextmanager
-async def session(*, settings: Settings | None = None, kubeconfig: str | None = None) -> AsyncIterator[Engine]:
+async def session(*, settings: Settings | None = None, kubeconfig: str | None = None,
+                  what: Mapping[str, Any] | None = None) -> AsyncIterator[Engine]:
     """Open a job: connect to the cluster and the store, allocate the job id, clean up at the end
-    (``async with session() as job: ...``, for callers with their own event loop)."""
+    (``async with session() as job: ...``, for callers with their own event loop). ``what`` names
+    what runs, for the job's record: ``{"target": ..., "args": [...]}``."""
     from levrt._core import engine  # the one deferred levrt import: the clients load when a job opens
 
-    async with engine.session(settings=settings, kubeconfig=kubeconfig) as job:
+    async with engine.session(settings=settings, kubeconfig=kubeconfig, what=what) as job:
         yield job
+
+
+def what_of(main: Awaitable[Any]) -> dict[str, Any]:
+    """What a job record says ran for ``levrt.run(main())``: the coroutine's qualified name."""
+    name = getattr(main, "__qualname__", None) or type(main).__qualname__
+    return {"target": str(name), "args": []}
 
 
 async def _run(main: Awaitable[T], *, settings: Settings | None, kubeconfig: str | None) -> T:
     async with contextlib.AsyncExitStack() as stack:
         try:
-            await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig))
+            job = await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig,
+                                                          what=what_of(main)))
         except BaseException:
             if inspect.iscoroutine(main):
                 main.close()  # never started: no "never awaited" warning on top of the real error
             raise
-        return await main
+        value = await main
+        job.job_record.value = value
+        return value

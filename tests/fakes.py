@@ -52,6 +52,7 @@ CORE_PATH = re.compile(
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?$"
 )
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+SSR_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
 
 def status_body(code: int, message: str, *, reason: str | None = None, name: str | None = None,
@@ -123,6 +124,8 @@ class FakeApiServer:
         self.requests: list[Request] = []
         self.denied: set[tuple[str, str, str]] = set()
         """(verb, resource, subresource) that a SelfSubjectAccessReview answers "not allowed"."""
+        self.identity: str | None = "tester"
+        """The user name a SelfSubjectReview answers with; None: it is refused (403)."""
         self.logs: dict[str, str] = {}
         """The text of each Pod's log, by Pod name."""
         self.exec_calls: list[ExecCall] = []
@@ -385,6 +388,12 @@ class FakeApiServer:
             attrs = review["spec"]["resourceAttributes"]
             allowed = (attrs["verb"], attrs["resource"], attrs.get("subresource", "")) not in self.denied
             return Response(201, {**review, "status": {"allowed": allowed}})
+        if request.path == SSR_PATH and method == "POST":
+            if self.identity is None:
+                raise Reject(403, 'selfsubjectreviews.authentication.k8s.io is forbidden')
+            review = json.loads(request.body or b"{}")
+            return Response(201, {**review, "status": {"userInfo": {"username": self.identity,
+                                                                     "groups": ["system:authenticated"]}}})
         plural, ns, name, sub = self._parse(request.path)
         if sub == "log" and method == "GET":
             return Response(200, "".join(self._log(ns, name, query)))

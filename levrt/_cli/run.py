@@ -49,6 +49,7 @@ from levrt._cli.callargs import CallError, bind, kind_of, runnables, suggest, us
 from levrt._cli.display import live_progress
 from levrt._cli.plain import plain_progress
 from levrt._core.incluster import orchestration_file, run_in_cluster
+from levrt._core.jobrecords import where_now
 from levrt.cr import Cr
 from levrt.document import Document
 from levrt.errors import LevrtError
@@ -83,6 +84,21 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    attempt = _Attempt({"target": args.target, "args": list(args.args)})
+    if where_now() != "detached":
+        return _run_command(args, attempt)
+    # Nobody follows a detached Pod's output: a run that fails before its job opens (its file's
+    # import, its arguments, in the Pod's environment) opens one to record the failure, so that
+    # `levrt ps` shows it failed with its error.
+    try:
+        return _run_command(args, attempt)
+    except Exception as exc:
+        if not attempt.opened:
+            _record_failure(exc, args, attempt)
+        raise
+
+
+def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
     target, _, named = args.target.partition(":")
     elsewhere = args.in_cluster or args.detach
     if elsewhere:
@@ -99,7 +115,7 @@ def run_command(args: argparse.Namespace) -> int:
         # The file's own settings, with what this command line says on top.
         chosen = settings if own is None else _over(own, args)
         return asyncio.run(_run(main, settings=chosen, kubeconfig=args.kubeconfig or kubeconfig,
-                                progress=not args.no_progress))
+                                progress=not args.no_progress, attempt=attempt))
 
     imported = _ImportedRuns(target=target, func=named or None, raw=list(args.args), check_only=elsewhere,
                              job=job_at_import)
@@ -133,7 +149,8 @@ def run_command(args: argparse.Namespace) -> int:
     except Exception as exc:  # the mode's own code failed while building its Cr: the author's traceback
         return _orchestration_failed(exc)
     try:
-        result = asyncio.run(_run(start, settings=settings, kubeconfig=args.kubeconfig, progress=not args.no_progress))
+        result = asyncio.run(_run(start, settings=settings, kubeconfig=args.kubeconfig, progress=not args.no_progress,
+                                  attempt=attempt))
     except asyncio.CancelledError:
         return _terminated()
     except LevrtError:
@@ -318,8 +335,27 @@ def _over(own: Settings, args: argparse.Namespace) -> Settings:
     return own.replace(keep=True) if args.keep else own
 
 
+@dataclasses.dataclass
+class _Attempt:
+    """One ``levrt run``: what its job record says ran, and whether its job opened."""
+
+    what: dict[str, Any]
+    opened: bool = False
+
+
+def _record_failure(exc: Exception, args: argparse.Namespace, attempt: _Attempt) -> None:
+    """Open a job only to record that this run failed with ``exc`` before it could open its own."""
+
+    async def fail() -> NoReturn:
+        raise exc
+
+    with contextlib.suppress(Exception):  # the failure itself is what the Pod's log must show
+        asyncio.run(_run(fail, settings=settings_of(args), kubeconfig=args.kubeconfig, progress=False,
+                         attempt=attempt))
+
+
 async def _run(main: Awaitable[Any] | Callable[[], Awaitable[Any]], *, settings: Settings, kubeconfig: str | None,
-               progress: bool) -> Any:
+               progress: bool, attempt: _Attempt) -> Any:
     """Open the job, then start ``main`` (not before: a job that cannot open leaves no coroutine
     that was never awaited; one made before, by a file's ``levrt.run(...)``, is closed)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -331,15 +367,20 @@ async def _run(main: Awaitable[Any] | Callable[[], Awaitable[Any]], *, settings:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
     async with contextlib.AsyncExitStack() as stack:
         try:
-            engine = await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig))
+            engine = await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig,
+                                                             what=attempt.what))
         except BaseException:
             if inspect.iscoroutine(main):
                 main.close()
             raise
+        attempt.opened = True
         awaited = main if inspect.isawaitable(main) else main()
         if not progress or not sys.stderr.isatty():
-            return await plain_progress(engine, awaited)
-        return await live_progress(engine, awaited)
+            value = await plain_progress(engine, awaited)
+        else:
+            value = await live_progress(engine, awaited)
+        engine.job_record.value = value
+        return value
 
 
 RUN = Command("run", "run a workflow or a mode as one job, with live progress", _arguments, run_command)

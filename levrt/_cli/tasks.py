@@ -1,6 +1,6 @@
-"""Looking at tasks as they run: ``levrt ps`` (the tasks of recent jobs), ``logs`` (a task's output)
-and ``kill`` (a signal to its main process). What tasks stored is read by ``levrt get``
-(``levrt._cli.results``)."""
+"""Looking at jobs and tasks as they run: ``levrt ps`` (your jobs from their records, or one job's
+tasks), ``logs`` (a task's output) and ``kill`` (a signal to its main process). What tasks stored is
+read by ``levrt get`` (``levrt._cli.results``)."""
 
 from __future__ import annotations
 
@@ -29,43 +29,56 @@ from levrt._cli.base import (
 )
 from levrt._clients import signals
 from levrt._clients.api import Forbidden
+from levrt._clients.kube import Kube
 from levrt._clients.lease import expired, kept, lease_job, list_leases
 from levrt._clients.pods import follow_logs, job_pods, logs
 from levrt._clients.pods import get as get_pod
-from levrt._clients.store import TASKS, Store, resolve_uri
+from levrt._clients.store import JOB_RECORDS, TASKS, Store, resolve_uri
+from levrt._core.jobrecords import identify
+from levrt._shapes import jobrecord
 from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL
 from levrt._shapes.podstatus import parse_timestamp, runs_runtime, summary
 from levrt.errors import LevrtError
 
-__all__ = ["KILL", "LOGS", "PS", "elapsed_text", "ps_query", "ps_rows", "ps_table"]
+__all__ = ["KILL", "LOGS", "PS", "elapsed_text", "job_rows", "jobs_table", "ps_rows", "ps_table"]
 
 
 # -- ps -----------------------------------------------------------------------------------------
 #
-# What ``levrt ps`` lists comes from the store: every task records its status there (``levrt_tasks``,
+# ``levrt ps`` lists jobs from their records (``levrt_jobs``, written by ``levrt._core.jobrecords``):
+# the caller's own by default, as the SelfSubjectReview that names a job's owner names the caller.
+# A record still ``running`` whose Lease is gone is read as ``lost`` (``levrt._shapes.jobrecord``).
+#
+# ``levrt ps --job N`` lists one job's tasks from the store: every task records its status there (``levrt_tasks``,
 # ``levrt._core.records``), and those records outlive the Pods, which a job deletes as its tasks end.
 # A task whose Pod is still there shows the Pod's state (fresher than the last record); a Pod of a
 # job without a record (an orchestration Pod, a record not written yet) is listed from the Pod alone.
 
-RECENT_SECONDS = 3600
-"""By default ``levrt ps`` lists the jobs still running and those whose last record is this recent."""
+DEFAULT_JOBS = 20
+"""How many jobs ``levrt ps`` lists by default, the newest first (``--limit``; ``--all`` for every one)."""
 ENDED = {"succeeded": "done", "failed": "failed", "timed-out": "timed-out", "deleted": "deleted"}
 """Final states of a status record, as ``levrt ps`` (and the live display) names them."""
 PS_COLUMNS = ("TASK", "NAME", "STATE", "RETRIES", "ELAPSED", "AGE")
 PS_WIDE = ("POD", "IMAGE", "HOST", "NODE", "REASON")
+JOB_COLUMNS = ("JOB", "WHAT", "OWNER", "WHERE", "STATE", "TASKS", "STARTED", "DURATION")
+JOB_WIDE = ("ENDED", "ERROR")
 
 
 def _ps_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "List the tasks of recent jobs from the store's status records, with the state of their Pods "
-        f"where those still exist. Default: the jobs still running and those that ended in the last "
-        f"{RECENT_SECONDS // 60} minutes; --all: every job in the store; --job N: one job's tasks."
+        "List your jobs from their records, the newest first: what ran, where, how it ended and its tasks' "
+        "counts. --all-users: everyone's; --job N: that job's tasks, from the store's status records, with "
+        "the state of their Pods where those still exist."
     )
+    parser.add_argument("--job", type=int, help="the tasks of this job instead of the jobs")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--job", type=int, help="only the tasks of this job")
-    which.add_argument("--all", action="store_true", help="every job in the store, however old")
+    which.add_argument("--limit", type=int, default=DEFAULT_JOBS,
+                       help=f"at most this many jobs, the newest first (default {DEFAULT_JOBS}; 0: all)")
+    which.add_argument("--all", action="store_true", help="every job in the store, however old (as --limit 0)")
+    parser.add_argument("--all-users", action="store_true", help="everyone's jobs, not only your own")
     parser.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table",
-                        help="table (default); wide: also the Pod, image, host, node and reason; json: a list")
+                        help="table (default); wide: also when jobs ended and their errors (with --job: the "
+                             "Pod, image, host, node and reason of each task); json: a list")
     add_cluster_options(parser)
 
 
@@ -189,16 +202,17 @@ def _age(seconds: float | None) -> str:
     return f"{max(int(seconds), 0)}s"
 
 
-def ps_query(args: argparse.Namespace, recent_jobs: Set[int] | None) -> dict[str, Any]:
-    """The status records ``levrt ps`` reads: one job's, every job's, or those of ``recent_jobs``."""
-    if args.job is not None:
-        return {"job": args.job}
-    if args.all or recent_jobs is None:
-        return {}
-    return {"job": {"$in": sorted(recent_jobs)}}
-
-
 def ps_command(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise CliError(f"--limit {args.limit}: give a number of jobs (0 for all of them).")
+    if args.job is not None:
+        if args.all or args.all_users or args.limit != DEFAULT_JOBS:
+            raise CliError("--job N lists one job's tasks: --all, --all-users and --limit choose among jobs.")
+        return _ps_tasks(args)
+    return _ps_jobs(args)
+
+
+def _ps_tasks(args: argparse.Namespace) -> int:
     now = time.time()
 
     async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[int]]:
@@ -206,20 +220,11 @@ def ps_command(args: argparse.Namespace) -> int:
             pods = await job_pods(kube, settings.namespace, args.job)
             running = {job for job in (_pod_job(p) for p in pods) if job is not None}
             with contextlib.suppress(Forbidden):  # an account that may not list Leases: the Pods tell
-                running |= {job for lease in await list_leases(kube, settings.namespace)
-                            if not expired(lease, now=now) and not kept(lease) and (job := lease_job(lease))}
+                running |= await _live_jobs(kube, settings.namespace, now=now)
             uri = settings.store_uri or await resolve_uri(kube, settings)
         store = Store.connect(uri, database=settings.database)
         try:
-            recent: set[int] | None = None
-            if args.job is None and not args.all:
-                since = dt.datetime.fromtimestamp(now - RECENT_SECONDS, dt.UTC)
-                cursor = store.collection(TASKS).find({"updated": {"$gte": since}}, {"job": 1})
-                recent = {doc["job"] for doc in await _all(store, cursor) if isinstance(doc.get("job"), int)}
-                recent |= running
-            records = []
-            if recent is None or recent:
-                records = await _all(store, store.collection(TASKS).find(ps_query(args, recent)))
+            records = await _all(store, store.collection(TASKS).find({"job": args.job}))
         finally:
             await store.close()
         return records, pods, running
@@ -228,16 +233,100 @@ def ps_command(args: argparse.Namespace) -> int:
     rows = ps_rows(records, pods, running_jobs=running, now=now)
     if args.output == "json":
         for row in rows:  # a time people and jq both read
-            when = row["submitted"]
-            row["submitted"] = None if when is None else dt.datetime.fromtimestamp(when, dt.UTC).isoformat()
+            row["submitted"] = _iso(row["submitted"])
         print(json.dumps(rows, indent=2, default=str))
     elif rows:
         cells, header = ps_table(rows, wide=args.output == "wide", now=now)
         print_table(cells, header)
     else:
-        where = f"job {args.job}" if args.job is not None else (
-            "the store" if args.all else f"jobs running or ended in the last {RECENT_SECONDS // 60} minutes")
-        print(f"No levrt tasks in {where}.", file=sys.stderr)
+        print(f"No levrt tasks in job {args.job}.", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _live_jobs(kube: Kube, namespace: str, *, now: float) -> set[int]:
+    """The jobs whose client still renews their Lease."""
+    return {job for lease in await list_leases(kube, namespace)
+            if not expired(lease, now=now) and not kept(lease) and (job := lease_job(lease))}
+
+
+def _iso(when: float | None) -> str | None:
+    return None if when is None else dt.datetime.fromtimestamp(when, dt.UTC).isoformat()
+
+
+def job_rows(records: Sequence[Mapping[str, Any]], *, live_jobs: Set[int] | None,
+             now: float) -> list[dict[str, Any]]:
+    """One row per job record, as ``levrt ps -o json`` prints it. ``live_jobs``: the jobs whose Lease
+    is there (None: unknown, the account may not list Leases; no job is then judged lost)."""
+    rows = []
+    for record in records:
+        job = record.get("_id")
+        if not isinstance(job, int):
+            continue
+        given = record.get("what")
+        what: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        started, ended = _epoch(record.get("started")), _epoch(record.get("ended"))
+        rows.append({
+            "job": job, "what": jobrecord.what_text(what), "target": what.get("target"),
+            "args": list(what.get("args") or []), "owner": record.get("owner") or "unknown",
+            "ownerSource": record.get("ownerSource"), "where": record.get("where") or "-",
+            "state": jobrecord.read_state(record, lease_gone=live_jobs is not None and job not in live_jobs),
+            "tasks": dict(record.get("tasks") or {}), "started": _iso(started), "ended": _iso(ended),
+            "duration": None if started is None else round((ended if ended is not None else now) - started, 1),
+            "error": record.get("error"), "value": record.get("value"),
+        })
+    return rows
+
+
+def jobs_table(rows: Sequence[Mapping[str, Any]], *, wide: bool, now: float) -> tuple[list[list[str]], list[str]]:
+    """The table cells of ``job_rows``, and its header."""
+    header = [*JOB_COLUMNS, *(JOB_WIDE if wide else ())]
+    cells = []
+    for row in rows:
+        started = _epoch_of_iso(row["started"])
+        line = [str(row["job"]), table_cell(row["what"]) if not wide else row["what"], row["owner"], row["where"],
+                row["state"], jobrecord.tasks_text(row["tasks"]),
+                "-" if started is None else _age(now - started) + " ago", elapsed_text(row["duration"])]
+        if wide:
+            error_lines = str(row["error"] or "").strip().splitlines()
+            line += [row["ended"] or "-", error_lines[-1][:80] if error_lines else "-"]
+        cells.append(line)
+    return cells, header
+
+
+def _epoch_of_iso(text: str | None) -> float | None:
+    return None if text is None else dt.datetime.fromisoformat(text).timestamp()
+
+
+def _ps_jobs(args: argparse.Namespace) -> int:
+    now = time.time()
+    limit = 0 if args.all else args.limit
+
+    async def go() -> tuple[list[dict[str, Any]], int, set[int] | None, str | None]:
+        async with cluster(args) as (kube, settings):
+            owner = None if args.all_users else (await identify(kube, kubeconfig=args.kubeconfig)).name
+            live: set[int] | None = None
+            with contextlib.suppress(Forbidden):  # may not list Leases: no job is judged lost
+                live = await _live_jobs(kube, settings.namespace, now=now)
+            uri = settings.store_uri or await resolve_uri(kube, settings)
+        store = Store.connect(uri, database=settings.database)
+        try:
+            records, total = await store.newest(JOB_RECORDS, {} if owner is None else {"owner": owner}, limit=limit)
+        finally:
+            await store.close()
+        return records, total, live, owner
+
+    records, total, live, owner = asyncio.run(go())
+    rows = job_rows(records, live_jobs=live, now=now)
+    if args.output == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    elif rows:
+        cells, header = jobs_table(rows, wide=args.output == "wide", now=now)
+        print_table(cells, header)
+    else:
+        whose = "" if owner is None else f" of {owner} (--all-users: everyone's)"
+        print(f"No job records{whose}; `levrt ps --job N` lists a job's tasks.", file=sys.stderr)
+    if rows and len(rows) < total:
+        print(f"{len(rows)} of {total} jobs, newest first (--limit {limit}; --all shows all).", file=sys.stderr)
     return EXIT_OK
 
 
@@ -312,7 +401,7 @@ def kill_command(args: argparse.Namespace) -> int:
         return asyncio.run(go())
 
 
-PS = Command("ps", "list the tasks of recent jobs (running, or ended within the hour; --all, --job N)",
+PS = Command("ps", "list your jobs (--all-users: everyone's), or one job's tasks (--job N)",
              _ps_arguments, ps_command)
 LOGS = Command("logs", "print a task's output", _logs_arguments, logs_command)
 KILL = Command("kill", "send a signal to a task's main process", _kill_arguments, kill_command)

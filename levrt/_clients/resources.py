@@ -57,6 +57,7 @@ KINDS: Mapping[str, Kind] = {
     "Node": Kind("nodes", namespaced=False),
     "Lease": Kind("leases", group=LEASE_GROUP),
     "SelfSubjectAccessReview": Kind("selfsubjectaccessreviews", group="authorization.k8s.io", namespaced=False),
+    "SelfSubjectReview": Kind("selfsubjectreviews", group="authentication.k8s.io", namespaced=False),
 }
 """Every kind levrt reads or writes."""
 

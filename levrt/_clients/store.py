@@ -28,6 +28,7 @@ __all__ = [
     "COUNTERS",
     "INTERNAL_PREFIX",
     "JOBS",
+    "JOB_RECORDS",
     "TASKS",
     "Store",
     "is_internal",
@@ -41,6 +42,9 @@ INTERNAL_PREFIX = "levrt_"
 file storage bucket): no schema can begin so, and ``levrt schemas`` leaves them out."""
 COUNTERS = f"{INTERNAL_PREFIX}counters"
 TASKS = f"{INTERNAL_PREFIX}tasks"
+JOB_RECORDS = f"{INTERNAL_PREFIX}jobs"
+"""Each job's own record, ``_id`` the job id: who ran what, where, and how it ended
+(``levrt._shapes.jobrecord``). Not ``JOBS``, which holds what orchestrations store themselves."""
 MAX_CLAIMS = 100
 """Job ids tried before giving up (each one already claimed by another job)."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
@@ -156,6 +160,27 @@ class Store:
                 pending = refused
             except Exception as exc:
                 raise self.unreachable(exc) from exc
+
+    async def set_fields(self, name: str, key: Any, fields: Mapping[str, Any]) -> None:
+        """Set ``fields`` of the record ``_id == key`` of collection ``name``, creating it if needed."""
+        try:
+            await self._db[name].update_one({"_id": key}, {"$set": {k: v for k, v in fields.items() if k != "_id"}},
+                                            upsert=True)
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+
+    async def newest(self, name: str, query: Mapping[str, Any], *, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """At most ``limit`` records of ``name`` matching ``query`` (0: all), the highest ``_id`` first,
+        and how many match in all."""
+        try:
+            cursor = self._db[name].find(dict(query)).sort([("_id", -1)])
+            if limit:
+                cursor = cursor.limit(limit)
+            found = [doc async for doc in cursor]
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+        total = await self.count(name, query) if limit and len(found) == limit else len(found)
+        return found, total
 
     async def collection_names(self) -> list[str]:
         """The names of every collection in the database, levrt's own included (``is_internal``)."""

@@ -21,7 +21,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from levrt import _job, context
@@ -33,6 +33,7 @@ from levrt._clients.store import JOBS, Store, resolve_uri
 from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import ownership, runtime_mode
+from levrt._core.jobrecords import JobRecord, identify, task_states
 from levrt._core.localfiles import plan_task_files
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
@@ -69,25 +70,33 @@ class _ClusterEnded(Exception):
 
 
 @contextlib.asynccontextmanager
-async def session(*, settings: Settings | None = None, kubeconfig: str | None = None) -> AsyncIterator[Engine]:
-    """Open a job: connect to the cluster and the store, allocate the job id, clean up at the end."""
-    engine = await Engine.open(settings=settings or Settings.from_env(), kubeconfig=kubeconfig)
-    failed = True
+async def session(*, settings: Settings | None = None, kubeconfig: str | None = None,
+                  what: Mapping[str, Any] | None = None) -> AsyncIterator[Engine]:
+    """Open a job: connect to the cluster and the store, allocate the job id, clean up at the end.
+    ``what`` (``{"target": "FILE:FUNC", "args": [...]}``) goes into the job's record."""
+    engine = await Engine.open(settings=settings or Settings.from_env(), kubeconfig=kubeconfig, what=what)
+    raised: BaseException | None = None
     try:
         with _job.running(engine):
             yield engine
-        failed = False
+    except BaseException as exc:
+        raised = exc
+        raise
     finally:
         # Tasks started but never awaited would run on unobserved; a job owns its Pods to the end.
-        await asyncio.shield(engine.close(delete_pods=failed or not engine.settings.keep))
+        await asyncio.shield(engine.close(delete_pods=raised is not None or not engine.settings.keep,
+                                          outcome=raised))
 
 
 class Engine:
     """One job. Create with ``await Engine.open(...)``; end with ``await engine.close()``."""
 
     def __init__(self, *, settings: Settings, kube: Kube, store: Store, watch: PodWatch, job_id: int,
-                 runtime: Decision | None = None, lease: JobLease | None = None, own_pod: str | None = None) -> None:
+                 runtime: Decision | None = None, lease: JobLease | None = None, own_pod: str | None = None,
+                 job_record: JobRecord | None = None) -> None:
         self.settings = settings
+        self.job_record = job_record or JobRecord(store, job_id)
+        """The job's record (``levrt_jobs``); its ``value`` is set by whoever awaits the orchestration."""
         self.lease = lease
         """The job's Lease, owner of its Pods (None: the apiserver refused it; logged at open)."""
         self.own_pod = own_pod
@@ -114,7 +123,8 @@ class Engine:
         """Why a task whose Pod never ran failed (``start()`` raised it; no ``Task.done()`` saw it)."""
 
     @classmethod
-    async def open(cls, *, settings: Settings, kubeconfig: str | None = None) -> Engine:
+    async def open(cls, *, settings: Settings, kubeconfig: str | None = None,
+                   what: Mapping[str, Any] | None = None) -> Engine:
         kube = await Kube.connect(kubeconfig=kubeconfig)
         store: Store | None = None
         watch: PodWatch | None = None
@@ -128,6 +138,8 @@ class Engine:
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
             job_id, lease = await ownership.claim_job(kube, settings, store)
             own_pod = await ownership.adopt_own_pod(kube, settings, job_id, lease)
+            job_record = await JobRecord.open(store, job=job_id, identity=await identify(kube, kubeconfig=kubeconfig),
+                                              what=what, lease=lease is not None)
             watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
             await watch.start()
         except BaseException:
@@ -142,10 +154,11 @@ class Engine:
         log.info("job: %d", job_id)
         log.debug("runtime: %s (%s)", runtime.mode, runtime.reason)
         return cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id, runtime=runtime,
-                   lease=lease, own_pod=own_pod)
+                   lease=lease, own_pod=own_pod, job_record=job_record)
 
-    async def close(self, *, delete_pods: bool = False) -> None:
-        """Stop watching and close connections; with ``delete_pods`` remove this job's Pods."""
+    async def close(self, *, delete_pods: bool = False, outcome: BaseException | None = None) -> None:
+        """Stop watching and close connections; with ``delete_pods`` remove this job's Pods. The job's
+        record ends as ``outcome`` says (what the orchestration raised; None: it succeeded)."""
         try:
             if delete_pods:
                 await self.delete_job_pods()
@@ -155,6 +168,9 @@ class Engine:
             await self.status.close()
             await self.sweeper.close()
         finally:
+            # Before the Lease goes: a record still `running` without its Lease reads as lost.
+            await self.job_record.close(exc=outcome, states=task_states(self.tasks, self.start_failures),
+                                        store_apart=self.upload)
             await ownership.let_go(self.kube, self.settings, self.lease, self.own_pod)
             await self.watch.close()
             await self.store.close()

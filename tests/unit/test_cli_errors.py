@@ -164,7 +164,11 @@ MALFORMED = [
     (["check", "no_such_tool.py"], "no such file"),
     (["ps", "--job", "three"], "invalid int value: 'three'"),
     (["ps", "--bogus"], "unrecognized arguments: --bogus"),
-    (["ps", "--all", "--job", "3"], "argument --job: not allowed with argument --all"),
+    (["ps", "--all", "--job", "3"], "--job N lists one job's tasks: --all, --all-users and --limit choose among jobs"),
+    (["ps", "--all-users", "--job", "3"], "--job N lists one job's tasks"),
+    (["ps", "--limit", "-1"], "--limit -1: give a number of jobs (0 for all of them)."),
+    (["ps", "--limit", "many"], "invalid int value: 'many'"),
+    (["ps", "--all", "--limit", "5"], "argument --limit: not allowed with argument --all"),
     (["ps", "-o", "yaml"], "invalid choice: 'yaml'"),
 ]
 

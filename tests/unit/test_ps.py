@@ -1,5 +1,5 @@
-"""``levrt ps``: the tasks of recent jobs from the store's status records, merged with the Pods that
-are still there, like ``kubectl get``.
+"""``levrt ps --job N``: a job's tasks from the store's status records, merged with the Pods that
+are still there, like ``kubectl get``. (``levrt ps`` without ``--job`` lists jobs: test_ps_jobs.py.)
 
 Why from the store: a job deletes each task's Pod as the task ends, so a listing of Pods said
 "No levrt tasks" for a job that had just run a thousand of them (issue 13). The records stay.
@@ -18,7 +18,7 @@ import pytest
 
 from levrt import Cr
 from levrt._cli import main
-from levrt._cli.tasks import RECENT_SECONDS, ps_rows, ps_table
+from levrt._cli.tasks import ps_rows, ps_table
 from levrt._clients.lease import lease_object
 from levrt._clients.store import TASKS
 from levrt._shapes.build import build_task
@@ -130,24 +130,17 @@ def test_ps_lists_a_jobs_tasks_after_its_pods_are_gone(api: FakeApiServer, mongo
     assert "tcpscan.scan(10.0.0.3," in lines[4] and "failed(Error)" in lines[4]
 
 
-def test_ps_by_default_lists_running_and_recent_jobs_only(api: FakeApiServer, mongo: FakeMongo,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    old, recent, long_running = 1, 2, 3
-    put_records(mongo, record(old, 0, "succeeded", age=RECENT_SECONDS + 600),
-                record(recent, 0, "succeeded", age=RECENT_SECONDS + 600),  # its first task ended long ago,
-                record(recent, 1, "succeeded", age=120),                    # its last one recently: all shown
-                record(long_running, 0, "running", age=RECENT_SECONDS * 3, took=0))
+def test_ps_job_json_judges_a_running_task_by_its_jobs_lease(api: FakeApiServer, mongo: FakeMongo,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    put_records(mongo, record(3, 0, "running", age=3600 * 3, took=0), record(3, 1, "succeeded", age=120))
     # Job 3's client still renews its Lease (renewed now, not at import: the fast tier may reach this
     # test minutes later); its record was last updated hours ago.
-    api.put(lease_object(long_running, namespace="levrt", duration=30, holder="laptop/1", now=time.time()))
-    assert main(["ps", "-o", "json"]) == 0
+    api.put(lease_object(3, namespace="levrt", duration=30, holder="laptop/1", now=time.time()))
+    assert main(["ps", "--job", "3", "-o", "json"]) == 0
     rows = json.loads(out_err(capsys)[0])
-    assert [r["task"] for r in rows] == ["2.0", "2.1", "3.0"]
-    assert rows[2]["state"] == "running"  # no Pod to ask: the record says running, and its job runs
+    assert [r["task"] for r in rows] == ["3.0", "3.1"]
+    assert rows[0]["state"] == "running"  # no Pod to ask: the record says running, and its job runs
     assert rows[0]["submitted"].endswith("+00:00")
-
-    assert main(["ps", "--all", "-o", "json"]) == 0
-    assert [r["task"] for r in json.loads(out_err(capsys)[0])] == ["1.0", "2.0", "2.1", "3.0"]
 
 
 def test_ps_shows_live_pods_over_records_in_another_namespace(api: FakeApiServer, mongo: FakeMongo,
@@ -167,9 +160,7 @@ def test_ps_shows_live_pods_over_records_in_another_namespace(api: FakeApiServer
 
 def test_ps_without_tasks_says_so_on_stderr(api: FakeApiServer, mongo: FakeMongo,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    put_records(mongo, record(1, 0, "succeeded", age=RECENT_SECONDS * 5))
-    assert main(["ps"]) == 0
-    assert out_err(capsys) == ("", "No levrt tasks in jobs running or ended in the last 60 minutes.\n")
+    put_records(mongo, record(1, 0, "succeeded", age=3600 * 5))
     assert main(["ps", "--job", "9"]) == 0
     assert out_err(capsys) == ("", "No levrt tasks in job 9.\n")
 
