@@ -39,6 +39,7 @@ __all__ = [
     "NAMESPACE_ENV",
     "NODE_SELECTOR_ENV",
     "ORCHESTRATOR_SITE",
+    "OWNER_ENV",
     "PAYLOAD_ENV",
     "PAYLOAD_MOUNT",
     "POD_NAME_ENV",
@@ -159,5 +160,7 @@ POD_UID_ENV = "LEVRT_POD_UID"
 """The Pod's own name and uid (downward API): the job it runs adopts it, owned by the job's Lease."""
 DETACHED_ENV = "LEVRT_DETACHED"
 """Set when its client left it to run on (``levrt run --detach``)."""
+OWNER_ENV = "LEVRT_OWNER"
+"""The Kubernetes identity of the client that submitted it: its job's owner (not the Pod's account)."""
 DEBUG_ENV = "LEVRT_DEBUG"
 """``1``: the ``levrt`` command shows the traceback of an unexpected error (in a Pod or not)."""

@@ -48,11 +48,13 @@ from levrt._cli.base import (
 from levrt._cli.callargs import CallError, bind, kind_of, runnables, suggest, usage
 from levrt._cli.display import live_progress
 from levrt._cli.plain import plain_progress
+from levrt._clients.kube import Kube
 from levrt._core.incluster import orchestration_file, run_in_cluster
-from levrt._core.jobrecords import where_now
+from levrt._core.jobrecords import identify, where_now
 from levrt.cr import Cr
 from levrt.document import Document
 from levrt.errors import LevrtError
+from levrt.podenv import OWNER_ENV
 from levrt.run import calls_at_import, session
 from levrt.settings import Settings
 
@@ -135,6 +137,7 @@ def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
     if elsewhere:
         if module is not None:  # the mode's Cr is built in the Pod, with the Pod's environment (-e)
             _prepare(module, target, named, args.args, build=False)
+        env.setdefault(OWNER_ENV, asyncio.run(_owner(args.kubeconfig)))  # the Pod's job is this user's
         return run_in_cluster(target, named or None, args.args, settings=settings, kubeconfig=args.kubeconfig,
                               env=env, detach=args.detach)
     if imported.values:
@@ -333,6 +336,12 @@ def _over(own: Settings, args: argparse.Namespace) -> Settings:
     if args.namespace:
         own = own.replace(namespace=args.namespace)
     return own.replace(keep=True) if args.keep else own
+
+
+async def _owner(kubeconfig: str | None) -> str:
+    """Who this client is to the cluster (the owner of the jobs it runs in Pods)."""
+    async with await Kube.connect(kubeconfig=kubeconfig) as kube:
+        return (await identify(kube, kubeconfig=kubeconfig)).name
 
 
 @dataclasses.dataclass

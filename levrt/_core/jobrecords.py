@@ -25,7 +25,7 @@ from levrt._clients.store import JOB_RECORDS, Store
 from levrt._shapes import jobrecord
 from levrt._stored import placeholder
 from levrt.errors import LevrtError
-from levrt.podenv import DETACHED_ENV, POD_NAME_ENV
+from levrt.podenv import DETACHED_ENV, OWNER_ENV, POD_NAME_ENV
 from levrt.task import Task
 
 __all__ = ["Identity", "JobRecord", "identify", "task_states", "where_now"]
@@ -42,9 +42,14 @@ class Identity:
     groups: tuple[str, ...] = ()
 
 
-async def identify(kube: Kube, *, kubeconfig: str | None = None) -> Identity:
+async def identify(kube: Kube, *, kubeconfig: str | None = None, environ: Mapping[str, str] | None = None) -> Identity:
     """This client's Kubernetes identity: the apiserver's answer to a SelfSubjectReview; where it
-    refuses (an old cluster, an account without the right), the kubeconfig's user name; else unknown."""
+    refuses (an old cluster, an account without the right), the kubeconfig's user name; else unknown.
+    In an orchestration Pod, the identity of the client that submitted it (``OWNER_ENV``): the Pod's
+    own account runs every user's in-cluster jobs, and ``levrt ps`` shows people their own."""
+    env = os.environ if environ is None else environ
+    if env.get(POD_NAME_ENV) and env.get(OWNER_ENV):
+        return Identity(env[OWNER_ENV], "client")
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     try:
         answer = await resources.create(kube, "SelfSubjectReview", review)

@@ -38,9 +38,9 @@ ENDED_STATES = frozenset({"succeeded", "failed", "cancelled"})
 WHERE = ("laptop", "in-cluster", "detached")
 """Where a job's orchestration ran: a client outside the cluster, an orchestration Pod followed by
 its client (``levrt run --in-cluster``), or one left to run on (``--detach``)."""
-IDENTITY_SOURCES = ("selfsubjectreview", "kubeconfig", "unknown")
+IDENTITY_SOURCES = ("selfsubjectreview", "kubeconfig", "client", "unknown")
 """How the record's owner was learned: the apiserver's answer, the kubeconfig's user name when the
-apiserver refused to say, or not at all."""
+apiserver refused to say, the submitting client's (an orchestration Pod's job), or not at all."""
 MAX_INLINE_VALUE = 64 * 1024
 """A return value larger than this (as JSON) is stored apart, in the store's file storage."""
 TASK_STATE_ORDER = ("done", "failed", "timed-out", "cancelled", "running")

@@ -19,6 +19,7 @@ import pytest
 import levrt
 from levrt import Cr
 from levrt._cli import main
+from levrt._cli import run as run_cli
 from levrt._clients.kube import Kube, use_transport
 from levrt._clients.lease import lease_object
 from levrt._clients.store import JOB_RECORDS
@@ -26,7 +27,7 @@ from levrt._core import jobrecords
 from levrt._core.engine import session
 from levrt._shapes import jobrecord
 from levrt._stored import placeholder_of
-from levrt.podenv import DETACHED_ENV, POD_NAME_ENV
+from levrt.podenv import DETACHED_ENV, OWNER_ENV, POD_NAME_ENV
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, FakeMongo
 
@@ -124,6 +125,24 @@ async def test_an_identity_the_apiserver_refuses_falls_back_to_the_kubeconfig_us
                 "alice", "kubeconfig")
             assert await jobrecords.identify(kube, kubeconfig=str(tmp_path / "none")) == jobrecords.Identity(
                 "unknown", "unknown")
+
+
+def test_an_in_cluster_run_ships_its_clients_identity_as_the_jobs_owner(
+        api: FakeApiServer, mongo: FakeMongo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flows = tmp_path / "flows.py"
+    flows.write_text("async def main() -> None:\n    pass\n")
+    shipped: list[dict[str, Any]] = []
+    monkeypatch.setattr(run_cli, "run_in_cluster", lambda *a, **kw: shipped.append(kw["env"]) or 0)
+    assert main(["run", str(flows), "--detach"]) == 0
+    assert shipped[0][OWNER_ENV] == "tester"
+    # In the Pod: its own account answers the review; the record's owner is the client's.
+    pod_env = {POD_NAME_ENV: "lev-orch-1", OWNER_ENV: "alice"}
+    with use_transport(lambda: api):
+        async def who() -> jobrecords.Identity:
+            async with await Kube.connect() as kube:
+                return await jobrecords.identify(kube, environ=pod_env)
+
+        assert asyncio.run(who()) == jobrecords.Identity("alice", "client")
 
 
 def test_where_comes_from_the_orchestration_pods_environment() -> None:
