@@ -85,7 +85,8 @@ def pods_created(api: FakeApiServer) -> list[dict[str, Any]]:
 def nothing_created(api: FakeApiServer, mongo: FakeMongo) -> bool:
     """No request reached the apiserver (no Lease, no Pod; a SelfSubjectReview, asking who the client is
     for an in-cluster job's owner, creates nothing) and the store holds no record."""
-    return [r for r in api.requests if not r.path.endswith("/selfsubjectreviews")] == [] and all(not mongo["levrt"][c].docs for c in ("levrt_tasks", "default", "jobs"))
+    sent = [r for r in api.requests if not r.path.endswith("/selfsubjectreviews")]
+    return sent == [] and all(not mongo["levrt"][c].docs for c in ("levrt_tasks", "default", "jobs", "levrt_jobs"))
 
 
 # -- converted arguments -----------------------------------------------------------------------------
