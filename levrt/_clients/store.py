@@ -28,6 +28,7 @@ __all__ = [
     "COUNTERS",
     "INTERNAL_PREFIX",
     "JOBS",
+    "LOGS",
     "TASKS",
     "Store",
     "is_internal",
@@ -41,6 +42,8 @@ INTERNAL_PREFIX = "levrt_"
 file storage bucket): no schema can begin so, and ``levrt schemas`` leaves them out."""
 COUNTERS = f"{INTERNAL_PREFIX}counters"
 TASKS = f"{INTERNAL_PREFIX}tasks"
+LOGS = f"{INTERNAL_PREFIX}logs"
+"""Each ended task's container logs, ``_id = {"job": N, "task": M}`` (``levrt._core.logarchive``)."""
 MAX_CLAIMS = 100
 """Job ids tried before giving up (each one already claimed by another job)."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
@@ -156,6 +159,21 @@ class Store:
                 pending = refused
             except Exception as exc:
                 raise self.unreachable(exc) from exc
+
+    async def put_logs(self, job: int, task: int, doc: Mapping[str, Any]) -> None:
+        """Write (or replace) the log archive of task ``job.task``."""
+        try:
+            await self._db[LOGS].replace_one({"_id": {"job": job, "task": task}}, dict(doc), upsert=True)
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+
+    async def get_logs(self, job: int, task: int) -> dict[str, Any] | None:
+        """The log archive of task ``job.task``, or None when there is none."""
+        try:
+            found = await self._db[LOGS].find_one({"_id": {"job": job, "task": task}})
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+        return None if found is None else dict(found)
 
     async def collection_names(self) -> list[str]:
         """The names of every collection in the database, levrt's own included (``is_internal``)."""
