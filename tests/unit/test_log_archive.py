@@ -140,9 +140,9 @@ async def test_a_slow_read_holds_the_task_end_only_for_a_while_and_says_so(api: 
     async with archive_of(api, mongo, read_seconds=0.05) as archive:
         original = archive._read
 
-        async def slow(name: str, container: str) -> tuple[str, str | None]:
+        async def slow(pod: str, container: str) -> tuple[str, str | None]:
             await asyncio.sleep(5)
-            return await original(name, container)
+            return await original(pod, container)
 
         archive._read = slow  # type: ignore[method-assign]
         started = time.monotonic()
