@@ -127,7 +127,9 @@ class FakeApiServer:
         self.identity: str | None = "tester"
         """The user name a SelfSubjectReview answers with; None: it is refused (403)."""
         self.logs: dict[str, str] = {}
-        """The text of each Pod's log, by Pod name."""
+        """The text of each Pod's log, by Pod name (any container's, unless ``container_logs`` has it)."""
+        self.container_logs: dict[tuple[str, str], str] = {}
+        """The text of one container's log, by (Pod name, container name)."""
         self.exec_calls: list[ExecCall] = []
         self.exec_result = ExecResult(0, b"", b"")
         self.exec_handler: Callable[[RemoteCommand], Awaitable[int | None]] | None = None
@@ -501,9 +503,14 @@ class FakeApiServer:
     def _log(self, ns: str | None, name: str | None, query: Mapping[str, str]) -> list[str]:
         pod = self._get("pods", ns, name)
         container = query.get("container", "main")
-        if container not in {c["name"] for c in pod["spec"].get("containers", [])}:
+        spec = pod["spec"]
+        if container not in {c["name"] for c in [*spec.get("containers", []), *spec.get("initContainers", [])]}:
             raise Reject(400, f"container {container} is not valid for pod {name}")
-        lines = self.logs.get(str(name), "").splitlines(keepends=True)
+        text = self.container_logs.get((str(name), container), self.logs.get(str(name), ""))
+        limit = query.get("limitBytes")
+        if limit:
+            text = text.encode()[:int(limit)].decode(errors="ignore")
+        lines = text.splitlines(keepends=True)
         tail = query.get("tailLines")
         return lines[-int(tail):] if tail else lines
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 import time
+from typing import Any
 
 from levrt._cli.base import (
     EXIT_FAILED,
@@ -49,9 +50,10 @@ def gc_command(args: argparse.Namespace) -> int:
     if args.job is not None and args.job < 0:
         raise CliError(f"--job {args.job}: a job id is a number >= 0 (see `levrt ps`).")
 
-    async def go() -> tuple[list[str], list[str]]:
+    async def go() -> tuple[list[str], list[str], list[str]]:
         removed: list[str] = []
         failed: list[str] = []
+        kept: list[str] = []
         async with cluster(args) as (kube, settings):
             ns, now = settings.namespace, time.time()
             try:
@@ -74,6 +76,8 @@ def gc_command(args: argparse.Namespace) -> int:
                     why = f"its client stopped renewing its Lease {age_text(now - renewed)} ago"
                 if not doomed:
                     live.add(str(job))
+                    if lease.kept(item):
+                        kept.append(_kept_line(item, job, now - renewed, args.older_than))
                     continue
                 owned = [f"pods/{p['metadata']['name']}" for p in await pods.job_pods(kube, ns, job)]
                 if not args.dry_run:
@@ -85,7 +89,7 @@ def gc_command(args: argparse.Namespace) -> int:
                 removed.append(f"leases/{name} (job {job}: {why})"
                                + (f" and with it {', '.join(owned)}" if owned else ""))
             if args.job is not None and leases and any(lease.lease_job(i) == args.job for i in leases):
-                return removed, failed
+                return removed, failed, kept
             # Objects of no Lease (levrt 1.x-era jobs, or a client that could not create one): an
             # owned object lives and dies with its owner; the rest by age, never a live job's.
             for kind in ("Pod", "Secret", "ConfigMap"):
@@ -106,16 +110,32 @@ def gc_command(args: argparse.Namespace) -> int:
                             failed.append(f"could not delete {plural}/{meta['name']}: {exc}")
                             continue
                     removed.append(f"{plural}/{meta['name']}")
-        return removed, failed
+        return removed, failed, kept
 
-    removed, failed = asyncio.run(go())
+    removed, failed, kept = asyncio.run(go())
     for name in removed:
         print(("would delete " if args.dry_run else "deleted ") + name)
+    for line in kept:
+        print(line)
     for message in failed:
         print(message, file=sys.stderr)
     if not removed and not failed:
-        print("Nothing to remove." if args.job is None else f"Nothing of job {args.job} is left.", file=sys.stderr)
+        if args.job is not None:
+            print(f"Nothing of job {args.job} is left.", file=sys.stderr)
+        elif kept:
+            print(f"Nothing to remove yet: kept jobs go once kept longer than --older-than {args.older_than}.",
+                  file=sys.stderr)
+        else:
+            print("Nothing to remove.", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _kept_line(item: dict[str, Any], job: int | None, kept_for: float, older_than: str) -> str:
+    """What a kept Lease too young to remove holds (the Pods its annotation names)."""
+    held = lease.kept_pods(item)
+    what = f": {', '.join(f'pods/{name}' for name in held)}" if held else " (it names no Pods)"
+    return (f"keeps leases/{item['metadata']['name']} (job {job}, kept {age_text(kept_for)} ago; removed when kept "
+            f"longer than --older-than {older_than}, or now with `levrt gc --job {job}`){what}")
 
 
 def age_text(seconds: float) -> str:

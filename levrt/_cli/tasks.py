@@ -28,17 +28,20 @@ from levrt._cli.base import (
     task_pod_missing,
 )
 from levrt._clients import signals
-from levrt._clients.api import Forbidden
+from levrt._clients.api import Forbidden, NotFound
+from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.lease import expired, kept, lease_job, list_leases
 from levrt._clients.pods import follow_logs, job_pods, logs
 from levrt._clients.pods import get as get_pod
 from levrt._clients.store import JOB_RECORDS, TASKS, Store, resolve_uri
 from levrt._core.jobrecords import identify
+from levrt._core.logarchive import archived_text, read_archive
 from levrt._shapes import jobrecord
-from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL
+from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL, task_of_pod
 from levrt._shapes.podstatus import parse_timestamp, runs_runtime, summary
-from levrt.errors import LevrtError
+from levrt.errors import LevrtError, StoreError
+from levrt.settings import Settings
 
 __all__ = ["KILL", "LOGS", "PS", "elapsed_text", "job_rows", "jobs_table", "ps_rows", "ps_table"]
 
@@ -355,19 +358,76 @@ def _logs_arguments(parser: argparse.ArgumentParser) -> None:
 
 def logs_command(args: argparse.Namespace) -> int:
     pod = pod_of(args.task)
+    if args.tail is not None and args.tail < 0:
+        raise CliError(f"--tail {args.tail}: give a number of lines >= 0.")
 
-    async def go() -> None:
+    async def go() -> tuple[str, Settings] | None:
+        """From the Pod (None), or the store's URI to read the archive from when the Pod is gone."""
         async with cluster(args) as (kube, settings):
             name = await resolve_pod(kube, settings.namespace, args.task)
-            if not args.follow:
-                sys.stdout.write(await logs(kube, settings.namespace, name, container=args.container, tail=args.tail))
-                return
-            await follow_logs(kube, settings.namespace, name, container=args.container, tail=args.tail,
-                              out=sys.stdout)
+            try:
+                if not args.follow:
+                    text = await logs(kube, settings.namespace, name, container=args.container, tail=args.tail)
+                    sys.stdout.write(text)
+                else:
+                    await follow_logs(kube, settings.namespace, name, container=args.container, tail=args.tail,
+                                      out=sys.stdout)
+                return None
+            except NotFound:
+                if task_of_pod(name) is None:
+                    raise
+                try:
+                    return settings.store_uri or await resolve_uri(kube, settings), settings
+                except StoreError as exc:
+                    raise _archive_unread(pod, exc) from None
 
     with task_pod_missing(pod):
-        asyncio.run(go())
+        archive = asyncio.run(go())
+    if archive is not None:
+        uri, settings = archive
+        job, task = task_of_pod(pod) or (0, 0)
+        try:
+            asyncio.run(_print_archived(uri, settings.database, job, task, pod=pod, container=args.container,
+                                        tail=args.tail))
+        except StoreError as exc:
+            raise _archive_unread(pod, exc) from None
     return EXIT_OK
+
+
+def _archive_unread(pod: str, exc: StoreError) -> StoreError:
+    return StoreError(f"No task Pod {pod!r}, and its archived logs could not be read from the store: {exc}")
+
+
+async def _print_archived(uri: str, database: str, job: int, task: int, *, pod: str, container: str,
+                          tail: int | None) -> None:
+    """Print a task's archived log (``levrt._core.logarchive``); say on stderr that it is the archive."""
+    store = Store.connect(uri, database=database)
+    try:
+        doc = await read_archive(store, job, task)
+        if doc is None:
+            raise CliError(
+                f"No task Pod {pod!r}, and no archived logs of task {job}.{task} in the store. Its Pod ended "
+                "and was removed without an archive: the job ran with a levrt older than 2.0 (which archived "
+                "none), or the store refused the archive (the job's client logged a warning). "
+                f"See `levrt ps --job {job}`."
+            )
+        containers = doc.get("containers") or {}
+        entry = containers.get(container)
+        if entry is None:
+            raise CliError(f"Task {job}.{task}'s archived logs have no container {container!r}; they have: "
+                           f"{', '.join(containers) or 'none'} (-c NAME).")
+        text, cut = await archived_text(FileStore.of(store), entry)
+    finally:
+        await store.close()
+    if tail is not None:
+        text = "".join(text.splitlines(keepends=True)[-tail:] if tail else [])
+    archived = doc.get("archived")
+    when = f" at {archived:%Y-%m-%d %H:%M:%S} UTC" if isinstance(archived, dt.datetime) else ""
+    print(f"levrt logs: Pod {doc.get('pod') or pod} is gone; this is its {container} output archived{when} "
+          "when the task ended.", file=sys.stderr)
+    if cut:
+        print(f"levrt logs: the archive of {container} is incomplete: {cut}.", file=sys.stderr)
+    sys.stdout.write(text)
 
 
 # -- kill ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from levrt._clients import resources
@@ -42,11 +42,13 @@ from levrt._shapes.names import (
 from levrt.errors import LevrtError
 
 __all__ = [
+    "KEPT_PODS_ANNOTATION",
     "JobLease",
     "Reaper",
     "adopt_pod",
     "delete_lease",
     "expired",
+    "kept_pods",
     "lease_job",
     "lease_object",
     "list_leases",
@@ -60,6 +62,8 @@ log = logging.getLogger("lev")
 API_VERSION = f"{LEASE_GROUP}/v1"
 RENEW_FRACTION = 3
 """Renewals per lease duration: two may fail in a row before the Lease lapses."""
+KEPT_PODS_ANNOTATION = "levrt.io/kept-pods"
+"""On a kept Lease: the Pods it keeps (comma-separated names), so ``levrt gc`` and ``kubectl`` can say what."""
 RETRY_SECONDS = 2.0
 """How soon a failed renewal is tried again (never later than the next regular one)."""
 
@@ -130,6 +134,12 @@ def expired(lease: Mapping[str, Any], *, now: float, grace: float | None = None)
 
 def kept(lease: Mapping[str, Any]) -> bool:
     return (lease.get("metadata", {}).get("annotations") or {}).get(KEPT_ANNOTATION) == "true"
+
+
+def kept_pods(lease: Mapping[str, Any]) -> list[str]:
+    """The Pods a kept Lease says it keeps (``KEPT_PODS_ANNOTATION``); [] when it names none."""
+    text = (lease.get("metadata", {}).get("annotations") or {}).get(KEPT_PODS_ANNOTATION) or ""
+    return [name for name in text.split(",") if name]
 
 
 async def list_leases(kube: Kube, namespace: str) -> list[dict[str, Any]]:
@@ -225,14 +235,15 @@ class JobLease:
                 await self._renewer
             self._renewer = None
 
-    async def close(self, *, keep: bool = False) -> None:
+    async def close(self, *, keep: bool = False, kept: Sequence[str] = ()) -> None:
         """End the job's ownership: delete the Lease (whatever of the job is left goes with it), or
-        with ``keep`` mark it kept (the reaper leaves it; ``levrt gc`` removes it). Logged, never raised."""
+        with ``keep`` mark it kept, naming the Pods ``kept`` (the reaper leaves it; ``levrt gc``
+        removes it). Logged, never raised."""
         await self.stop()
         try:
             if keep:
                 await resources.patch(self._kube, "Lease", self.name, {
-                    "metadata": {"annotations": {KEPT_ANNOTATION: "true"}},
+                    "metadata": {"annotations": {KEPT_ANNOTATION: "true", KEPT_PODS_ANNOTATION: ",".join(kept)}},
                     "spec": {"renewTime": micro_time(self._clock())},
                 }, namespace=self.namespace)
             else:

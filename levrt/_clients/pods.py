@@ -35,16 +35,17 @@ async def get(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     return pod
 
 
-def _log_query(container: str, tail: int | None, previous: bool) -> dict[str, Any]:
-    return {"container": container, "tailLines": tail, "previous": True if previous else None}
+def _log_query(container: str, tail: int | None, previous: bool, limit_bytes: int | None = None) -> dict[str, Any]:
+    return {"container": container, "tailLines": tail, "previous": True if previous else None,
+            "limitBytes": limit_bytes}
 
 
 async def logs(kube: Kube, namespace: str, name: str, *, container: str = "main", tail: int | None = None,
-               previous: bool = False) -> str:
+               previous: bool = False, limit_bytes: int | None = None) -> str:
     """The output of a container of the Pod: all of it, or its last ``tail`` lines; with ``previous``,
-    of the container's run before its last restart."""
+    of the container's run before its last restart; with ``limit_bytes``, at most its first that many bytes."""
     request = resources.prepare("get", "Pod", namespace=namespace, name=name, sub="log",
-                                query=_log_query(container, tail, previous))
+                                query=_log_query(container, tail, previous, limit_bytes))
     text = await resources.send(kube, request)
     return text if isinstance(text, str) else str(text)
 

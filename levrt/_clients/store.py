@@ -29,6 +29,7 @@ __all__ = [
     "INTERNAL_PREFIX",
     "JOBS",
     "JOB_RECORDS",
+    "LOGS",
     "TASKS",
     "Store",
     "is_internal",
@@ -45,6 +46,8 @@ TASKS = f"{INTERNAL_PREFIX}tasks"
 JOB_RECORDS = f"{INTERNAL_PREFIX}jobs"
 """Each job's own record, ``_id`` the job id: who ran what, where, and how it ended
 (``levrt._shapes.jobrecord``). Not ``JOBS``, which holds what orchestrations store themselves."""
+LOGS = f"{INTERNAL_PREFIX}logs"
+"""Each ended task's container logs, ``_id = {"job": N, "task": M}`` (``levrt._core.logarchive``)."""
 MAX_CLAIMS = 100
 """Job ids tried before giving up (each one already claimed by another job)."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
@@ -181,6 +184,21 @@ class Store:
             raise self.unreachable(exc) from exc
         total = await self.count(name, query) if limit and len(found) == limit else len(found)
         return found, total
+
+    async def put_logs(self, job: int, task: int, doc: Mapping[str, Any]) -> None:
+        """Write (or replace) the log archive of task ``job.task``."""
+        try:
+            await self._db[LOGS].replace_one({"_id": {"job": job, "task": task}}, dict(doc), upsert=True)
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+
+    async def get_logs(self, job: int, task: int) -> dict[str, Any] | None:
+        """The log archive of task ``job.task``, or None when there is none."""
+        try:
+            found = await self._db[LOGS].find_one({"_id": {"job": job, "task": task}})
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+        return None if found is None else dict(found)
 
     async def collection_names(self) -> list[str]:
         """The names of every collection in the database, levrt's own included (``is_internal``)."""

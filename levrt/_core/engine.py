@@ -35,6 +35,7 @@ from levrt._clients.watch import PodWatch
 from levrt._core import ownership, runtime_mode
 from levrt._core.jobrecords import JobRecord, identify, task_states
 from levrt._core.localfiles import plan_task_files
+from levrt._core.logarchive import LogArchive
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
@@ -115,6 +116,10 @@ class Engine:
         self.files = FileStore.of(store)
         self.uploads = Uploads(self.files)
         """Content tasks need in the store's file storage, uploaded once per job (``levrt._core.uploads``)."""
+        self.log_archive = LogArchive(kube, store, self.files, namespace=settings.namespace, job=job_id)
+        """Each ended task's container logs, kept in the store once its Pod is gone (``levrt._core.logarchive``)."""
+        self._kept: set[str] = set()
+        """Pods of ended tasks that ``keep`` keeps, also when the job fails (``delete_job_pods`` spares them)."""
         self._deleted: set[str] = set()
         """Pods this job deleted itself: their deletion is no failure of the cluster to retry."""
         self._first_objects: dict[int, TaskObjects] = {}
@@ -165,6 +170,7 @@ class Engine:
                 for task in self.tasks:  # started, never awaited to the end: their Pods are gone now
                     if not task.ended and task.task_id not in self.start_failures:
                         self.record(task=task.task_id, state="deleted", reason="the job ended before the task")
+            await self.log_archive.close()
             await self.status.close()
             await self.sweeper.close()
         finally:
@@ -182,7 +188,8 @@ class Engine:
         the job's label too (adopted by the job's Lease), and deleting it would end this process."""
         with contextlib.suppress(LevrtError):
             found = await pods.job_pods(self.kube, self.settings.namespace, self.job_id)
-            names = [pod["metadata"]["name"] for pod in found if pod["metadata"]["name"] != self.own_pod]
+            names = [pod["metadata"]["name"] for pod in found
+                     if pod["metadata"]["name"] != self.own_pod and pod["metadata"]["name"] not in self._kept]
             await asyncio.gather(*(self.delete_pod(name) for name in names))
             if names:
                 log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)
@@ -227,6 +234,9 @@ class Engine:
             except _ClusterEnded as ended:
                 await self._resubmit(task, ended.cause)
                 continue
+            except TaskFailed:  # it ended before it ran: what its containers said may be why
+                await asyncio.shield(self._end_pod(task, self.watch.get(task.pod)))
+                raise
             except BaseException:
                 await asyncio.shield(self.delete_pod(task.pod))
                 raise
@@ -267,6 +277,7 @@ class Engine:
                 raise
         ended = podstatus.failure(pod)
         exit_code = ended.exit_code
+        logs_read = self.log_archive.begin(task.task_id, pod)  # read beside the rest of the task's end
         try:
             if podstatus.timed_out(pod):
                 task.timed_out = True
@@ -285,11 +296,21 @@ class Engine:
             else:
                 self.record(task=task.task_id, state="succeeded", exitCode=exit_code)
         finally:
-            if not self.settings.keep:
+            await self.log_archive.wait_read(logs_read)
+            if self.settings.keep:
+                self._kept.add(task.pod)
+            else:
                 await self.delete_pod(task.pod)
             self._ended(task)
         return Document(self.store.collection(task.collection), {"_id": {"job": task.job_id, "task": task.task_id}},
                         timed_out=task.timed_out, files=self.files)
+
+    async def _end_pod(self, task: Task, pod: dict[str, Any] | None) -> None:
+        """The end of a task whose Pod never ran: its logs (an init container's) archived, the Pod
+        deleted, also with ``keep`` (a Pod still waiting for a node would start later, unobserved)."""
+        if pod is not None:
+            await self.log_archive.wait_read(self.log_archive.begin(task.task_id, pod))
+        await self.delete_pod(task.pod)
 
     def _ended(self, task: Task) -> None:
         """Forget a task that ended (its Pod deleted, unless kept): payloads to sweep, watch entry."""

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 
+from levrt._clients import pods
 from levrt._clients.api import Conflict, Forbidden
 from levrt._clients.kube import Kube
 from levrt._clients.lease import JobLease, adopt_pod, release_pod
@@ -76,7 +77,8 @@ async def adopt_own_pod(kube: Kube, settings: Settings, job: int, lease: JobLeas
 
 async def let_go(kube: Kube, settings: Settings, lease: JobLease | None, own_pod: str | None) -> None:
     """Last step of a job: its Lease goes, and with it whatever of the job is left (a payload
-    Secret the sweep missed); a kept job's Lease stays, marked kept, until ``levrt gc``."""
+    Secret the sweep missed); a kept job's Lease stays, marked kept and naming the Pods it keeps,
+    until ``levrt gc``."""
     if lease is None:
         return
     if own_pod is not None and not _detached():
@@ -86,4 +88,16 @@ async def let_go(kube: Kube, settings: Settings, lease: JobLease | None, own_pod
             await release_pod(kube, settings.namespace, own_pod)
         except LevrtError as exc:
             log.warning("could not release the orchestration Pod %s from the job's Lease: %s", own_pod, exc)
-    await asyncio.shield(lease.close(keep=settings.keep))
+    kept = await _kept_pods(kube, settings, lease.job, own_pod) if settings.keep else []
+    await asyncio.shield(lease.close(keep=settings.keep, kept=kept))
+
+
+async def _kept_pods(kube: Kube, settings: Settings, job: int, own_pod: str | None) -> list[str]:
+    """The task Pods a kept job leaves (not those being deleted, not the orchestration Pod)."""
+    try:
+        found = await pods.job_pods(kube, settings.namespace, job)
+    except LevrtError as exc:
+        log.warning("could not list the Pods job %d keeps (%s); its Lease will not name them", job, exc)
+        return []
+    return sorted(p["metadata"]["name"] for p in found
+                  if p["metadata"]["name"] != own_pod and not p["metadata"].get("deletionTimestamp"))

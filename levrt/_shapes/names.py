@@ -9,6 +9,7 @@ Pure: no I/O, standard library only.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "payload_secret_name",
     "pod_name",
     "task_labels",
+    "task_of_pod",
 ]
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "levrt"}
@@ -83,6 +85,12 @@ def image_reference(image: str, registry: str | None) -> str | None:
 def pod_name(job: int, task: int, attempt: int = 0) -> str:
     """``lev-j{job}-t{task}``: the Pod of one task; ``lev-j{job}-t{task}-r{attempt}`` for a retry."""
     return f"lev-j{job}-t{task}" if not attempt else f"lev-j{job}-t{task}-r{attempt}"
+
+
+def task_of_pod(name: str) -> tuple[int, int] | None:
+    """The (job, task) of a task Pod's name (any attempt), or None for another name: ``pod_name``'s inverse."""
+    match = re.fullmatch(r"lev-j(\d+)-t(\d+)(?:-r\d+)?", name)
+    return None if match is None else (int(match.group(1)), int(match.group(2)))
 
 
 def payload_secret_name(pod: str) -> str:

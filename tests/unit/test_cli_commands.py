@@ -86,12 +86,16 @@ def test_a_retried_task_is_found_in_its_latest_pod(api: FakeApiServer, capsys: p
     assert out_err(capsys) == ("second try\n", "")
 
 
-def test_logs_of_an_unknown_task_is_a_usage_error(api: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_of_an_unknown_task_is_a_usage_error(api: FakeApiServer, mongo: FakeMongo,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LEVRT_STORE_URI", STORE)  # no Pod and no archive (tests/unit/test_log_archive.py)
     assert main(["logs", "9.9"]) == 2
-    assert "No task Pod 'lev-j9-t9'" in out_err(capsys)[1]
+    assert "No task Pod 'lev-j9-t9', and no archived logs of task 9.9" in out_err(capsys)[1]
     assert main(["logs", "9.9", "-f"]) == 2
-    assert "No task Pod 'lev-j9-t9'" in out_err(capsys)[1]
-    assert main(["logs", "nine"]) == 2  # a Pod name that is not there either
+    assert "No task Pod 'lev-j9-t9', and no archived logs" in out_err(capsys)[1]
+    assert main(["logs", "nine"]) == 2  # a Pod name that is not there either (and no task's: no archive)
+    assert "No task Pod 'nine' (it may have ended" in out_err(capsys)[1]
     assert main(["logs", "9.x"]) == 2
     assert "is not a task" in out_err(capsys)[1]
 
