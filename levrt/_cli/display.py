@@ -26,8 +26,9 @@ import time
 from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from levrt._cli.tasks import elapsed_text
-from levrt._core.engine import TRACEBACK_LINES, Engine, traceback_tail
+from levrt._cli.ps import elapsed_text
+from levrt._core.engine import Engine
+from levrt._shapes.failures import TRACEBACK_LINES, traceback_tail
 from levrt._shapes.podstatus import summary
 from levrt.concurrent import progress_hook
 from levrt.errors import TaskFailed

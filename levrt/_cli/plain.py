@@ -28,7 +28,7 @@ from levrt._cli.display import (
     summary_lines,
     task_rows,
 )
-from levrt._cli.tasks import elapsed_text
+from levrt._cli.ps import elapsed_text
 from levrt._core.engine import Engine
 
 __all__ = ["StateLines", "plain_progress"]

@@ -41,6 +41,7 @@ from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
 from levrt._shapes import podstatus
 from levrt._shapes.build import TaskObjects, build_task, with_attempt
+from levrt._shapes.failures import failure_text, traceback_tail
 from levrt._shapes.names import job_selector
 from levrt.cr import Cr
 from levrt.document import Document
@@ -48,7 +49,7 @@ from levrt.errors import LevrtError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
 
-__all__ = ["TRACEBACK_LINES", "Engine", "session", "traceback_tail"]
+__all__ = ["Engine", "session"]
 
 log = logging.getLogger("lev")
 
@@ -57,9 +58,6 @@ POLL_SECONDS = 5.0
 RETRY_BACKOFF = 2.0
 """Seconds before a task's first retry; doubled for each further one, at most ``RETRY_BACKOFF_MAX``."""
 RETRY_BACKOFF_MAX = 30.0
-TRACEBACK_LINES = 10
-"""How much of a failed entry's traceback a failure report quotes: its last frames, the author's."""
-TRACEBACK_HEADER = "Traceback (most recent call last):"
 
 
 class _ClusterEnded(Exception):
@@ -421,17 +419,11 @@ class Engine:
         when the logs hold no traceback (a Pod that never ran: the events are all there is to say why).
         The ``Normal`` events (scheduled, pulled, started) say nothing about a failure."""
         logs = await self.pod_logs(name, tail=40)
-        text = f"Task {name} failed: {reason}"
-        if detail:
-            text += f" ({detail.strip()})"
-        if reason in podstatus.IMAGE_PULL_REASONS:
-            text += (". Check the image name and tag; on a cluster without a registry, build the "
-                     "image and load it into the node (kind load docker-image ...)")
+        warnings: list[str] = []
         if not traceback_tail(logs):
             events = await self.events(name, uid=(self.watch.get(name) or {}).get("metadata", {}).get("uid"))
             warnings = [e for e in events if e.startswith("Warning ")]
-            if warnings:
-                text += "\nEvents:\n" + "\n".join(f"  {e}" for e in warnings[-8:])
+        text = failure_text(name, reason=reason, detail=detail, warnings=warnings)
         return TaskFailed(text, exit_code=exit_code, reason=reason, logs=logs, task=task)
 
     async def pod_logs(self, name: str, *, tail: int | None = None, container: str = "main") -> str:
@@ -448,23 +440,3 @@ class Engine:
         except LevrtError:
             return []
         return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '').strip()}" for e in found]
-
-
-
-def traceback_tail(logs: str, *, lines: int = TRACEBACK_LINES) -> list[str]:
-    """The last ``lines`` lines of the last Python traceback in a task's output (the runtime prints
-    the entry's to stderr), ending at its exception line; ``[]`` when the output holds none. Its
-    header may have fallen out of the quoted tail of the logs: then it starts at the first frame."""
-    text = logs.splitlines()
-    headers = [i for i, line in enumerate(text) if TRACEBACK_HEADER in line]
-    if headers:
-        start = headers[-1]
-    else:
-        frames = [i for i, line in enumerate(text) if line.lstrip().startswith('File "') and ", line " in line]
-        if not frames:
-            return []
-        start = frames[0]
-    end = start + 1
-    while end < len(text) and text[end][:1] in (" ", "\t"):  # frames and their source lines are indented
-        end += 1
-    return text[start:end + 1][-lines:]  # up to the exception line, the first not indented

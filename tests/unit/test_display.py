@@ -26,7 +26,7 @@ from levrt import Cr
 from levrt._cli import display
 from levrt._cli.base import load_module
 from levrt._cli.display import Row, TaskClock, job_table, pick_rows, summary_lines, task_rows
-from levrt._cli.tasks import elapsed_text
+from levrt._cli.ps import elapsed_text
 from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
 from levrt.naming import MAX_NAME_ARGS, call_name

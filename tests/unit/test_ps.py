@@ -18,7 +18,7 @@ import pytest
 
 from levrt import Cr
 from levrt._cli import main
-from levrt._cli.tasks import ps_rows, ps_table
+from levrt._cli.ps import ps_rows, ps_table
 from levrt._clients.lease import lease_object
 from levrt._clients.store import TASKS
 from levrt._shapes.build import build_task

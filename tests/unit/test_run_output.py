@@ -25,7 +25,8 @@ from levrt._cli.display import Row, live_progress, summary_lines
 from levrt._cli.plain import StateLines, plain_progress
 from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
-from levrt._core.engine import Engine, traceback_tail
+from levrt._core.engine import Engine
+from levrt._shapes.failures import traceback_tail
 from levrt.run import session
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, FakeMongo
