@@ -24,6 +24,7 @@ the interrupt and returns exits 0, with what it stored so far.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import signal
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
                 deadline.start()
             run_entry(func, args, kwargs)
     except KeyboardInterrupt as exc:
-        traceback.print_exc()
+        _print_traceback()
         write_reason(config.termination_log, "KeyboardInterrupt: the entry did not handle the interrupt")
         del exc
         code = EXIT_INTERRUPTED
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         if code:
             write_reason(config.termination_log, short_reason(exc))
     except BaseException as exc:
-        traceback.print_exc()
+        _print_traceback()
         write_reason(config.termination_log, short_reason(exc))
         code = EXIT_ENTRY_FAILED
     finally:
@@ -180,3 +181,12 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         else:
             append_reason(config.termination_log, problem)
     return code
+
+
+def _print_traceback() -> None:
+    """The entry's traceback on stderr, after what it printed: its stdout, block-buffered without a
+    terminal, is flushed first, so the container's log (``levrt logs``, the archive) ends with the
+    traceback, as a terminal would show it, not with output the entry printed before it failed."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    traceback.print_exc()

@@ -199,3 +199,27 @@ def test_storing_apart_and_the_levrt_files_fetch_run_on_the_bundle_alone(rootfs:
     assert out.stdout.splitlines()[-1] == "0 3000001 True" and "levrt-files: " in out.stdout
     usage = run_python(rootfs, "-m", "levrt.runtime.fetch", "/tmp", "not-a-digest")
     assert usage.returncode == 2 and "usage: python3 -m levrt.runtime.fetch" in usage.stderr
+
+
+def print_then_fail(target: str) -> None:
+    print(f"probing {target}")  # stdout: block-buffered without a terminal
+    raise RuntimeError(f"target unreachable: {target}")
+
+
+def test_a_failed_entrys_log_ends_with_its_traceback_after_what_it_printed(tmp_path: Path) -> None:
+    """One log holds stdout and stderr as written: the entry's printed lines come first, its
+    traceback last (``levrt logs --tail`` and the archive's last lines show why it failed)."""
+    import subprocess
+
+    payload = tmp_path / "payload"
+    payload.write_bytes(levrt.payload.dumps(print_then_fail, ("10.0.0.99",)))
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "levrt.runtime"], cwd=repo, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "LEVRT_PAYLOAD": str(payload),
+                               "LEVRT_JOB": "7", "LEVRT_TASK": "3",
+                               "LEVRT_TERMINATION_LOG": str(tmp_path / "reason")})
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, done.stdout
+    assert lines.index("probing 10.0.0.99") < lines.index("Traceback (most recent call last):"), done.stdout
+    assert lines[-1] == "RuntimeError: target unreachable: 10.0.0.99", done.stdout
