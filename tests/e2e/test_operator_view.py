@@ -98,7 +98,11 @@ def test_the_live_display_draws_once_names_tasks_and_sums_up(cli_env: dict[str, 
     assert {r["state"] for r in rows} == {"done"}
     assert rows[0]["name"] == BUSYBOX  # the target: built right in the workflow, so named by its image
     assert all(r["node"] != "-" and r["host"] != "-" and r["elapsed"] > 0 for r in rows), rows
-    # The default listing (running or ended within the hour) has the job too.
+    # The default listing is your jobs: this one, from its record, with its tasks counted by state.
     recent = subprocess.run([sys.executable, "-m", "levrt", "ps", "-o", "json"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
-    assert {f"{job}.{t}" for t in range(TASKS)} <= {r["task"] for r in json.loads(recent.stdout)}
+    assert recent.returncode == 0, recent.stderr
+    mine = [r for r in json.loads(recent.stdout) if r["job"] == job]
+    assert len(mine) == 1, recent.stdout
+    assert mine[0]["state"] == "succeeded" and mine[0]["tasks"] == {"done": TASKS}, mine
+    assert mine[0]["what"].startswith("examples/workflow.py") and mine[0]["where"] == "laptop", mine
