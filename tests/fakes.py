@@ -850,6 +850,8 @@ class FakeCollection:
         self.mongo, self.full_name, self.name = mongo, full_name, name
         self.docs: list[Obj] = []
         self.bulk_writes = 0
+        self.statements: list[int] = []
+        """Statements in each bulk write, in the order sent."""
         self.fail_inserts_after: int | None = None
         self.calls: list[str] = []
 
@@ -936,6 +938,7 @@ class FakeCollection:
         """``UpdateOne`` requests only (what levrt sends), applied in order."""
         self._reach()
         self.bulk_writes += 1
+        self.statements.append(len(requests))
         for op in requests:
             self._update(op._filter, op._doc, upsert=op._upsert)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,12 +22,17 @@ Send = Callable[[dict[int, dict[str, Any]]], Awaitable[None]]
 
 
 class Batches:
-    """``add(task, **fields)`` now, sent soon; ``linger`` seconds gather changes made together."""
+    """``add(task, **fields)`` now, sent soon; ``linger`` seconds gather changes made together;
+    ``max_batch`` tasks at most per ``send`` (None: everything pending)."""
 
-    def __init__(self, send: Send, *, linger: float = 0.0) -> None:
+    def __init__(self, send: Send, *, linger: float = 0.0, max_batch: int | None = None) -> None:
         self._send = send
         self._linger = linger
+        self._max_batch = max_batch
         self._pending: dict[int, dict[str, Any]] = {}
+        self._sending = 0
+        self.unanswered = 0
+        """Tasks of the batch that was being sent when ``close`` gave up: sent, never answered."""
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -60,20 +66,35 @@ class Batches:
     async def flush(self) -> None:
         """Hand ``send`` what is pending now (and what is added meanwhile)."""
         while self._pending:
-            batch, self._pending = self._pending, {}
-            await self._send(batch)
+            if self._max_batch is None or len(self._pending) <= self._max_batch:
+                batch, self._pending = self._pending, {}
+            else:  # the oldest changes first: a dict keeps the order tasks were first added in
+                keys = list(itertools.islice(self._pending, self._max_batch))
+                batch = {key: self._pending.pop(key) for key in keys}
+            self._sending = len(batch)
+            try:
+                await self._send(batch)
+            finally:
+                self._sending = 0
 
     async def close(self, *, timeout: float) -> bool:
-        """Send what is left; False if that took longer than ``timeout`` (the rest is not sent)."""
+        """Send what is left; False if that took longer than ``timeout``: ``pending`` were not sent,
+        ``unanswered`` were sent without an answer."""
         if self._writer is None:
             return True
         self._closing.set()
         self._wake.set()
+        writer = self._writer
         try:
-            await asyncio.wait_for(self._writer, timeout)
-        except TimeoutError:
+            done, _ = await asyncio.wait({writer}, timeout=timeout)
+            if writer in done:
+                writer.result()
+                return True
+            self.unanswered = self._sending  # read before cancelling the send clears it
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
             return False
         finally:
             self._writer = None
             self._closing.clear()
-        return True

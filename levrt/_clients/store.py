@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from levrt._clients import resources
@@ -30,11 +30,14 @@ __all__ = [
     "JOBS",
     "JOB_RECORDS",
     "LOGS",
+    "MAX_UPDATES_PER_REQUEST",
     "TASKS",
     "Store",
     "is_internal",
+    "opened",
     "resolve_uri",
     "short_error",
+    "task_key",
     "use_client",
 ]
 
@@ -47,9 +50,15 @@ JOB_RECORDS = f"{INTERNAL_PREFIX}jobs"
 """Each job's own record, ``_id`` the job id: who ran what, where, and how it ended
 (``levrt._shapes.jobrecord``). Not ``JOBS``, which holds what orchestrations store themselves."""
 LOGS = f"{INTERNAL_PREFIX}logs"
-"""Each ended task's container logs, ``_id = {"job": N, "task": M}`` (``levrt._core.logarchive``)."""
+"""Each ended task's container logs, ``_id`` its ``task_key`` (``levrt._core.logarchive``)."""
 MAX_CLAIMS = 100
 """Job ids tried before giving up (each one already claimed by another job)."""
+MAX_UPDATES_PER_REQUEST = 25
+"""Update statements sent in one request at most. FerretDB (1.x, every backend) holds one of its
+100 database connections per statement of an ``update`` command until the whole command ends: one
+command of 100 statements, or a few large ones at once, take them all and the store then answers
+no read or write of that database until it restarts (seen: a 1,000-task job's status records). At
+25, four writers at full batches still leave it room; MongoDB itself does not care."""
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
 # shown by ``levrt get jobs`` like any schema, and without the ``levrt_`` prefix of internals.
 JOBS = "jobs"
@@ -137,8 +146,8 @@ class Store:
         )
 
     async def record_tasks(self, *, job: int, updates: Mapping[int, Mapping[str, Any]]) -> None:
-        """Upsert the internal status of some tasks of one job (state, pod, timing, exit code) in
-        one round trip.
+        """Upsert the internal status of some tasks of one job (state, pod, timing, exit code), in
+        requests of at most ``MAX_UPDATES_PER_REQUEST`` statements.
 
         Keyed by the string ``"<job>.<task>"`` (the task's id), with ``job`` and ``task`` as fields:
         every MongoDB-compatible store finds a string ``_id`` by its index, while FerretDB on SQLite
@@ -149,20 +158,22 @@ class Store:
         from pymongo.errors import BulkWriteError  # likewise
 
         def update(task: int, fields: Mapping[str, Any]) -> Any:
-            return UpdateOne({"_id": f"{job}.{task}"}, {"$set": {**fields, "job": job, "task": task}}, upsert=True)
+            return UpdateOne({"_id": task_key(job, task)}, {"$set": {**fields, "job": job, "task": task}}, upsert=True)
 
-        pending = [update(task, fields) for task, fields in updates.items()]
-        for attempt in (1, 2):
-            try:
-                await self._db[TASKS].bulk_write(pending, ordered=False)
-                return
-            except BulkWriteError as exc:
-                refused = left_over(exc, pending)
-                if attempt == 2 or refused is None:
+        statements = [update(task, fields) for task, fields in updates.items()]
+        for start in range(0, len(statements), MAX_UPDATES_PER_REQUEST):
+            pending = statements[start:start + MAX_UPDATES_PER_REQUEST]
+            for attempt in (1, 2):
+                try:
+                    await self._db[TASKS].bulk_write(pending, ordered=False)
+                    break
+                except BulkWriteError as exc:
+                    refused = left_over(exc, pending)
+                    if attempt == 2 or refused is None:
+                        raise self.unreachable(exc) from exc
+                    pending = refused
+                except Exception as exc:
                     raise self.unreachable(exc) from exc
-                pending = refused
-            except Exception as exc:
-                raise self.unreachable(exc) from exc
 
     async def set_fields(self, name: str, key: Any, fields: Mapping[str, Any]) -> None:
         """Set ``fields`` of the record ``_id == key`` of collection ``name``, creating it if needed."""
@@ -186,19 +197,28 @@ class Store:
         return found, total
 
     async def put_logs(self, job: int, task: int, doc: Mapping[str, Any]) -> None:
-        """Write (or replace) the log archive of task ``job.task``."""
+        """Write (or replace) the log archive of task ``job.task`` (``_id`` its ``task_key``)."""
+        key = task_key(job, task)
         try:
-            await self._db[LOGS].replace_one({"_id": {"job": job, "task": task}}, dict(doc), upsert=True)
+            await self._db[LOGS].replace_one({"_id": key}, {**doc, "_id": key}, upsert=True)
         except Exception as exc:
             raise self.unreachable(exc) from exc
 
     async def get_logs(self, job: int, task: int) -> dict[str, Any] | None:
         """The log archive of task ``job.task``, or None when there is none."""
         try:
-            found = await self._db[LOGS].find_one({"_id": {"job": job, "task": task}})
+            found = await self._db[LOGS].find_one({"_id": task_key(job, task)})
         except Exception as exc:
             raise self.unreachable(exc) from exc
         return None if found is None else dict(found)
+
+    async def task_records(self, job: int) -> list[dict[str, Any]]:
+        """The status records of the tasks of ``job`` (``record_tasks``), in task order."""
+        try:
+            found = [doc async for doc in self._db[TASKS].find({"job": job})]
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+        return sorted(found, key=lambda doc: doc.get("task") if isinstance(doc.get("task"), int) else 1 << 62)
 
     async def collection_names(self) -> list[str]:
         """The names of every collection in the database, levrt's own included (``is_internal``)."""
@@ -234,6 +254,33 @@ async def resolve_uri(kube: Kube, settings: Settings) -> str:
             f"could not be read ({exc}). Set {STORE_URI_ENV} to a store address this machine reaches."
         ) from exc
     return base64.b64decode(secret.get("data", {}).get(STORE_SECRET_KEY, "")).decode()
+
+
+@contextlib.asynccontextmanager
+async def opened(settings: Settings, *, kube: Kube | None = None, kubeconfig: str | None = None,
+                 timeout: float | None = None) -> AsyncIterator[Store]:
+    """The store this machine reaches, outside a running job (the commands that read the past,
+    ``levrt.job``, ``levrt.upload``): ``settings.store_uri``, else the platform's Secret, read with
+    ``kube`` or a connection made from ``kubeconfig``; closed afterwards."""
+    uri = settings.store_uri
+    if not uri:
+        if kube is not None:
+            uri = await resolve_uri(kube, settings)
+        else:
+            async with await Kube.connect(kubeconfig=kubeconfig) as made:
+                uri = await resolve_uri(made, settings)
+    store = Store.connect(uri, database=settings.database, **({} if timeout is None else {"timeout": timeout}))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def task_key(job: int, task: int) -> str:
+    """The ``_id`` of a task's records in levrt's own collections (status, log archive): ``"12.3"``.
+    A string because FerretDB on SQLite finds only a string (or ObjectId) ``_id`` by its index and
+    reads every record of the collection for any other query, the archives' logs included."""
+    return f"{job}.{task}"
 
 
 def is_internal(collection: str) -> bool:

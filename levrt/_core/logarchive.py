@@ -6,7 +6,7 @@ to ``LogArchive.begin``: every container's log (the init containers such as ``le
 services, which run as native sidecars, and ``main``) is read and written to the internal
 collection ``levrt_logs``, one document per task::
 
-    {_id: {job, task}, job, task, pod, archived,
+    {_id: "job.task", job, task, pod, archived,
      containers: {name: {text, bytes, file?, cut?}}}
 
 ``text`` is inline, at most ``INLINE_BYTES`` for the whole task (``main`` first); a log larger than
@@ -102,7 +102,7 @@ def archive_document(job: int, task: int, pod: str, logs: Mapping[str, str], *, 
         if name in cuts:
             entry["cut"] = cuts[name]
         containers[name] = entry
-    doc = {"_id": {"job": job, "task": task}, "job": job, "task": task, "pod": pod,
+    doc = {"job": job, "task": task, "pod": pod,
            "archived": now or dt.datetime.now(dt.UTC), "containers": containers}
     return doc, overflow
 

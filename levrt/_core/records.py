@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from levrt._clients.batches import Batches
-from levrt._clients.store import Store
+from levrt._clients.store import MAX_UPDATES_PER_REQUEST, Store
 from levrt.errors import StoreError
 
 __all__ = ["CLOSE_TIMEOUT", "StatusRecords"]
@@ -31,7 +31,7 @@ class StatusRecords:
     def __init__(self, store: Store, *, job: int) -> None:
         self._store = store
         self._job = job
-        self._batches = Batches(self._write)
+        self._batches = Batches(self._write, max_batch=MAX_UPDATES_PER_REQUEST)
         self.writes = 0
         """Requests sent to the store (for tests and benches)."""
 
@@ -47,7 +47,12 @@ class StatusRecords:
 
     async def close(self, *, timeout: float = CLOSE_TIMEOUT) -> None:
         """Write what is left. A store that does not take it within ``timeout`` loses the rest, with
-        a warning, rather than holding the job open."""
-        if not await self._batches.close(timeout=timeout):
-            log.warning("the store did not take the status of %d task(s) of job %d within %.0f s; not recorded",
-                        self._batches.pending, self._job, timeout)
+        a warning, rather than holding the job open. The warning tells what was never sent (not
+        recorded) from what was sent without an answer (the store may well have taken it)."""
+        sending = 0 if await self._batches.close(timeout=timeout) else self._batches.unanswered
+        unsent = self._batches.pending
+        if unsent or sending:
+            log.warning("the store did not answer within %.0f s: the status of %d task(s) of job %d was not sent "
+                        "(not recorded)%s", timeout, unsent, self._job,
+                        f", and {sending} more were sent without an answer (the store may have taken them)"
+                        if sending else "")

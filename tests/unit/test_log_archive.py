@@ -57,7 +57,7 @@ def test_logs_within_the_cap_are_inline_whole() -> None:
     when = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
     doc, overflow = archive_document(4, 2, "lev-j4-t2", {"main": "out\n", "levrt-files": "fetched\n"}, now=when)
     assert overflow == {}
-    assert doc == {"_id": {"job": 4, "task": 2}, "job": 4, "task": 2, "pod": "lev-j4-t2", "archived": when,
+    assert doc == {"job": 4, "task": 2, "pod": "lev-j4-t2", "archived": when,
                    "containers": {"main": {"bytes": 4, "text": "out\n"},
                                   "levrt-files": {"bytes": 8, "text": "fetched\n"}}}
 
@@ -175,7 +175,7 @@ async def test_a_failed_task_is_archived_at_its_end_and_its_pod_deleted(api: Fak
     await run_failing_task(api, mongo, SETTINGS)
     assert api.get("pods", POD) is None
     doc = mongo["levrt"][LOGS].docs[0]
-    assert doc["_id"] == {"job": 1, "task": 0} and doc["pod"] == POD
+    assert doc["_id"] == "1.0" and doc["pod"] == POD
     assert doc["containers"]["main"]["text"] == "scanning\n" + TRACEBACK
     assert api.names("leases") == []
 
@@ -184,7 +184,7 @@ async def test_a_failed_task_is_archived_at_its_end_and_its_pod_deleted(api: Fak
 
 
 def archive(mongo: FakeMongo, job: int, task: int, containers: dict[str, Any]) -> None:
-    mongo["levrt"][LOGS].insert_one_now({"_id": {"job": job, "task": task}, "job": job, "task": task,
+    mongo["levrt"][LOGS].insert_one_now({"_id": f"{job}.{task}", "job": job, "task": task,
                                          "pod": f"lev-j{job}-t{task}",
                                          "archived": dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC),
                                          "containers": containers})

@@ -1,5 +1,6 @@
-"""Task status records: merged per task in the order they were made, one bulk write per batch,
-an E11000 collision sent again, and a store error logged without failing the job."""
+"""Task status records: merged per task in the order they were made, one bulk write per batch of
+at most MAX_UPDATES_PER_REQUEST tasks, an E11000 collision sent again, a store error logged without
+failing the job, and a hung store told apart: what was never sent from what went unanswered."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from pymongo.errors import BulkWriteError
 
-from levrt._clients.store import Store
+from levrt._clients.store import MAX_UPDATES_PER_REQUEST, Store
 from levrt._core.records import StatusRecords
 from tests.fakes import FakeMongo
 
@@ -19,18 +20,20 @@ def store(mongo: FakeMongo) -> Store:
     return Store(mongo.client("mongodb://fake/"), database="levrt", uri_for_errors="mongodb://fake/")
 
 
-async def test_changes_are_merged_in_order_and_written_in_one_request() -> None:
+async def test_changes_are_merged_in_order_and_written_in_requests_of_bounded_size() -> None:
     mongo = FakeMongo()
     records = StatusRecords(store(mongo), job=4)
-    for task in range(50):
+    count = 2 * MAX_UPDATES_PER_REQUEST + 3
+    for task in range(count):
         records.record(task, state="submitting", pod=f"lev-j4-t{task}")
         records.record(task, state="running")
     records.record(7, state="succeeded", exitCode=0)
     await records.close()
     tasks = mongo["levrt"]["levrt_tasks"]
-    assert tasks.bulk_writes == 1 and records.writes == 1
+    assert tasks.bulk_writes == 3 and records.writes == 3
+    assert tasks.statements == [MAX_UPDATES_PER_REQUEST, MAX_UPDATES_PER_REQUEST, 3]
     by_id = {d["_id"]: d for d in tasks.docs}
-    assert len(by_id) == 50
+    assert len(by_id) == count
     assert (by_id["4.7"]["state"], by_id["4.7"]["exitCode"], by_id["4.7"]["pod"]) == ("succeeded", 0, "lev-j4-t7")
     assert (by_id["4.8"]["state"], by_id["4.8"]["job"], by_id["4.8"]["task"]) == ("running", 4, 8)
 
@@ -79,6 +82,7 @@ async def test_a_store_error_is_logged_and_the_job_goes_on(caplog: pytest.LogCap
 
 async def test_a_store_that_hangs_does_not_hold_the_job_open(monkeypatch: pytest.MonkeyPatch,
                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """What hung in the store's hands may have been taken: it is not reported as lost."""
     mongo = FakeMongo()
 
     async def hang(requests: list[Any], ordered: bool = True) -> None:
@@ -87,9 +91,21 @@ async def test_a_store_that_hangs_does_not_hold_the_job_open(monkeypatch: pytest
     monkeypatch.setattr(mongo["levrt"]["levrt_tasks"], "bulk_write", hang)
     records = StatusRecords(store(mongo), job=5)
     with caplog.at_level(logging.WARNING, logger="lev"):
-        records.record(0, state="running")
+        for task in range(MAX_UPDATES_PER_REQUEST + 2):
+            records.record(task, state="running")
         await asyncio.wait_for(records.close(timeout=0.2), 5)
-    assert "did not take the status" in caplog.text
+    assert (f"the status of 2 task(s) of job 5 was not sent (not recorded), and {MAX_UPDATES_PER_REQUEST} more "
+            "were sent without an answer (the store may have taken them)") in caplog.text
+
+
+async def test_one_call_with_many_tasks_is_sent_in_requests_of_bounded_size() -> None:
+    """FerretDB holds a database connection per statement of one update command: more than its
+    pool in one command and the store hangs for good."""
+    mongo = FakeMongo()
+    await store(mongo).record_tasks(job=6, updates={t: {"state": "running"} for t in range(60)})
+    tasks = mongo["levrt"]["levrt_tasks"]
+    assert max(tasks.statements) == MAX_UPDATES_PER_REQUEST and sum(tasks.statements) == 60
+    assert len(tasks.docs) == 60
 
 
 async def test_a_job_id_already_claimed_is_skipped() -> None:
