@@ -35,6 +35,7 @@ from levrt.task import Task
 
 if TYPE_CHECKING:
     from levrt.concurrent import Concurrent
+    from levrt.history import Job, job
 
 
 def __getattr__(name: str) -> Any:
@@ -42,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from levrt.concurrent import Concurrent  # needs asyncio, which a task container does without
 
         return Concurrent
+    if name in ("job", "Job"):
+        from levrt import history  # reads the store: its client loads on first use
+
+        return getattr(history, name)
     raise AttributeError(f"module 'levrt' has no attribute {name!r}")
 
 __all__ = [
@@ -50,10 +55,12 @@ __all__ = [
     "Digest",
     "Document",
     "File",
+    "Job",
     "Task",
     "annot",
     "cli",
     "ctx",
+    "job",
     "lev",
     "remote",
     "run",

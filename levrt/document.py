@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from levrt._stored import ARTIFACTS, put_back, stored_apart
 from levrt.errors import LevrtError, StoreError
 
-__all__ = ["Document", "FileReader"]
+__all__ = ["Document", "FileReader", "Record"]
 
 Projection = Mapping[str, Any] | Sequence[str] | None
 
@@ -31,6 +31,21 @@ class FileReader(Protocol):
     async def download(self, sha256: str, path: str | os.PathLike[str]) -> int: ...
 
     async def load_value(self, sha256: str) -> Any: ...
+
+
+class Record(dict[str, Any]):
+    """One record of ``doc.all()``: the user's fields (a plain dict to compare, print or dump), and
+    which task of which job wrote it (``rec.task``, ``rec.job``; None for a record not of a task)."""
+
+    __slots__ = ("job", "task")
+
+    def __init__(self, fields: Mapping[str, Any], *, job: int | None, task: int | None) -> None:
+        super().__init__(fields)
+        self.job = job
+        self.task = task
+
+    def __repr__(self) -> str:
+        return f"Record({dict.__repr__(self)}, job={self.job!r}, task={self.task!r})"
 
 
 class Document:
@@ -160,13 +175,31 @@ class Document:
 
     async def all(
         self, query: Mapping[str, Any] | None = None, projection: Projection = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every record of the same job in this collection (by task order), without ``_id``."""
+    ) -> AsyncIterator[Record]:
+        """Every record of the same job in this collection, in task order: the records its sibling
+        tasks wrote with the same schema (this one's included). Each is a ``Record``: its fields as
+        ``get`` returns them (a dict, without ``_id``), and ``rec.task``, the task that wrote it.
+
+        ``query`` narrows the match like ``find``; ``projection`` selects fields::
+
+            async for rec in doc.all({"open": True}):
+                print(rec.task, rec["port"])
+        """
         match: dict[str, Any] = {"_id.job": self.job_id}
         match.update(query or {})
-        cursor = self.coll.find(match, _projection(projection)).sort("_id.task", 1)
-        async for found in cursor:
-            yield await self._restore(found, projection)
+        shown = _projection(projection)
+        if isinstance(shown, dict) and shown.get("_id") in (0, False):
+            shown = {**shown, "_id": 1}  # the task is read from _id; the record is shown without it
+        try:
+            cursor = self.coll.find(match, shown).sort("_id.task", 1)
+            async for found in cursor:
+                ident = found.get("_id")
+                task = ident.get("task") if isinstance(ident, Mapping) else None
+                yield Record(await self._restore(found, projection), job=self.job_id, task=task)
+        except LevrtError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"Reading the records of {self!r}'s job failed: {exc}") from exc
 
     def _query(self, query: Mapping[str, Any] | None) -> dict[str, Any]:
         if not query:

@@ -30,6 +30,7 @@ __all__ = [
     "OutsideTaskError",
     "PayloadError",
     "PortError",
+    "RecordNotFound",
     "SchemaError",
     "ServiceError",
     "SettingsError",
@@ -119,6 +120,10 @@ class OutsideTaskError(LevrtError, RuntimeError):
 
 class StoreError(LevrtError):
     """The result store (MongoDB) is unreachable or refused an operation."""
+
+
+class RecordNotFound(LevrtError, LookupError):
+    """A past job, or a task's archived logs, asked for by id is not in the store."""
 
 
 class ClusterError(LevrtError):

@@ -21,7 +21,7 @@ from levrt._cli.base import (
 from levrt._clients import lease, pods, resources
 from levrt._clients.api import Forbidden, NotFound
 from levrt._clients.kube import MIN_MINOR, Kube
-from levrt._clients.store import COUNTERS, Store, resolve_uri, short_error
+from levrt._clients.store import COUNTERS, opened, short_error
 from levrt._core import runtime_mode
 from levrt._shapes.names import JOB_LABEL, job_selector
 from levrt._shapes.podstatus import parse_timestamp
@@ -213,12 +213,9 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
                 checks.append((f"may {verb} {resource}{'/' + sub if sub else ''}", allowed,
                                f"in namespace {settings.namespace}"))
             try:
-                store = Store.connect(await resolve_uri(kube, settings), database=settings.database, timeout=5)
-                try:
+                async with opened(settings, kube=kube, timeout=5) as store:
                     await store.collection(COUNTERS).find_one({"_id": "job"})
                     checks.append(("store reachable", True, "answered"))
-                finally:
-                    await store.close()
             except Exception as exc:
                 checks.append(("store reachable", False, short_error(exc)))
             checks.append(await _runtime_image_check(kube, settings.runtime_image, settings.namespace))

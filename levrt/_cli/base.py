@@ -24,6 +24,7 @@ from typing import Any
 from levrt._clients import pods
 from levrt._clients.api import NotFound
 from levrt._clients.kube import Kube
+from levrt._clients.store import Store, opened
 from levrt._core.sources import package_root
 from levrt._shapes.names import ATTEMPT_LABEL, pod_name
 from levrt._shapes.podstatus import parse_timestamp
@@ -44,6 +45,7 @@ __all__ = [
     "age",
     "cluster",
     "load_module",
+    "open_store",
     "parse_duration",
     "pod_of",
     "print_table",
@@ -94,6 +96,12 @@ async def cluster(args: argparse.Namespace) -> AsyncIterator[tuple[Kube, Setting
     settings = settings_of(args)
     async with await Kube.connect(kubeconfig=getattr(args, "kubeconfig", None)) as kube:
         yield kube, settings
+
+
+def open_store(args: argparse.Namespace) -> contextlib.AbstractAsyncContextManager[Store]:
+    """The store this machine reaches (``Settings.store_uri``, else the platform's Secret read with
+    ``--kubeconfig``), closed afterwards."""
+    return opened(settings_of(args), kubeconfig=getattr(args, "kubeconfig", None))
 
 
 @contextlib.contextmanager

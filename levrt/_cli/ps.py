@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import sys
@@ -26,11 +25,9 @@ from levrt._cli.base import (
     print_table,
     table_cell,
 )
-from levrt._clients.api import Forbidden
-from levrt._clients.kube import Kube
-from levrt._clients.lease import expired, kept, lease_job, list_leases
 from levrt._clients.pods import job_pods
-from levrt._clients.store import JOB_RECORDS, TASKS, Store, resolve_uri
+from levrt._clients.store import JOB_RECORDS, opened
+from levrt._core.history import live_jobs
 from levrt._core.jobrecords import identify
 from levrt._shapes import jobrecord
 from levrt._shapes.names import ATTEMPT_LABEL, JOB_LABEL, TASK_LABEL
@@ -90,15 +87,6 @@ def elapsed_text(seconds: float | None) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _epoch(value: Any) -> float | None:
-    """Seconds since the epoch of a record's time (a float, or a datetime the store gave back)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
-    return None
-
-
 def _retries(done: Any, allowed: Any) -> str:
     count = done if isinstance(done, int) else 0
     if isinstance(allowed, int) and allowed:
@@ -121,7 +109,7 @@ def ps_rows(records: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, An
         pod = by_name.get(pod_name)
         seen.add(pod_name)
         recorded = str(record.get("state") or "unknown")
-        submitted, updated = _epoch(record.get("submitted")), _epoch(record.get("updated"))
+        submitted, updated = jobrecord.epoch(record.get("submitted")), jobrecord.epoch(record.get("updated"))
         if recorded in ENDED:
             state, end = ENDED[recorded], updated
             if recorded == "failed" and record.get("reason"):
@@ -215,21 +203,16 @@ def _ps_tasks(args: argparse.Namespace) -> int:
         async with cluster(args) as (kube, settings):
             pods = await job_pods(kube, settings.namespace, args.job)
             running = {job for job in (_pod_job(p) for p in pods) if job is not None}
-            with contextlib.suppress(Forbidden):  # an account that may not list Leases: the Pods tell
-                running |= await _live_jobs(kube, settings.namespace, now=now)
-            uri = settings.store_uri or await resolve_uri(kube, settings)
-        store = Store.connect(uri, database=settings.database)
-        try:
-            records = await _all(store, store.collection(TASKS).find({"job": args.job}))
-        finally:
-            await store.close()
+            running |= await live_jobs(kube, settings.namespace, now=now) or set()  # None: the Pods tell
+            async with opened(settings, kube=kube) as store:
+                records = await store.task_records(args.job)
         return records, pods, running
 
     records, pods, running = asyncio.run(go())
     rows = ps_rows(records, pods, running_jobs=running, now=now)
     if args.output == "json":
         for row in rows:  # a time people and jq both read
-            row["submitted"] = _iso(row["submitted"])
+            row["submitted"] = jobrecord.iso(row["submitted"])
         print(json.dumps(rows, indent=2, default=str))
     elif rows:
         cells, header = ps_table(rows, wide=args.output == "wide", now=now)
@@ -239,38 +222,13 @@ def _ps_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _live_jobs(kube: Kube, namespace: str, *, now: float) -> set[int]:
-    """The jobs whose client still renews their Lease."""
-    return {job for lease in await list_leases(kube, namespace)
-            if not expired(lease, now=now) and not kept(lease) and (job := lease_job(lease))}
-
-
-def _iso(when: float | None) -> str | None:
-    return None if when is None else dt.datetime.fromtimestamp(when, dt.UTC).isoformat()
-
-
 def job_rows(records: Sequence[Mapping[str, Any]], *, live_jobs: Set[int] | None,
              now: float) -> list[dict[str, Any]]:
     """One row per job record, as ``levrt ps -o json`` prints it. ``live_jobs``: the jobs whose Lease
     is there (None: unknown, the account may not list Leases; no job is then judged lost)."""
-    rows = []
-    for record in records:
-        job = record.get("_id")
-        if not isinstance(job, int):
-            continue
-        given = record.get("what")
-        what: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
-        started, ended = _epoch(record.get("started")), _epoch(record.get("ended"))
-        rows.append({
-            "job": job, "what": jobrecord.what_text(what), "target": what.get("target"),
-            "args": list(what.get("args") or []), "owner": record.get("owner") or "unknown",
-            "ownerSource": record.get("ownerSource"), "where": record.get("where") or "-",
-            "state": jobrecord.read_state(record, lease_gone=live_jobs is not None and job not in live_jobs),
-            "tasks": dict(record.get("tasks") or {}), "started": _iso(started), "ended": _iso(ended),
-            "duration": None if started is None else round((ended if ended is not None else now) - started, 1),
-            "error": record.get("error"), "value": record.get("value"),
-        })
-    return rows
+    views = (jobrecord.job_view(record, lease_gone=live_jobs is not None and record.get("_id") not in live_jobs,
+                                now=now) for record in records)
+    return [view for view in views if view is not None]
 
 
 def jobs_table(rows: Sequence[Mapping[str, Any]], *, wide: bool, now: float) -> tuple[list[list[str]], list[str]]:
@@ -300,15 +258,10 @@ def _ps_jobs(args: argparse.Namespace) -> int:
     async def go() -> tuple[list[dict[str, Any]], int, set[int] | None, str | None]:
         async with cluster(args) as (kube, settings):
             owner = None if args.all_users else (await identify(kube, kubeconfig=args.kubeconfig)).name
-            live: set[int] | None = None
-            with contextlib.suppress(Forbidden):  # may not list Leases: no job is judged lost
-                live = await _live_jobs(kube, settings.namespace, now=now)
-            uri = settings.store_uri or await resolve_uri(kube, settings)
-        store = Store.connect(uri, database=settings.database)
-        try:
-            records, total = await store.newest(JOB_RECORDS, {} if owner is None else {"owner": owner}, limit=limit)
-        finally:
-            await store.close()
+            live = await live_jobs(kube, settings.namespace, now=now)  # None: no job is judged lost
+            async with opened(settings, kube=kube) as store:
+                records, total = await store.newest(JOB_RECORDS, {} if owner is None else {"owner": owner},
+                                                    limit=limit)
         return records, total, live, owner
 
     records, total, live, owner = asyncio.run(go())
@@ -329,13 +282,6 @@ def _ps_jobs(args: argparse.Namespace) -> int:
 def _pod_job(pod: Mapping[str, Any]) -> int | None:
     text = pod["metadata"].get("labels", {}).get(JOB_LABEL, "")
     return int(text) if text.isdigit() else None
-
-
-async def _all(store: Store, cursor: Any) -> list[dict[str, Any]]:
-    try:
-        return [doc async for doc in cursor]
-    except Exception as exc:
-        raise store.unreachable(exc) from exc
 
 
 PS = Command("ps", "list your jobs (--all-users: everyone's), or one job's tasks (--job N)",

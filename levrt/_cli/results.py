@@ -21,11 +21,11 @@ import pathlib
 import sys
 from typing import Any
 
-from levrt._cli.base import EXIT_OK, CliError, Command, add_cluster_options, print_table
+from levrt._cli.base import EXIT_OK, CliError, Command, add_cluster_options, open_store, print_table
 from levrt._cli.cells import MISSING, cell_text, escape_controls, flatten
-from levrt._cli.schemas import LEVRTS_OWN_SCHEMAS, Collection, collection_of, open_store, records_collections
 from levrt._clients.blobs import FileStore
 from levrt._clients.store import JOBS, Store
+from levrt._core.catalog import LEVRTS_OWN_SCHEMAS, Collection, collection_of, records_collections
 from levrt._stored import ARTIFACTS, human_size, placeholder_of, put_back, stored_apart
 from levrt.checks import check_schema
 from levrt.context import DEFAULT_COLLECTION

@@ -1,133 +1,21 @@
-"""``levrt schemas``: the collections of records in the store, with their namespaces and counts;
-and what ``levrt get`` needs to know about them.
+"""``levrt schemas``: the collections of records in the store, with their namespaces and counts.
 
-Why a module of its own: a collection's name is made in the SDK (``with lev / "a" / "b":`` before
-a ``Cr(schema=...)`` writes to ``a|b|<schema>``, levrt.context) and read back on the command line
-as ``SCHEMA --ns a/b``; this is the one place that turns one into the other, for the listing here,
-for ``levrt get``'s answer to a schema that does not exist, and for the store each of them opens.
-levrt's own collections (``levrt_*``: the job counter, task status, file storage) are left out:
-they hold no records of a schema.
+Why a command of its own: nothing else lists which schemas exist, and ``levrt get`` of a schema
+that does not exist points here. The turning of a collection's name into ``SCHEMA --ns a/b`` is
+``levrt._core.catalog``'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import json
-import shlex
 import sys
-from collections.abc import AsyncIterator
 
-from levrt._cli.base import EXIT_OK, CliError, Command, add_cluster_options, cluster, print_table, settings_of
-from levrt._clients.store import JOBS, Store, is_internal, resolve_uri
-from levrt.checks import check_schema
-from levrt.context import DEFAULT_COLLECTION, SEPARATOR, lev
-from levrt.errors import NamespaceError, SchemaError
+from levrt._cli.base import EXIT_OK, CliError, Command, add_cluster_options, open_store, print_table
+from levrt._core.catalog import Collection, records_collections
 
-__all__ = [
-    "LEVRTS_OWN_SCHEMAS",
-    "SCHEMAS",
-    "Collection",
-    "collection_of",
-    "is_gettable_schema",
-    "open_store",
-    "records_collections",
-    "split_collection",
-]
-
-LEVRTS_OWN_SCHEMAS = (DEFAULT_COLLECTION, JOBS)
-"""Collections levrt names without a schema: records of tasks started without one, and the jobs'."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Collection:
-    """A collection of records as ``levrt get`` reads it: ``levrt get {schema} --ns {ns}``."""
-
-    name: str
-    schema: str
-    ns: str | None
-    """The namespace path as ``--ns`` takes it (``a/b``); None outside any namespace."""
-
-    @property
-    def get_arguments(self) -> str:
-        """``SCHEMA --ns a/b`` as a shell takes them (a namespace may hold a space)."""
-        return shlex.quote(self.schema) + (f" --ns {shlex.quote(self.ns)}" if self.ns else "")
-
-    def described(self) -> str:
-        """``demo|examples/banner@1.0 (--ns demo)``: the name, and the option that reads it."""
-        return self.name + (f" (--ns {self.ns})" if self.ns else "")
-
-
-def is_gettable_schema(name: str) -> bool:
-    """Whether ``levrt get NAME`` takes ``name``: a schema, or one of levrt's own names."""
-    if name in LEVRTS_OWN_SCHEMAS:
-        return True
-    try:
-        check_schema(name)
-    except SchemaError:
-        return False
-    return True
-
-
-def collection_of(schema: str, ns: str | None) -> str:
-    """The collection ``levrt get --ns a/b SCHEMA`` reads: what ``with lev / "a" / "b":`` writes.
-    ``NamespaceError`` for a part no namespace can have."""
-    parts = [part for part in (ns or "").split("/") if part]
-    if not parts:
-        return schema
-    namespace = lev / parts[0]
-    for part in parts[1:]:
-        namespace = namespace / part
-    return namespace.prefix + schema
-
-
-def split_collection(name: str) -> Collection | None:
-    """``a|b|ts/x@1.0`` as ``levrt get ts/x@1.0 --ns a/b``; None for a collection levrt did not name
-    (levrt's own, the server's, or one whose parts ``levrt get`` would refuse)."""
-    if is_internal(name):
-        return None
-    *parts, schema = name.split(SEPARATOR)
-    if not is_gettable_schema(schema):
-        return None
-    ns = "/".join(parts) or None
-    try:
-        if collection_of(schema, ns) != name:  # an empty or refused part: not written by levrt
-            return None
-    except NamespaceError:
-        return None
-    return Collection(name, schema, ns)
-
-
-async def records_collections(store: Store) -> tuple[list[Collection], list[str]]:
-    """The collections of records in the store, and the names of the others that are not levrt's
-    own (another program's, in the same database)."""
-    listed: list[Collection] = []
-    foreign: list[str] = []
-    for name in await store.collection_names():
-        found = split_collection(name)
-        if found is not None:
-            listed.append(found)
-        elif not is_internal(name):
-            foreign.append(name)
-    listed.sort(key=lambda c: (c.schema, c.ns or ""))
-    return listed, foreign
-
-
-@contextlib.asynccontextmanager
-async def open_store(args: argparse.Namespace) -> AsyncIterator[Store]:
-    """The store this machine reaches: ``Settings.store_uri`` (its variable), else the platform's Secret."""
-    settings = settings_of(args)
-    uri = settings.store_uri
-    if not uri:
-        async with cluster(args) as (kube, _):
-            uri = await resolve_uri(kube, settings)
-    store = Store.connect(uri, database=settings.database)
-    try:
-        yield store
-    finally:
-        await store.close()
+__all__ = ["SCHEMAS"]
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

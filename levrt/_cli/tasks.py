@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 
 from levrt._cli.base import (
@@ -23,11 +22,10 @@ from levrt._cli.base import (
 )
 from levrt._clients import signals
 from levrt._clients.api import NotFound
-from levrt._clients.blobs import FileStore
 from levrt._clients.pods import follow_logs, logs
 from levrt._clients.pods import get as get_pod
 from levrt._clients.store import Store, resolve_uri
-from levrt._core.logarchive import archived_text, read_archive
+from levrt._core.history import NoArchive, archived_log, no_archive_text
 from levrt._shapes.names import task_of_pod
 from levrt._shapes.podstatus import runs_runtime
 from levrt.errors import LevrtError, StoreError
@@ -94,30 +92,21 @@ async def _print_archived(uri: str, database: str, job: int, task: int, *, pod: 
     """Print a task's archived log (``levrt._core.logarchive``); say on stderr that it is the archive."""
     store = Store.connect(uri, database=database)
     try:
-        doc = await read_archive(store, job, task)
-        if doc is None:
-            raise CliError(
-                f"No task Pod {pod!r}, and no archived logs of task {job}.{task} in the store. Its Pod ended "
-                "and was removed without an archive: the job ran with a levrt older than 2.0 (which archived "
-                "none), or the store refused the archive (the job's client logged a warning). "
-                f"See `levrt ps --job {job}`."
-            )
-        containers = doc.get("containers") or {}
-        entry = containers.get(container)
-        if entry is None:
-            raise CliError(f"Task {job}.{task}'s archived logs have no container {container!r}; they have: "
-                           f"{', '.join(containers) or 'none'} (-c NAME).")
-        text, cut = await archived_text(FileStore.of(store), entry)
+        found = await archived_log(store, job, task, container)
+    except NoArchive as exc:
+        text = no_archive_text(job, task, container, exc)
+        raise CliError(f"No task Pod {pod!r}, and {text[0].lower()}{text[1:]}" if exc.containers is None
+                       else f"{text.removesuffix('.')} (-c NAME).") from None
     finally:
         await store.close()
+    text = found.text
     if tail is not None:
         text = "".join(text.splitlines(keepends=True)[-tail:] if tail else [])
-    archived = doc.get("archived")
-    when = f" at {archived:%Y-%m-%d %H:%M:%S} UTC" if isinstance(archived, dt.datetime) else ""
-    print(f"levrt logs: Pod {doc.get('pod') or pod} is gone; this is its {container} output archived{when} "
+    when = f" at {found.archived:%Y-%m-%d %H:%M:%S} UTC" if found.archived else ""
+    print(f"levrt logs: Pod {found.pod or pod} is gone; this is its {container} output archived{when} "
           "when the task ended.", file=sys.stderr)
-    if cut:
-        print(f"levrt logs: the archive of {container} is incomplete: {cut}.", file=sys.stderr)
+    if found.cut:
+        print(f"levrt logs: the archive of {container} is incomplete: {found.cut}.", file=sys.stderr)
     sys.stdout.write(text)
 
 

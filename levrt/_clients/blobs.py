@@ -27,8 +27,7 @@ import pathlib
 from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
 
-from levrt._clients.kube import Kube
-from levrt._clients.store import Store, resolve_uri
+from levrt._clients.store import Store, opened
 from levrt._stored import (
     CHUNK_SIZE,
     CHUNKS,
@@ -296,12 +295,5 @@ def _size_or_fail(path: pathlib.Path, name: str) -> int:
 async def connect(settings: Settings, *, kubeconfig: str | None = None) -> AsyncIterator[FileStore]:
     """The file storage of the store this machine reaches, outside a job (``levrt put``,
     ``levrt.upload`` with no job running): ``Settings.store_uri``, else the platform's Secret."""
-    uri = settings.store_uri
-    if not uri:
-        async with await Kube.connect(kubeconfig=kubeconfig) as kube:
-            uri = await resolve_uri(kube, settings)
-    store = Store.connect(uri, database=settings.database)
-    try:
+    async with opened(settings, kubeconfig=kubeconfig) as store:
         yield FileStore.of(store)
-    finally:
-        await store.close()

@@ -10,6 +10,7 @@ is read as (its client died without writing the end).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import traceback
 from collections.abc import Iterable, Mapping
@@ -22,8 +23,11 @@ __all__ = [
     "STATES",
     "WHERE",
     "closing_fields",
+    "epoch",
     "error_text",
     "inline_value",
+    "iso",
+    "job_view",
     "opening_fields",
     "outcome_state",
     "read_state",
@@ -123,3 +127,37 @@ def what_text(what: Mapping[str, Any] | None) -> str:
         return "-"
     args = what.get("args") or []
     return " ".join([str(what.get("target") or "-"), *(str(a) for a in args)])
+
+
+def epoch(value: Any) -> float | None:
+    """Seconds since the epoch of a record's time (a float, or a datetime the store gave back)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    return None
+
+
+def iso(when: float | None) -> str | None:
+    """A time as people and ``jq`` both read it (ISO 8601, UTC)."""
+    return None if when is None else dt.datetime.fromtimestamp(when, dt.UTC).isoformat()
+
+
+def job_view(record: Mapping[str, Any], *, lease_gone: bool, now: float) -> dict[str, Any] | None:
+    """A job record as ``levrt ps -o json`` and ``levrt.job`` show it: its state read (``lost``
+    when ``lease_gone``), times in ISO 8601, its duration so far. None: not a job record."""
+    job = record.get("_id")
+    if not isinstance(job, int) or isinstance(job, bool):
+        return None
+    given = record.get("what")
+    what: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    started, ended = epoch(record.get("started")), epoch(record.get("ended"))
+    return {
+        "job": job, "what": what_text(what), "target": what.get("target"),
+        "args": list(what.get("args") or []), "owner": record.get("owner") or "unknown",
+        "ownerSource": record.get("ownerSource"), "where": record.get("where") or "-",
+        "state": read_state(record, lease_gone=lease_gone),
+        "tasks": dict(record.get("tasks") or {}), "started": iso(started), "ended": iso(ended),
+        "duration": None if started is None else round((ended if ended is not None else now) - started, 1),
+        "error": record.get("error"), "value": record.get("value"),
+    }

@@ -26,6 +26,8 @@ PUBLIC = {
     "cli",
     "annot",
     "upload",
+    "job",  # a past job opened from its records (levrt.history)
+    "Job",
 }
 
 

@@ -138,6 +138,7 @@ def test_no_import_cycle_among_levrt_modules() -> None:
 # unpickle its entry, and must not pay for the client side (asyncio, the engine, its clients).
 DEFERRED = {
     ("levrt", "levrt.concurrent"): "levrt.Concurrent needs asyncio",
+    ("levrt", "levrt.history"): "levrt.job reads the store: its client loads on first use",
     ("levrt.run", "levrt._core.engine"): "the engine loads when a job opens",
     ("levrt.storage", "levrt._clients.blobs"): "levrt.upload outside a job connects to the store when called",
     ("levrt.storage", "levrt._core.uploads"): "levrt.upload outside a job connects to the store when called",

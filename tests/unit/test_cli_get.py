@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from levrt._cli import main
 from levrt._cli.base import LONE_FILE_PREFIX
 from levrt._cli.cells import cell_text, escape_controls, flatten
-from levrt._cli.schemas import collection_of, split_collection
 from levrt._clients.store import COUNTERS, TASKS, is_internal
+from levrt._core.catalog import collection_of, split_collection
 from levrt._stored import BUCKET, CHUNKS, FILES
 from levrt.checks import check_schema
 from levrt.errors import SchemaError
