@@ -94,8 +94,8 @@ class Opening:
             if view is None:
                 raise RecordNotFound(f"levrt.job({self._which!r}): what was found is not a job record: "
                                      f"{record!r:.200}")
-            kept.pop_all()  # the Job owns the store from here; the cluster connection closes now
-        return Job(store, view, record)
+            owned = kept.pop_all()  # the Job closes the store (job.close()); the cluster connection closes now
+        return Job(store, view, record, closing=owned)
 
     async def _record(self, store: Store, kube: Kube | None) -> dict[str, Any]:
 
@@ -118,9 +118,10 @@ class Opening:
 class Job:
     """A job as its records tell it. Attributes come from its record; methods read the store."""
 
-    def __init__(self, store: Store, view: Mapping[str, Any], record: Mapping[str, Any]) -> None:
-
+    def __init__(self, store: Store, view: Mapping[str, Any], record: Mapping[str, Any], *,
+                 closing: contextlib.AsyncExitStack | None = None) -> None:
         self._store = store
+        self._closing = closing
         self._files: FileStore = FileStore.of(store)
         self.record: dict[str, Any] = dict(record)
         """The record as stored (``_id`` is the job id)."""
@@ -149,7 +150,11 @@ class Job:
         return f"<levrt.Job {self.id} {self.state} {self.what!r} by {self.owner}>"
 
     async def close(self) -> None:
-        await self._store.close()
+        """Close its connection to the store (``async with`` does it at the end of the block)."""
+        if self._closing is not None:
+            await self._closing.aclose()
+        else:
+            await self._store.close()
 
     async def value(self) -> Any:
         """What the orchestration returned (None while it runs, or if it failed); a large value is

@@ -7,6 +7,7 @@ the same reading runs on the real cluster in ``tests/e2e/test_jobs.py``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -65,6 +66,10 @@ async def test_a_finished_job_tells_what_ran_who_ran_it_and_how_it_ended(api: Fa
         tasks = await job.tasks()
         assert [(t["task"], t["state"]) for t in tasks] == [(0, "succeeded"), (1, "succeeded"), (2, "succeeded")]
         assert "_id" not in tasks[0]
+        for _ in range(5):  # time for whatever would close it behind the Job's back
+            await asyncio.sleep(0)
+        assert not mongo.clients[-1].closed  # the Job holds its store open until the block ends
+    assert mongo.clients[-1].closed
 
 
 async def test_its_records_are_found_per_schema_each_saying_which_task_wrote_it(
