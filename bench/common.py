@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import os
 import resource
 import shlex
@@ -143,6 +144,19 @@ class Workers:
                 await asyncio.gather(*(delete_pod(kube, namespace, name) for name in names))
                 left += len(names)
         return left
+
+
+class Warnings(logging.Handler):
+    """The warnings a logger gave while a bench ran (a status record not written, a log not archived):
+    a figure is only as good as the run behind it."""
+
+    def __init__(self, logger: str) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        logging.getLogger(logger).addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def dump_tasks_on_sigusr1() -> None:

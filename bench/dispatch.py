@@ -315,6 +315,7 @@ async def levrt_side(n: int, inflight: int) -> dict[str, Any]:
 
     common.dump_tasks_on_sigusr1()
     progress = Progress()
+    warned = common.Warnings("lev")
     async with session(settings=fake_settings()) as engine:
         common.announce_cleanup(f"levrt.io/job={engine.job_id}")
         rss_before = common.rss_mb()
@@ -337,7 +338,8 @@ async def levrt_side(n: int, inflight: int) -> dict[str, Any]:
     figures["close"] = time.perf_counter() - closing  # the store's records written, the watch closed
     limiter, kube = engine.kube.limiter, engine.kube
     return {**figures, "rss_before": rss_before, "requests": limiter.granted, "limiter_delayed": limiter.delayed,
-            "limiter_waited": limiter.waited, "retried": kube.retried}
+            "limiter_waited": limiter.waited, "retried": kube.retried, "job": engine.job_id,
+            "status_writes": engine.status.writes, "warnings": warned.messages}
 
 
 async def raw_side(n: int, inflight: int) -> dict[str, Any]:
