@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.util
-import json
 import pathlib
 import re
 import sys
@@ -19,7 +18,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import ModuleType
-from typing import Any
 
 from levrt._clients import pods
 from levrt._clients.api import NotFound
@@ -51,7 +49,6 @@ __all__ = [
     "print_table",
     "resolve_pod",
     "settings_of",
-    "table_cell",
     "task_pod_missing",
 ]
 
@@ -160,13 +157,6 @@ def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def table_cell(value: Any) -> str:
-    """A value as one bounded line of a table cell."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    text = text.replace("\r", "\\r").replace("\n", "\\n")  # one record, one line
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def load_module(target: str) -> ModuleType:

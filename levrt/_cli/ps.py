@@ -23,8 +23,8 @@ from levrt._cli.base import (
     add_cluster_options,
     cluster,
     print_table,
-    table_cell,
 )
+from levrt._cli.cells import cell_text, escape_controls
 from levrt._clients.pods import job_pods
 from levrt._clients.store import JOB_RECORDS, opened
 from levrt._core.history import live_jobs
@@ -55,6 +55,8 @@ PS_COLUMNS = ("TASK", "NAME", "STATE", "RETRIES", "ELAPSED", "AGE")
 PS_WIDE = ("POD", "IMAGE", "HOST", "NODE", "REASON")
 JOB_COLUMNS = ("JOB", "WHAT", "OWNER", "WHERE", "STATE", "TASKS", "STARTED", "DURATION")
 JOB_WIDE = ("ENDED", "ERROR")
+NARROW_CELL = 40
+"""Characters of a task's name or a job's WHAT in the narrow table (``-o wide``: all of it)."""
 
 
 def _ps_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,12 +169,13 @@ def ps_table(rows: Sequence[Mapping[str, Any]], *, wide: bool, now: float) -> tu
     cells = []
     for row in rows:
         submitted = row.get("submitted")
-        line = [row["task"], table_cell(row["name"]) if not wide else str(row["name"]), row["state"],
+        line = [row["task"], cell_text(row["name"], width=NARROW_CELL) if not wide else str(row["name"]), row["state"],
                 _retries(row["retries"], row["maxRetries"]), elapsed_text(row["elapsed"]),
                 _age(None if submitted is None else now - submitted)]
         if wide:
             line += [row["pod"], row["image"], row["host"], row["node"], row["reason"].splitlines()[0][:80]
                      if row["reason"] else "-"]
+        line = [escape_controls(str(cell)) for cell in line]  # a name or an argument never acts on the terminal
         cells.append(line)
     return cells, header
 
@@ -237,13 +240,14 @@ def jobs_table(rows: Sequence[Mapping[str, Any]], *, wide: bool, now: float) -> 
     cells = []
     for row in rows:
         started = _epoch_of_iso(row["started"])
-        line = [str(row["job"]), table_cell(row["what"]) if not wide else row["what"], row["owner"], row["where"],
+        line = [str(row["job"]), cell_text(row["what"], width=NARROW_CELL) if not wide else row["what"], row["owner"],
+                row["where"],
                 row["state"], jobrecord.tasks_text(row["tasks"]),
                 "-" if started is None else _age(now - started) + " ago", elapsed_text(row["duration"])]
         if wide:
             error_lines = str(row["error"] or "").strip().splitlines()
             line += [row["ended"] or "-", error_lines[-1][:80] if error_lines else "-"]
-        cells.append(line)
+        cells.append([escape_controls(str(cell)) for cell in line])
     return cells, header
 
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from levrt._cli.base import table_cell
+from levrt._cli.ps import jobs_table
 
 
-def test_table_cells_are_one_line_and_bounded() -> None:
-    cell = table_cell("HTTP/1.1 200 OK\r\nDate: today\r\n" + "x" * 100)
-    assert "\n" not in cell and "\r" not in cell
-    assert cell.startswith("HTTP/1.1 200 OK\\r\\nDate") and len(cell) == 40
-    assert table_cell({"open": [22]}) == '{"open": [22]}'
+def test_job_table_cells_are_one_line_bounded_and_never_act_on_the_terminal() -> None:
+    row = {"job": 3, "what": "flows.py:sweep HTTP/1.1 200 OK\r\nDate: today\r\n" + "x" * 100,
+           "owner": "eve\x1b[2J", "where": "laptop", "state": "failed", "tasks": {"done": 1}, "started": None,
+           "duration": None, "ended": None, "error": "Traceback\nRuntimeError: \x1b]0;owned\x07"}
+    [narrow], _ = jobs_table([row], wide=False, now=0.0)
+    assert narrow[1].startswith("flows.py:sweep HTTP/1.1 200 OK\\r\\nDat") and len(narrow[1]) == 40
+    assert narrow[2] == "eve\\x1b[2J"
+    [wide], _ = jobs_table([row], wide=True, now=0.0)
+    assert wide[1].endswith("x" * 100) and "\n" not in wide[1]
+    assert wide[-1] == "RuntimeError: \\x1b]0;owned\\x07"
 
 
 def test_closed_pipe_is_not_a_traceback() -> None:
