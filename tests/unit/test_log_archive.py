@@ -248,6 +248,23 @@ def test_a_store_that_cannot_be_read_is_said_with_the_missing_pod(api: FakeApiSe
         "levrt logs: No task Pod 'lev-j16-t0', and its archived logs could not be read from the store: ")
 
 
+async def test_a_task_the_jobs_end_cuts_short_is_archived_before_its_pod_goes(api: FakeApiServer,
+                                                                              mongo: FakeMongo) -> None:
+    """Ctrl-C in the middle of a scan: what the scanner printed so far is kept."""
+    api.container_logs[(POD, "main")] = "scanned 10.0.0.1\nscanned 10.0.0.2\n"
+    with pytest.raises(asyncio.CancelledError):
+        async with session(settings=SETTINGS):
+            starting = asyncio.create_task(Cr("busybox:1.36").start())
+            await api.until(lambda: api.get("pods", POD) is not None)
+            api.set_running(POD)
+            await starting
+            raise asyncio.CancelledError
+    assert api.names("pods") == []
+    [doc] = mongo["levrt"][LOGS].docs
+    assert (doc["_id"], doc["pod"]) == ("1.0", POD)
+    assert doc["containers"]["main"]["text"] == "scanned 10.0.0.1\nscanned 10.0.0.2\n"
+
+
 # -- --keep ---------------------------------------------------------------------------------------
 
 
