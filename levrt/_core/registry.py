@@ -17,11 +17,12 @@ import hashlib
 import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from levrt._clients.blobs import FileStore
 from levrt._clients.store import Store
-from levrt._shapes.registry import ToolName, tool_document, tool_id
+from levrt._shapes.registry import ToolName, tool_document, tool_id, unpack
 from levrt.errors import LevrtError, RecordNotFound
 
 __all__ = ["REGISTRY_DATABASE", "TOOLS", "Published", "Registry"]
@@ -31,7 +32,8 @@ TOOLS = "tools"
 
 
 class Published(LevrtError):
-    """A version of a tool is published already with other content."""
+    """A published version's content is not what was expected: another tree under the same version,
+    or an archive that no longer matches its record (nothing of it is stored or run)."""
 
 
 class Registry:
@@ -130,6 +132,22 @@ class Registry:
     async def archive(self, record: Mapping[str, Any]) -> bytes:
         """The archive ``record`` names (its sha256 checked by the file storage on reading)."""
         return await self.files.read(str(record["sha256"]))
+
+    async def load(self, tool: ToolName, dest: Path, *, sha256: str | None = None) -> dict[str, Any]:
+        """Unpack the registry's copy of ``tool`` into ``dest`` (to put on ``sys.path``); its record.
+        With ``sha256``, only if its record still names that archive. Nothing is written unless the
+        archive hashes to its record's sha256."""
+        record = await self.get(tool)
+        if sha256 is not None and record.get("sha256") != sha256:
+            raise Published(
+                f"{tool}: the registry's record names the archive {record.get('sha256')}, not the {sha256} this "
+                "run was submitted with (it was unpublished and published again since); nothing of it is run.")
+        archive = await self.archive(record)
+        try:
+            unpack(archive, dest, sha256=str(record["sha256"]))
+        except ValueError as exc:
+            raise Published(f"{tool}: {exc}") from None
+        return record
 
     async def _find_one(self, query: Mapping[str, Any]) -> dict[str, Any] | None:
         try:

@@ -33,11 +33,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("LEVRT_STORE_URI", STORE)
     monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
-    before = set(sys.modules)
+    before, path = set(sys.modules), list(sys.path)
     yield
     for name in set(sys.modules) - before:  # each test imports its own copy of the packages
         if name == "lev" or name.startswith("lev."):
             del sys.modules[name]
+    sys.path[:] = path
 
 
 def tools(mongo: FakeMongo) -> list[dict[str, object]]:
@@ -164,3 +165,107 @@ def test_what_is_not_a_tool_package_is_refused_and_nothing_is_stored(api: FakeAp
     assert tools(mongo) == []
     assert main(["unpublish", "Not A Name"]) == 2
     assert "is not a tool name" in capsys.readouterr().err
+
+
+# -- running a published tool by name ----------------------------------------------------------------
+
+
+def created(api: FakeApiServer) -> list[str]:
+    """What the client asked the apiserver to create, other than reviews of who it is."""
+    return [r.path for r in api.requests if r.method == "POST" and "review" not in r.path]
+
+
+def publish_demos() -> None:
+    """Both demo tools: portscan's package imports banner."""
+    for tool in ("portscan", "banner"):
+        assert main(["publish", str(REPO / "examples" / "lev" / "demo" / tool)]) == 0
+
+
+def published(mongo: FakeMongo, name: str) -> dict[str, object]:
+    return next(r for r in tools(mongo) if r["name"] == name)
+
+
+def test_the_orchestration_pod_of_a_published_tool_ships_nothing_and_names_its_archive() -> None:
+    from levrt._shapes.orchestrator import orchestrator_objects
+    from levrt.settings import Settings
+
+    objects = orchestrator_objects(sources={}, entry="demo/portscan@1.0", func="tcp", args=["target=10.0.0.1"],
+                                   settings=Settings(runtime_image="levrt.local/runtime:t"), run_id="abc",
+                                   published="f" * 64)
+    assert objects.owned == []
+    container = objects.pod["spec"]["containers"][0]
+    assert container["command"][-5:] == ["--published", "f" * 64, "demo/portscan@1.0:tcp", "--", "target=10.0.0.1"]
+    assert "volumeMounts" not in container and "volumes" not in objects.pod["spec"]
+
+
+def test_a_published_mode_runs_from_the_registrys_copy_and_its_job_says_which(
+        api: FakeApiServer, mongo: FakeMongo, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the orchestration Pod's `levrt run --published SHA` does, here against the fakes."""
+    publish_demos()
+    record = published(mongo, "demo/portscan")
+    api.autorun(exit_code=0)
+    assert main(["run", "--no-progress", "--published", str(record["sha256"]), "demo/portscan:tcp",
+                 "target=10.0.0.1", "ports=22"]) == 0
+    [job] = mongo["levrt"]["levrt_jobs"].docs
+    assert job["what"] == {"target": f"demo/portscan@{record['version']}:tcp", "args": ["target=10.0.0.1", "ports=22"],
+                           "tool": "demo/portscan", "version": record["version"], "sha256": record["sha256"],
+                           "uses": [f"demo/banner@{published(mongo, 'demo/banner')['version']}"]}
+    assert job["state"] == "succeeded"
+    assert [r.path for r in api.requests if r.method == "POST" and r.path.endswith("/pods")] == [
+        "/api/v1/namespaces/levrt/pods"]  # the mode's one task
+
+
+def test_a_wrong_call_of_a_published_tool_is_refused_before_anything_is_created(
+        api: FakeApiServer, mongo: FakeMongo, capsys: pytest.CaptureFixture[str]) -> None:
+    publish_demos()
+    capsys.readouterr()
+    assert main(["run", "demo/portscan:nosuch"]) == 2
+    assert "has no mode or workflow 'nosuch'; it has: scan.tcp, scan.paths, sweep" in capsys.readouterr().err
+    assert main(["run", "demo/portscan:tcp", "bogus=1"]) == 2
+    assert "usage: levrt run demo/portscan@" in capsys.readouterr().err
+    assert main(["run", "demo/nothing:x"]) == 2
+    assert "No tool demo/nothing is published" in capsys.readouterr().err
+    assert main(["run", "demo/portscan@9.9:tcp", "target=x"]) == 2
+    assert "demo/portscan@9.9 is not published; its versions are: " in capsys.readouterr().err
+    assert created(api) == [] and mongo["levrt"]["levrt_jobs"].docs == []
+
+
+def test_an_archive_that_is_not_the_one_submitted_or_published_is_never_run(
+        api: FakeApiServer, mongo: FakeMongo, capsys: pytest.CaptureFixture[str]) -> None:
+    publish_demos()
+    record = published(mongo, "demo/portscan")
+    capsys.readouterr()
+    assert main(["run", "--published", "0" * 64, "demo/portscan:tcp", "target=10.0.0.1"]) == 1
+    assert "not the " + "0" * 64 + " this run was submitted with" in capsys.readouterr().err
+    chunks = [c for c in mongo[REGISTRY_DATABASE]["levrt_files.chunks"].docs if c["files_id"] == record["sha256"]]
+    first = chunks[0]["data"]
+    chunks[0]["data"] = bytes([first[0] ^ 1]) + first[1:]  # the stored archive changed behind the registry's back
+    assert main(["run", "--published", str(record["sha256"]), "demo/portscan:tcp", "target=10.0.0.1"]) == 1
+    assert "damaged" in capsys.readouterr().err
+    assert created(api) == [] and mongo["levrt"]["levrt_jobs"].docs == []
+
+
+def test_a_published_tool_that_imports_another_takes_it_from_the_registry_too(
+        api: FakeApiServer, mongo: FakeMongo, capsys: pytest.CaptureFixture[str]) -> None:
+    """portscan's sweep imports lev.demo.banner: run by name, both come from the registry."""
+    from levrt._cli.published import load_published
+
+    assert main(["publish", str(REPO / "examples" / "lev" / "demo" / "portscan")]) == 0
+    for name in [n for n in sys.modules if n == "lev" or n.startswith("lev.")]:
+        del sys.modules[name]
+    capsys.readouterr()
+    assert main(["run", "demo/portscan:sweep"]) == 2
+    assert "imports lev.demo.banner, and no tool demo/banner is published: publish it too" in capsys.readouterr().err
+    assert main(["publish", str(REPO / "examples" / "lev" / "demo" / "banner")]) == 0
+    args = type("Args", (), {"namespace": None, "kubeconfig": None})()
+    loaded = load_published(parse_tool("demo/portscan"), "sweep", args)
+    banner = published(mongo, "demo/banner")
+    assert loaded.what("sweep", [])["uses"] == [f"demo/banner@{banner['version']}"]
+    assert sys.modules["lev.demo.banner"].__file__.startswith(tempfile_root())  # the registry's copy, not examples/
+    assert created(api) == []
+
+
+def tempfile_root() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
