@@ -918,6 +918,13 @@ class FakeCollection:
     async def insert_many(self, docs: list[Mapping[str, Any]], ordered: bool = True) -> None:
         self.insert_many_now(docs, ordered)
 
+    async def delete_one(self, query: Mapping[str, Any]) -> Any:
+        self._reach()
+        found = next((d for d in self.docs if matches(d, query)), None)
+        if found is not None:
+            self.docs.remove(found)
+        return dataclasses.make_dataclass("DeleteResult", [("deleted_count", int)])(int(found is not None))
+
     async def replace_one(self, query: Mapping[str, Any], doc: Mapping[str, Any], upsert: bool = False) -> None:
         self.replace_one_now(query, doc, upsert)
 
@@ -1085,11 +1092,19 @@ def set_path(doc: Obj, path: str, value: Any) -> None:
 
 
 def matches(doc: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
+    """MongoDB's match for what levrt sends: equality (an array field matches a value it holds),
+    ``$and``, and ``$regex`` on a string or an array of strings."""
     for key, want in query.items():
         if key == "$and":
             if not all(matches(doc, q) for q in want):
                 return False
-        elif get_path(doc, key) != want:
+            continue
+        have = get_path(doc, key)
+        if isinstance(want, Mapping) and set(want) == {"$regex"}:
+            texts = have if isinstance(have, list) else [have]
+            if not any(isinstance(t, str) and re.search(want["$regex"], t) for t in texts):
+                return False
+        elif have != want and not (isinstance(have, list) and not isinstance(want, list) and want in have):
             return False
     return True
 

@@ -1,7 +1,8 @@
 """The ``levrt`` command: the parser, the list of subcommands, and the exit-code policy.
 
 Why a list written out here: the subcommands live in modules by theme (``check``, ``run``,
-``ps``, ``tasks`` for logs/kill, ``attach``, ``results`` for get, ``schemas``, ``put``, ``admin`` for gc/reap/doctor,
+``ps``, ``tasks`` for logs/kill, ``attach``, ``results`` for get, ``schemas``, ``put``,
+``registry`` for publish/tools/unpublish, ``admin`` for gc/reap/doctor,
 ``laptop`` for up/env/down/image); this module names them in the order ``levrt --help`` shows
 them, so nothing registers itself behind an import.
 
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from levrt._cli import admin, attach, check, laptop, ps, put, results, run, schemas, tasks
+from levrt._cli import admin, attach, check, laptop, ps, put, registry, results, run, schemas, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
@@ -35,6 +36,9 @@ COMMANDS: tuple[Command, ...] = (
     results.GET,
     schemas.SCHEMAS,
     put.PUT,
+    registry.PUBLISH,
+    registry.TOOLS,
+    registry.UNPUBLISH,
     admin.GC,
     admin.REAP,
     admin.DOCTOR,

@@ -48,9 +48,12 @@ from levrt._cli.base import (
 from levrt._cli.callargs import CallError, bind, kind_of, runnables, suggest, usage
 from levrt._cli.display import live_progress
 from levrt._cli.plain import plain_progress
+from levrt._cli.published import load_published, published_tool
 from levrt._clients.kube import Kube
 from levrt._core.incluster import orchestration_file, run_in_cluster
 from levrt._core.jobrecords import identify, where_now
+from levrt._shapes.orchestrator import PUBLISHED_OPTION
+from levrt._shapes.registry import ToolName
 from levrt.cr import Cr
 from levrt.document import Document
 from levrt.errors import LevrtError
@@ -68,7 +71,8 @@ OPEN_RETURNS = (inspect.Signature.empty, Any, object, "Any", "typing.Any", "obje
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="FILE[:FUNC]",
                         help="orchestration file or module, and the workflow (async def) or mode (a function "
-                             "returning a Cr) to run (default: main)")
+                             "returning a Cr) to run (default: main); or a published tool, NAMESPACE/TOOL[@VERSION]"
+                             ":FUNC, run in the cluster from the registry's copy")
     parser.add_argument("args", nargs="*", metavar="ARG | NAME=VALUE",
                         help="the function's arguments: values in order, or NAME=VALUE for its parameter NAME; "
                              "converted by its annotations (int, float, bool, list[str] as a,b,c ...)")
@@ -82,6 +86,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep task Pods after their results are read")
     parser.add_argument("--logs", action="store_true", help="print each task's logs when it ends")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
+    parser.add_argument(PUBLISHED_OPTION, metavar="SHA256", help=argparse.SUPPRESS)  # the orchestration Pod's
     add_cluster_options(parser)
 
 
@@ -102,6 +107,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
     target, _, named = args.target.partition(":")
+    tool = published_tool(target)
+    if tool is not None:
+        return _run_published(args, attempt, tool, named)
+    if args.published is not None:
+        raise CliError(f"--published names the archive of a published tool; {target!r} is not a tool name.")
     elsewhere = args.in_cluster or args.detach
     if elsewhere:
         env = dict(_parse_env(item) for item in args.env)
@@ -145,6 +155,27 @@ def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
             _print_value(value)
         return EXIT_OK
     assert module is not None
+    return _run_here(module, target, named, args, settings=settings, attempt=attempt)
+
+
+def _run_published(args: argparse.Namespace, attempt: _Attempt, tool: ToolName, named: str) -> int:
+    """A published tool: checked here, run in the cluster from the registry's copy (in the Pod that
+    runs it, ``--published`` names the archive it may run, and it runs here)."""
+    loaded = load_published(tool, named, args, sha256=args.published)
+    attempt.what = loaded.what(named, list(args.args))
+    settings = settings_of(args).replace(keep=True) if args.keep else settings_of(args)
+    if args.published is not None:
+        return _run_here(loaded.module, loaded.pinned, loaded.func, args, settings=settings, attempt=attempt)
+    _prepare(loaded.module, loaded.pinned, loaded.func, args.args, build=False)
+    env = dict(_parse_env(item) for item in args.env)
+    env.setdefault(OWNER_ENV, asyncio.run(_owner(args.kubeconfig)))  # the Pod's job is this user's
+    return run_in_cluster(loaded.pinned, named, args.args, settings=settings, kubeconfig=args.kubeconfig, env=env,
+                          detach=args.detach, published=str(loaded.record["sha256"]))
+
+
+def _run_here(module: ModuleType, target: str, named: str, args: argparse.Namespace, *, settings: Settings,
+              attempt: _Attempt) -> int:
+    """Run ``target:named`` of ``module`` in this process as one job, with its progress shown."""
     try:
         start = _prepare(module, target, named, args.args, build=True)
     except LevrtError:

@@ -43,14 +43,20 @@ def orchestration_file(target: str) -> Path:
 
 def run_in_cluster(
     target: str, func: str | None, args: Sequence[str], *, settings: Settings, kubeconfig: str | None = None,
-    env: Mapping[str, str] | None = None, detach: bool = False,
+    env: Mapping[str, str] | None = None, detach: bool = False, published: str | None = None,
 ) -> int:
     """Submit the orchestration Pod, stream its output here, and return its exit code; with
     ``detach``, return once its job has opened (printing the job id) and leave it running.
 
     ``func`` (None: the file's ``main``, or the job its import runs) and ``args`` travel as the
     strings given here: the Pod's ``levrt run`` reads them as this one did, after this one checked
-    them."""
+    them. ``published``: ``target`` is a published tool (``demo/portscan@1.0``) whose archive has
+    this sha256."""
+    if published is not None:  # a published tool: the Pod takes it from the registry, nothing is shipped
+        objects = orchestrator_objects(sources={}, entry=target, func=func, args=args, settings=settings,
+                                       run_id=new_run_id(published.encode()), env=env, detach=detach,
+                                       published=published)
+        return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig, detach=detach))
     sources, entry = orchestration_sources(orchestration_file(target))
     objects = orchestrator_objects(
         sources=sources, entry=entry, func=func, args=args, settings=settings,

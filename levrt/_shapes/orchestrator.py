@@ -41,6 +41,7 @@ from levrt.podenv import (
 from levrt.settings import Settings
 
 __all__ = [
+    "PUBLISHED_OPTION",
     "SERVICE_ACCOUNT",
     "SETTINGS_CONFIGMAP",
     "new_run_id",
@@ -50,19 +51,28 @@ __all__ = [
 SERVICE_ACCOUNT = "levrt-orchestrator"
 SETTINGS_CONFIGMAP = "levrt-settings"
 SOURCE_MOUNT = "/orchestration"
+PUBLISHED_OPTION = "--published"
+"""``levrt run --published SHA256 TOOL:FUNC``: run the registry's copy of TOOL if its archive has SHA256."""
 MAX_SOURCE = 512 * 1024
 
 
 def orchestrator_objects(
     *, sources: Mapping[str, bytes], entry: str, func: str | None, args: Sequence[str], settings: Settings, run_id: str,
-    env: Mapping[str, str] | None = None, detach: bool = False,
+    env: Mapping[str, str] | None = None, detach: bool = False, published: str | None = None,
 ) -> TaskObjects:
     """The Pod that runs ``entry:func`` and the ConfigMap carrying ``sources`` (relative POSIX path →
     bytes): the orchestration file and the modules beside it, or the whole package it belongs to
     (``lev/demo/portscan/flows.py`` and the rest of ``lev/``), mounted in the same layout.
     ``func`` None: the file's default (its ``main``, or the job its import runs); ``args`` are the
     raw command-line strings, read by the Pod's ``levrt run`` as on the laptop.
+
+    ``published``: the sha256 of a published tool's archive; ``entry`` is then the tool
+    (``demo/portscan@1.0``), nothing is shipped, and the Pod's ``levrt run`` takes the tool from the
+    registry and runs it only if its archive still has that sha256.
     """
+    if published is not None:
+        return _published_objects(entry=entry, sha256=published, func=func, args=args, settings=settings,
+                                  run_id=run_id, env=env, detach=detach)
     if entry not in sources:
         raise OrchestrationError(f"{entry!r} is not among the shipped files {sorted(sources)}.")
     size = sum(len(v) for v in sources.values())
@@ -126,6 +136,22 @@ def orchestrator_objects(
         },
     }
     return TaskObjects(pod=pod, owned=[configmap])
+
+
+def _published_objects(*, entry: str, sha256: str, func: str | None, args: Sequence[str], settings: Settings,
+                       run_id: str, env: Mapping[str, str] | None, detach: bool) -> TaskObjects:
+    """The orchestration Pod of a published tool: the Pod ``orchestrator_objects`` builds for a file,
+    without the ConfigMap and its volume, its ``levrt run`` told which archive to trust."""
+    shipped = orchestrator_objects(sources={"tool": b""}, entry="tool", func=func, args=args, settings=settings,
+                                   run_id=run_id, env=env, detach=detach)
+    pod = shipped.pod
+    container = pod["spec"]["containers"][0]
+    command = container["command"]
+    at = command.index(f"{SOURCE_MOUNT}/tool" + (f":{func}" if func else ""))
+    command[at:at + 1] = [PUBLISHED_OPTION, sha256, entry + (f":{func}" if func else "")]
+    del container["volumeMounts"]
+    del pod["spec"]["volumes"]
+    return TaskObjects(pod=pod, owned=[])
 
 
 def _configmap_keys(paths: list[str]) -> dict[str, str]:
