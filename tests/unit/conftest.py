@@ -8,6 +8,7 @@ fixture of the same name, which takes precedence over these.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,18 @@ import pytest
 from levrt._clients.kube import use_transport
 from levrt._clients.store import use_client
 from tests.fakes import FakeApiServer, FakeMongo
+
+FAKE_STORE = "mongodb://127.0.0.1:30017/"
+
+
+@pytest.fixture
+def laptop_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A laptop's environment as the fakes need it: no ``LEVRT_*`` but the store's address, and no
+    kubeconfig (the fake apiserver answers whatever the client connects to)."""
+    for var in [v for v in os.environ if v.startswith("LEVRT_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("LEVRT_STORE_URI", FAKE_STORE)
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
 
 
 @pytest.fixture

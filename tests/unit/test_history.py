@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import time
 
 import pytest
@@ -31,12 +30,7 @@ WHAT = {"target": "flows.py:sweep", "args": ["10.0.0.0/24", "ports=22"]}
 SCHEMA = "ts/scan@1.0"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in [v for v in os.environ if v.startswith("LEVRT_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("LEVRT_STORE_URI", STORE)
-    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+pytestmark = pytest.mark.usefixtures("laptop_env")
 
 
 async def run_job(api: FakeApiServer, mongo: FakeMongo, *, tasks: int = 3, value: object = None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,7 @@ SETTINGS = Settings(store_uri=STORE, runtime_image="levrt.local/runtime:t")
 WHAT = {"target": "flows.py:sweep", "args": ["10.0.0.0/24", "ports=22"]}
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in [v for v in os.environ if v.startswith("LEVRT_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("LEVRT_STORE_URI", STORE)
-    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+pytestmark = pytest.mark.usefixtures("laptop_env")
 
 
 def job_record(mongo: FakeMongo, job: int = 1) -> dict[str, Any]:

@@ -3,7 +3,7 @@ metadata, ``levrt tools`` finds it by text, tag and category, ``levrt unpublish`
 archive is the same bytes for the same tree and is refused when it does not match its record.
 
 Against the fake apiserver (a SelfSubjectReview answers ``tester``) and the fake store; on the
-real cluster in ``tests/e2e/test_registry.py``.
+real cluster in ``tests/e2e/test_published_tools.py``.
 """
 
 from __future__ import annotations
@@ -24,15 +24,10 @@ from levrt._shapes.registry import pack, parse_tool, search_terms, unpack
 from tests.fakes import FakeApiServer, FakeMongo
 
 REPO = Path(__file__).resolve().parents[2]
-STORE = "mongodb://127.0.0.1:30017/"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in [v for v in os.environ if v.startswith("LEVRT_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("LEVRT_STORE_URI", STORE)
-    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+def own_imports(laptop_env: None) -> Iterator[None]:
     before, path = set(sys.modules), list(sys.path)
     yield
     for name in set(sys.modules) - before:  # each test imports its own copy of the packages
