@@ -32,6 +32,7 @@ RELEASE = "levrt"
 # both Secrets (levrt-store-auth and the uri of levrt-store); HEADER tells users to replace it.
 PLACEHOLDER_PASSWORD = "CHANGE-ME-levrt-store-password"
 PLACEHOLDER_APP_PASSWORD = "CHANGE-ME-levrt-app-password"
+PLACEHOLDER_REGISTRY_PASSWORD = "CHANGE-ME-levrt-registry-password"
 """The application user's password (the one in the uri task Pods read), fixed for the same reason."""
 
 HEADER = f"""\
@@ -47,7 +48,8 @@ HEADER = f"""\
 #   [ -f ~/.levrt-store-password ] || (umask 077; openssl rand -hex 16 > ~/.levrt-store-password)
 #   kubectl kustomize k8s/ | sed "s/{PLACEHOLDER_PASSWORD}/$(cat ~/.levrt-store-password)/g" | kubectl apply -f -
 # The same goes for the application user's password {PLACEHOLDER_APP_PASSWORD!r} (levrt-store-auth
-# and the uri of levrt-store, the URI task Pods get); the Job levrt-store-user creates that user.
+# and the uri of levrt-store, the URI task Pods get), and the registry user's {PLACEHOLDER_REGISTRY_PASSWORD!r}
+# (levrt-store-auth and the uri of levrt-registry, for publishers); the Job levrt-store-user creates both users.
 # Plain `kubectl apply -k k8s/` keeps the placeholders: fit only for a throwaway cluster.
 # (A kustomize secretGenerator cannot help: the uri embeds the password and generators cannot
 # derive one Secret's value from another's.) For other settings, install the chart with helm.
@@ -94,7 +96,8 @@ def helm_template(helm: str, *extra: str, namespace: str = NAMESPACE) -> str:
 def render(helm: str) -> str:
     """The full text of k8s/levrt.yaml."""
     chart = helm_template(helm, "--set", f"store.auth.password={PLACEHOLDER_PASSWORD}",
-                          "--set", f"store.auth.appPassword={PLACEHOLDER_APP_PASSWORD}")
+                          "--set", f"store.auth.appPassword={PLACEHOLDER_APP_PASSWORD}",
+                          "--set", f"store.auth.registryPassword={PLACEHOLDER_REGISTRY_PASSWORD}")
     return HEADER + "---\n" + NAMESPACE_DOC + "---\n" + chart.removeprefix("---\n")
 
 

@@ -32,7 +32,7 @@ from levrt._cli.base import (
 from levrt._cli.cells import cell_text, escape_controls
 from levrt._clients.store import opened
 from levrt._core.jobrecords import identify
-from levrt._core.registry import REGISTRY_DATABASE, Registry
+from levrt._core.registry import REGISTRY_DATABASE, Registry, publisher_store
 from levrt._shapes.registry import ToolName, pack, parse_tool, tool_of_package
 from levrt._stored import human_size
 from levrt.errors import RecordNotFound
@@ -114,7 +114,7 @@ def publish_command(args: argparse.Namespace) -> int:
     async def go() -> tuple[dict[str, Any], bool, str]:
         async with cluster(args) as (kube, settings):
             publisher = (await identify(kube, kubeconfig=args.kubeconfig)).name
-            async with opened(settings.replace(database=REGISTRY_DATABASE), kube=kube) as store:
+            async with publisher_store(settings, kube) as store:
                 record, stored = await Registry(store).publish(tool, version=version, archive=archive,
                                                                meta=dict(package.__lev__), publisher=publisher)
                 return record, stored, publisher
@@ -195,7 +195,7 @@ def unpublish_command(args: argparse.Namespace) -> int:
 
     async def go() -> list[str]:
         async with cluster(args) as (kube, settings):
-            async with opened(settings.replace(database=REGISTRY_DATABASE), kube=kube) as store:
+            async with publisher_store(settings, kube) as store:
                 return await Registry(store).unpublish(tool)
 
     try:

@@ -13,27 +13,64 @@ changes nothing, a new version keeps the old ones.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
+import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from levrt._clients import resources
+from levrt._clients.api import Forbidden, NotFound
 from levrt._clients.blobs import FileStore
-from levrt._clients.store import Store
+from levrt._clients.kube import Kube
+from levrt._clients.store import Store, opened
 from levrt._shapes.registry import ToolName, tool_document, tool_id, unpack
-from levrt.errors import LevrtError, RecordNotFound
+from levrt.errors import LevrtError, RecordNotFound, StoreError
+from levrt.podenv import STORE_SECRET_KEY
+from levrt.settings import Settings
 
-__all__ = ["REGISTRY_DATABASE", "TOOLS", "Published", "Registry"]
+__all__ = ["REGISTRY_DATABASE", "REGISTRY_SECRET", "REGISTRY_URI_ENV", "TOOLS", "Published", "Registry",
+           "publisher_store"]
 
 REGISTRY_DATABASE = "levrt_registry"
+"""The registry's database; the chart's ``levrt.registryDatabase`` (a chart test pins them equal)."""
+REGISTRY_SECRET = "levrt-registry"
+"""The chart's Secret (key ``uri``) with the URI of the one store user that may write the registry."""
+REGISTRY_URI_ENV = "LEVRT_REGISTRY_URI"
+"""A publisher's own registry URI, over the Secret."""
 TOOLS = "tools"
 
 
 class Published(LevrtError):
     """A published version's content is not what was expected: another tree under the same version,
     or an archive that no longer matches its record (nothing of it is stored or run)."""
+
+
+@contextlib.asynccontextmanager
+async def publisher_store(settings: Settings, kube: Kube) -> AsyncIterator[Store]:
+    """The registry's database as its writer reaches it: ``LEVRT_REGISTRY_URI``, else the Secret
+    ``levrt-registry``; where the platform has none (a store of the team's own, engine external),
+    the store's own URI. Reading the registry (``levrt tools``, a run by name) uses the store's URI:
+    the application user may read it, not write it."""
+    uri = os.environ.get(REGISTRY_URI_ENV)
+    if not uri:
+        try:
+            secret = await resources.get(kube, "Secret", REGISTRY_SECRET, namespace=settings.namespace)
+            uri = base64.b64decode(secret.get("data", {}).get(STORE_SECRET_KEY, "")).decode() or None
+        except NotFound:
+            uri = None
+        except Forbidden:
+            raise StoreError(
+                f"Publishing needs the registry's credential: this account may not read the Secret "
+                f"{settings.namespace}/{REGISTRY_SECRET}. Ask for the right to publish (get on that Secret), or set "
+                f"{REGISTRY_URI_ENV}.") from None
+    async with opened(settings.replace(database=REGISTRY_DATABASE, **({"store_uri": uri} if uri else {})),
+                      kube=kube) as store:
+        yield store
 
 
 class Registry:

@@ -45,8 +45,9 @@ def test_pods_get_an_application_user_limited_to_the_levrt_database(helm: str) -
     assert env["LEVRT_DB"] == "scans"
     assert env["ROOT_PASSWORD"] == {"secretKeyRef": {"name": "levrt-store-auth", "key": "password"}}
     script = container["command"][-1]
-    assert 'roles = [{role: "readWrite", db: env.LEVRT_DB}]' in script and "admin\").runCommand({ping" in script
-    assert all(auth[k] not in " ".join(container["command"]) for k in ("password", "appPassword"))
+    assert 'roles = [{role: "readWrite", db: env.LEVRT_DB}, {role: "read", db: env.REGISTRY_DB}]' in script
+    assert "admin\").runCommand({ping" in script
+    assert all(auth[k] not in " ".join(container["command"]) for k in ("password", "appPassword", "registryPassword"))
     assert pod["spec"]["automountServiceAccountToken"] is False
     # The store's NetworkPolicy lets this Job in.
     policy = objects[("NetworkPolicy", "levrt-store")]
@@ -87,3 +88,40 @@ def test_an_external_store_needs_its_secret(helm: str) -> None:
     result = run_helm(helm, "template", "levrt", str(CHART), "--set", "store.engine=external",
                       "--set", "store.external.secretName=Not_A_Name")
     assert result.returncode != 0 and "secretName" in result.stderr
+
+
+def test_the_registry_is_written_only_by_its_own_user_whose_uri_no_pod_reads(helm: str) -> None:
+    """Issue 23, item 5: a task container holds the application user's URI; with it the registry can
+    be read (orchestrations run published tools) but not written."""
+    from levrt._core.registry import REGISTRY_DATABASE
+
+    objects = by_key(render(helm))
+    auth = objects[("Secret", "levrt-store-auth")]["stringData"]
+    registry = urlsplit(objects[("Secret", "levrt-registry")]["stringData"]["uri"])
+    assert (registry.username, registry.password) == (auth["registryUsername"], auth["registryPassword"])
+    assert registry.path == f"/{REGISTRY_DATABASE}" and parse_qs(registry.query) == {"authSource": [REGISTRY_DATABASE]}
+    assert len({auth["password"], auth["appPassword"], auth["registryPassword"]}) == 3
+
+    container = objects[("Job", "levrt-store-user")]["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["REGISTRY_DB"] == REGISTRY_DATABASE
+    script = container["command"][-1]
+    assert ('const roles = [{role: "readWrite", db: env.LEVRT_DB}, {role: "read", db: env.REGISTRY_DB}];'
+            in script)  # the application user: the registry read-only
+    assert ('const registryRoles = [{role: "readWrite", db: env.REGISTRY_DB}, {role: "readWrite", db: env.LEVRT_DB}]'
+            in script)
+    assert "ensure(env.REGISTRY_DB, env.REGISTRY_USERNAME, env.REGISTRY_PASSWORD, registryRoles)" in script
+
+    readers = []  # nothing the chart runs reads the registry's credential but the Job that creates the user
+    for (kind, name), obj in objects.items():
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {}) or obj.get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for value in env_of(container).values():
+                ref = (value or {}).get("secretKeyRef", {}) if isinstance(value, dict) else {}
+                if ref.get("name") == "levrt-registry" or ref.get("key") == "registryPassword":
+                    readers.append(f"{kind}/{name}")
+    assert readers == ["Job/levrt-store-user"]
+
+
+def test_ferretdb_keeps_the_registry_apart_by_database_only(helm: str) -> None:
+    objects = by_key(render(helm, "store.engine=ferretdb"))
+    assert urlsplit(objects[("Secret", "levrt-registry")]["stringData"]["uri"]).username is None

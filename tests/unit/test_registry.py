@@ -264,3 +264,31 @@ def tempfile_root() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+# -- the registry writer's credential (issue 23, item 5) -----------------------------------------------
+
+
+def test_publishing_uses_the_registry_writers_uri_and_says_when_the_account_may_not(
+        api: FakeApiServer, mongo: FakeMongo, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    writer = "mongodb://levrt-registry:pw@levrt-store.levrt.svc:27017/levrt_registry?authSource=levrt_registry"
+    api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "levrt-registry", "namespace": "levrt"},
+             "data": {"uri": base64.b64encode(writer.encode()).decode()}})
+    assert main(["publish", str(REPO / "examples" / "lev" / "demo" / "banner")]) == 0
+    assert mongo.uris[-1] == writer  # the Secret's user, not the store's application user
+    assert main(["tools", "-o", "json"]) == 0
+    assert mongo.uris[-1] == os.environ["LEVRT_STORE_URI"]  # reading needs no more than a task has
+
+    monkeypatch.setenv("LEVRT_REGISTRY_URI", "mongodb://mine@somewhere/levrt_registry")
+    assert main(["unpublish", "demo/banner"]) == 0
+    assert mongo.uris[-1] == "mongodb://mine@somewhere/levrt_registry"
+    monkeypatch.delenv("LEVRT_REGISTRY_URI")
+
+    capsys.readouterr()
+    api.fail("GET", "/api/v1/namespaces/levrt/secrets/levrt-registry", 403, "secrets is forbidden")
+    assert main(["publish", str(REPO / "examples" / "lev" / "demo" / "banner")]) == 1
+    assert "may not read the Secret levrt/levrt-registry. Ask for the right to publish" in capsys.readouterr().err
+    assert tools(mongo) == []

@@ -31,6 +31,11 @@ levrt-store
 levrt-store.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}
 {{- end }}
 
+{{/* The tool registry's own database: levrt._core.registry.REGISTRY_DATABASE (a test pins them equal). */}}
+{{- define "levrt.registryDatabase" -}}
+levrt_registry
+{{- end }}
+
 {{- define "levrt.runtimeImage" -}}
 {{- .Values.runtime.image | default (printf "levrt.local/runtime:%s" .Chart.AppVersion) }}
 {{- end }}
