@@ -106,16 +106,19 @@ class FileStore:
     # -- uploading --------------------------------------------------------------------------------
 
     async def upload(self, source: bytes | pathlib.Path, *, name: str, kind: str = "file",
-                     sha256: str | None = None, on_progress: Progress | None = None) -> Stored:
+                     sha256: str | None = None, on_progress: Progress | None = None,
+                     verify: bool = False) -> Stored:
         """Store ``source`` (content, or a local file streamed from disk) unless it is stored already.
 
         ``sha256``, when the caller hashed a file already, saves the first pass; the upload still
         checks it, so a file changed in between is an error, not a wrong file under that digest.
+        ``verify`` (content only): a stored copy is read back first, and one that no longer hashes
+        to its name is written again (its chunks replaced) instead of trusted.
         """
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
             digest = sha256 or hashlib.sha256(data).hexdigest()
-            if await self.length(digest) is not None:
+            if await self.length(digest) is not None and not (verify and await self._damaged(digest)):
                 return Stored(digest, len(data), uploaded=False)
             view = memoryview(data)
 
@@ -132,6 +135,13 @@ class FileStore:
         else:
             digest, size = sha256, await asyncio.to_thread(_size_or_fail, path, name)
         return await self._upload_file(path, digest, size, name=name, kind=kind, on_progress=on_progress)
+
+    async def _damaged(self, sha256: str) -> bool:
+        try:
+            await self.read(sha256)
+        except StoreError as exc:
+            return "damaged" in str(exc)
+        return False
 
     async def _upload_file(self, path: pathlib.Path, sha256: str, size: int, *, name: str, kind: str,
                            on_progress: Progress | None) -> Stored:

@@ -90,11 +90,13 @@ class Registry:
         known = await self._find_one({"_id": tool_id(tool, version)})
         if known is not None:
             if known.get("sha256") == sha256:
+                # A stored copy that no longer hashes to its name is written again from this one.
+                await self.files.upload(archive, name=f"{tool_id(tool, version)}.tar.gz", kind="tool", verify=True)
                 return known, False
             raise Published(
                 f"{tool.name}@{version} is published already with other content (sha256 {known.get('sha256')}). "
                 f"Give the package a new __version__, or `levrt unpublish {tool.name}@{version}` first.")
-        await self.files.upload(archive, name=f"{tool_id(tool, version)}.tar.gz", kind="tool")
+        await self.files.upload(archive, name=f"{tool_id(tool, version)}.tar.gz", kind="tool", verify=True)
         document = tool_document(tool, version=version, sha256=sha256, size=len(archive), meta=meta,
                                  publisher=publisher, published=time.time())
         try:

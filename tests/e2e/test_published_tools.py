@@ -78,6 +78,10 @@ def test_published_tools_are_found_and_run_by_name_from_the_registry(cli_env: di
         refused = levrt("run", "demo/portscan:sweep", "--no-progress", cwd=tmp_path)
         assert refused.returncode == 1 and "damaged" in refused.stderr, refused.stderr[-2000:]
         assert "job:" not in refused.stderr
+        # Publishing the same tree again writes the damaged copy again rather than trust it.
+        repaired = levrt("publish", "examples/lev/demo/portscan")
+        assert "nothing changed" in repaired.stdout, repaired.stdout + repaired.stderr
+        assert bytes(chunks.find_one({"_id": chunk["_id"]})["data"]) == data  # type: ignore[index]
     finally:
         store[REGISTRY_DATABASE][TOOLS].delete_many({"namespace": "demo"})
         store.close()

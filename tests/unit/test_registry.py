@@ -238,6 +238,11 @@ def test_an_archive_that_is_not_the_one_submitted_or_published_is_never_run(
     assert main(["run", "--published", str(record["sha256"]), "demo/portscan:tcp", "target=10.0.0.1"]) == 1
     assert "damaged" in capsys.readouterr().err
     assert created(api) == [] and mongo["levrt"]["levrt_jobs"].docs == []
+    # Publishing the same tree again writes the damaged copy again (content-addressed: it would be trusted).
+    assert main(["publish", str(REPO / "examples" / "lev" / "demo" / "portscan")]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    [now] = [c for c in mongo[REGISTRY_DATABASE]["levrt_files.chunks"].docs if c["_id"] == chunks[0]["_id"]]
+    assert now["data"] == first
 
 
 def test_a_published_tool_that_imports_another_takes_it_from_the_registry_too(
