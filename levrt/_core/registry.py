@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from levrt._clients import resources
 from levrt._clients.api import Forbidden, NotFound
@@ -34,7 +35,7 @@ from levrt.podenv import STORE_SECRET_KEY
 from levrt.settings import Settings
 
 __all__ = ["REGISTRY_DATABASE", "REGISTRY_SECRET", "REGISTRY_URI_ENV", "TOOLS", "Published", "Registry",
-           "publisher_store"]
+           "publisher_store", "rehosted"]
 
 REGISTRY_DATABASE = "levrt_registry"
 """The registry's database; the chart's ``levrt.registryDatabase`` (a chart test pins them equal)."""
@@ -68,9 +69,21 @@ async def publisher_store(settings: Settings, kube: Kube) -> AsyncIterator[Store
                 f"Publishing needs the registry's credential: this account may not read the Secret "
                 f"{settings.namespace}/{REGISTRY_SECRET}. Ask for the right to publish (get on that Secret), or set "
                 f"{REGISTRY_URI_ENV}.") from None
+        if uri and settings.store_uri:  # this machine reaches the store at its own address (a NodePort)
+            uri = rehosted(uri, settings.store_uri)
     async with opened(settings.replace(database=REGISTRY_DATABASE, **({"store_uri": uri} if uri else {})),
                       kube=kube) as store:
         yield store
+
+
+def rehosted(uri: str, address: str) -> str:
+    """``uri``'s user, database and options at ``address``'s hosts: the Secret's URI names the store
+    by its in-cluster name, which a laptop reaching it through ``LEVRT_STORE_URI`` cannot resolve."""
+    credential, hosts = urlsplit(uri), urlsplit(address)
+    userinfo = credential.netloc.rpartition("@")[0]
+    where = hosts.netloc.rpartition("@")[2]
+    return urlunsplit((credential.scheme, f"{userinfo}@{where}" if userinfo else where, credential.path,
+                       credential.query, credential.fragment))
 
 
 class Registry:

@@ -78,6 +78,15 @@ def test_an_archive_unpacks_only_when_it_matches_its_sha256(tmp_path: Path) -> N
     assert not (tmp_path / "other").exists()
 
 
+def test_the_registry_writers_uri_is_moved_to_the_address_this_machine_reaches() -> None:
+    from levrt._core.registry import rehosted
+
+    secret = "mongodb://w:p%40ss@levrt-store.levrt.svc:27017/levrt_registry?authSource=levrt_registry"
+    assert rehosted(secret, "mongodb://192.0.2.2:30017/") == (
+        "mongodb://w:p%40ss@192.0.2.2:30017/levrt_registry?authSource=levrt_registry")
+    assert rehosted("mongodb://levrt-store:27017/", "mongodb://app:x@10.0.0.1:30017/levrt") == "mongodb://10.0.0.1:30017/"
+
+
 def test_tool_names_are_checked() -> None:
     assert str(parse_tool("demo/portscan@1.2")) == "demo/portscan@1.2"
     assert parse_tool("demo/portscan").package == "lev.demo.portscan"
@@ -283,7 +292,8 @@ def test_publishing_uses_the_registry_writers_uri_and_says_when_the_account_may_
     api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "levrt-registry", "namespace": "levrt"},
              "data": {"uri": base64.b64encode(writer.encode()).decode()}})
     assert main(["publish", str(REPO / "examples" / "lev" / "demo" / "banner")]) == 0
-    assert mongo.uris[-1] == writer  # the Secret's user, not the store's application user
+    # The Secret's user, not the store's application user, at the address this machine reaches it by.
+    assert mongo.uris[-1] == "mongodb://levrt-registry:pw@127.0.0.1:30017/levrt_registry?authSource=levrt_registry"
     assert main(["tools", "-o", "json"]) == 0
     assert mongo.uris[-1] == os.environ["LEVRT_STORE_URI"]  # reading needs no more than a task has
 
