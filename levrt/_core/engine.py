@@ -188,19 +188,12 @@ class Engine:
             found = await pods.job_pods(self.kube, self.settings.namespace, self.job_id)
             doomed = [pod for pod in found
                       if pod["metadata"]["name"] != self.own_pod and pod["metadata"]["name"] not in self._kept]
-            await self._archive_cut_short(doomed)
+            await self.log_archive.cut_short(doomed, {task.pod: task.task_id for task in self.tasks
+                                                      if not task.ended and task.pod})
             names = [pod["metadata"]["name"] for pod in doomed]
             await asyncio.gather(*(self.delete_pod(name) for name in names))
             if names:
                 log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)
-
-    async def _archive_cut_short(self, doomed: list[dict[str, Any]]) -> None:
-        """Read the logs of tasks the job's end cuts short before their Pods go: a cancelled scan's
-        output so far is evidence too. All at once, each read bounded (``LogArchive.wait_read``)."""
-        unfinished = {task.pod: task for task in self.tasks if not task.ended and task.pod}
-        reads = [self.log_archive.begin(unfinished[pod["metadata"]["name"]].task_id, pod) for pod in doomed
-                 if pod["metadata"]["name"] in unfinished]
-        await asyncio.gather(*(self.log_archive.wait_read(read) for read in reads))
 
     def record(self, *, task: int, **fields: Any) -> None:
         """Record a task's status (``levrt_tasks``), written off the hot path and in order."""

@@ -142,6 +142,14 @@ class LogArchive:
         work.add_done_callback(self._pending.discard)
         return read
 
+    async def cut_short(self, doomed: list[dict[str, Any]], unfinished: Mapping[str, int]) -> None:
+        """Read the logs of the Pods in ``doomed`` whose tasks did not end (``unfinished``: Pod name
+        to task) before the job's end deletes them: a cancelled scan's output so far is evidence too.
+        All at once, each read bounded (``wait_read``)."""
+        reads = [self.begin(unfinished[pod["metadata"]["name"]], pod) for pod in doomed
+                 if pod["metadata"]["name"] in unfinished]
+        await asyncio.gather(*(self.wait_read(read) for read in reads))
+
     async def wait_read(self, read: asyncio.Future[None]) -> None:
         """Wait until ``begin``'s logs are read, at most ``read_seconds`` (then the Pod goes anyway)."""
         with contextlib.suppress(TimeoutError):
