@@ -39,15 +39,19 @@ T = TypeVar("T")
 class StateLines:
     """The plain record of a run: a line each time a task's state (its word, and its retry) changes,
     ``12.3 tcpscan.scan(10.0.0.1, 2200-2219): running``, ``...: done in 3.1s``. A moment's state
-    between two looks (``ending``: its Pod ended, its result being read) is no change."""
+    between two looks (``ending``: its Pod ended, its result being read; ``failed`` before its
+    reason is known) is no change."""
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[str, str]] = {}
 
-    def changes(self, rows: Sequence[Row]) -> list[str]:
+    def changes(self, rows: Sequence[Row], *, final: bool = False) -> list[str]:
+        """The lines for what changed since the last look. Until ``final``, a task whose Pod ended
+        failed while the engine still reads why (no reason yet) waits for the reason: its line is
+        printed once, with the entry's exception."""
         lines = []
         for row in rows:
-            if row.word == "ending":
+            if row.word == "ending" or (row.word == "failed" and not row.reason and not final):
                 continue
             now = (row.word, row.retries)
             if self.seen.get(row.id) != now:
@@ -99,8 +103,8 @@ async def plain_progress(engine: Engine, main: Awaitable[T], *, out: IO[str] | N
     lines = StateLines()
     began = time.monotonic()
 
-    def show(rows: Sequence[Row]) -> None:
-        for line in lines.changes(rows):
+    def show(rows: Sequence[Row], *, final: bool = False) -> None:
+        for line in lines.changes(rows, final=final):
             print(line, file=stream, flush=True)
 
     async def follow() -> None:
@@ -119,6 +123,6 @@ async def plain_progress(engine: Engine, main: Awaitable[T], *, out: IO[str] | N
         finally:
             await stop_ticker(ticker)
             rows = task_rows(engine, clock, left=left_as(engine, outcome), details=True)
-            show(rows)
+            show(rows, final=True)
             for line in summary_lines(engine.job_id, rows, wall=time.monotonic() - began):
                 print(line, file=stream, flush=True)

@@ -70,6 +70,8 @@ def test_one_line_per_change_of_state_never_a_line_again_for_the_same_state() ->
         [row(3, "pending(ContainerCreating)"), row(4, "pending")],  # the same word: no line
         [row(3, "running"), row(4, "running")],
         [row(3, "ending", 3.1), row(4, "running")],  # a moment between the Pod's end and done(): no line
+        # The Pod ended failed, its failure not read yet (CI saw "failed in 1.0s (failed(Error))"): no line.
+        [row(3, "done", 3.1), row(4, "failed(Error)", 4.0)],
         [row(3, "done", 3.1), row(4, "failed(Error)", 4.25, reason="RuntimeError: target unreachable")],
         [row(3, "done", 3.1), row(4, "failed(Error)", 4.25, reason="RuntimeError: target unreachable")],
     ]
@@ -83,6 +85,13 @@ def test_one_line_per_change_of_state_never_a_line_again_for_the_same_state() ->
         "12.3 tcpscan.scan(10.0.0.3, 2200-2219): done in 3.1s",
         "12.4 tcpscan.scan(10.0.0.4, 2200-2219): failed in 4.2s (RuntimeError: target unreachable)",
     ]
+
+
+def test_a_failure_whose_reason_never_came_is_printed_at_the_end() -> None:
+    lines = StateLines()
+    assert lines.changes([row(5, "failed(Error)")]) == []
+    assert lines.changes([row(5, "failed(Error)")], final=True) == [
+        "12.5 tcpscan.scan(10.0.0.5, 2200-2219): failed in 1.0s (failed(Error))"]
 
 
 def test_a_retry_timeout_and_what_a_run_left_are_changes_too() -> None:
