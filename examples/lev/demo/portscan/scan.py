@@ -21,14 +21,22 @@ TARGET = annot.Param("target", "host name or IP address", holder="10.0.0.1")
 @levrt.remote
 def _connect_scan(target: str, ports: list[int], workers: int, timeout: float) -> None:
     import socket
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     def is_open(port: int) -> bool:
-        try:
-            with socket.create_connection((target, port), timeout=timeout):
-                return True
-        except OSError:
-            return False
+        # Asked three times before it counts as closed: a one-connection server restarted in a loop
+        # (the demo target's `nc -l`, just after a readiness probe) refuses for a moment, and on a
+        # busy node a listening port's answer can come after the first wait.
+        for attempt, wait in enumerate((timeout, 2 * timeout, 4 * timeout)):
+            if attempt:
+                time.sleep(0.2)
+            try:
+                with socket.create_connection((target, port), timeout=wait):
+                    return True
+            except OSError:
+                continue
+        return False
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         found = [port for port, ok in zip(ports, pool.map(is_open, ports), strict=True) if ok]
