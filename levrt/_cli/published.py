@@ -76,7 +76,7 @@ def load_published(tool: ToolName, named: str, args: Any, *, sha256: str | None 
     try:
         record = dict(asyncio.run(fetch(tool, sha256)))
     except RecordNotFound as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc} (Nor is there a file or folder {str(tool)!r} here.)") from None
     # Only the registry's copies: a folder holding another lev/ (a checkout of the same tools, the
     # current directory) would mix its packages into the registry's namespace package lev.
     sys.path[:] = [str(dest), *(entry for entry in sys.path if not (Path(entry or ".") / "lev").is_dir())]
