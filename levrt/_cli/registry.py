@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import hashlib
 import json
 import sys
@@ -33,6 +32,7 @@ from levrt._cli.cells import cell_text, escape_controls
 from levrt._clients.store import opened
 from levrt._core.jobrecords import identify
 from levrt._core.registry import REGISTRY_DATABASE, Registry, publisher_store
+from levrt._shapes import jobrecord
 from levrt._shapes.registry import ToolName, pack, parse_tool, tool_of_package
 from levrt._stored import human_size
 from levrt.errors import RecordNotFound
@@ -148,12 +148,9 @@ def tool_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records as ``levrt tools -o json`` prints them."""
     return [{"name": r.get("name"), "version": r.get("version"), "desc": r.get("desc"), "tags": r.get("tags"),
              "cats": r.get("cats"), "publisher": r.get("publisher"),
-             "published": _iso(r.get("published")), "sha256": r.get("sha256"), "size": r.get("size"),
+             "published": jobrecord.iso(jobrecord.epoch(r.get("published"))), "sha256": r.get("sha256"),
+             "size": r.get("size"),
              "meta": r.get("meta")} for r in records]
-
-
-def _iso(when: Any) -> str | None:
-    return dt.datetime.fromtimestamp(float(when), dt.UTC).isoformat() if isinstance(when, int | float) else None
 
 
 def tools_command(args: argparse.Namespace) -> int:
