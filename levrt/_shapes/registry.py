@@ -192,8 +192,9 @@ def category_terms(cats: Mapping[str, Iterable[Any]] | Any) -> list[str]:
 def tool_document(tool: ToolName, *, version: str, sha256: str, size: int, meta: Mapping[str, Any],
                   publisher: str, published: float) -> dict[str, Any]:
     """The registry's record of one published version."""
-    tags = sorted({str(t).lower() for t in _collect(meta, "tags")})
-    cats = sorted({term for cats in _collect_cats(meta) for term in category_terms(cats)})
+    entries = _entries(meta)
+    tags = sorted({str(t).lower() for entry in entries for t in entry.get("tags") or ()})
+    cats = sorted({term for entry in entries for term in category_terms(entry.get("cats") or {})})
     return {
         "_id": tool_id(tool, version), "name": tool.name, "namespace": tool.namespace, "tool": tool.tool,
         "version": version, "sha256": sha256, "size": size, "desc": str(meta.get("desc") or ""),
@@ -202,17 +203,10 @@ def tool_document(tool: ToolName, *, version: str, sha256: str, size: int, meta:
     }
 
 
-def _collect(meta: Mapping[str, Any], key: str) -> list[Any]:
-    found = list(meta.get(key) or ())
+def _entries(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``meta`` and every export under it, depth first."""
+    found = [meta]
     for child in meta.get("exports") or ():
         if isinstance(child, Mapping):
-            found += _collect(child, key)
-    return found
-
-
-def _collect_cats(meta: Mapping[str, Any]) -> list[Any]:
-    found = [meta.get("cats") or {}]
-    for child in meta.get("exports") or ():
-        if isinstance(child, Mapping):
-            found += _collect_cats(child)
+            found += _entries(child)
     return found
