@@ -53,6 +53,8 @@ CORE_PATH = re.compile(
 )
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 SSR_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
 def status_body(code: int, message: str, *, reason: str | None = None, name: str | None = None,
@@ -126,6 +128,10 @@ class FakeApiServer:
         """(verb, resource, subresource) that a SelfSubjectAccessReview answers "not allowed"."""
         self.identity: str | None = "tester"
         """The user name a SelfSubjectReview answers with; None: it is refused (403)."""
+        self.tokens: dict[str, str] = {}
+        """Bearer tokens a TokenReview accepts, and the user name each one is."""
+        self.rights: set[tuple[str, str, str, str]] = set()
+        """(user, verb, API group, resource) a SubjectAccessReview allows in any namespace."""
         self.logs: dict[str, str] = {}
         """The text of each Pod's log, by Pod name (any container's, unless ``container_logs`` has it)."""
         self.container_logs: dict[tuple[str, str], str] = {}
@@ -390,6 +396,17 @@ class FakeApiServer:
             attrs = review["spec"]["resourceAttributes"]
             allowed = (attrs["verb"], attrs["resource"], attrs.get("subresource", "")) not in self.denied
             return Response(201, {**review, "status": {"allowed": allowed}})
+        if request.path == TOKEN_REVIEW_PATH and method == "POST":
+            review = json.loads(request.body or b"{}")
+            user = self.tokens.get(review["spec"]["token"])
+            status = {"authenticated": True, "user": {"username": user, "uid": f"uid-{user}",
+                                                      "groups": ["system:authenticated"]}} if user else {}
+            return Response(201, {**review, "status": status})
+        if request.path == SAR_PATH and method == "POST":
+            review = json.loads(request.body or b"{}")
+            attrs = review["spec"]["resourceAttributes"]
+            key = (review["spec"]["user"], attrs["verb"], attrs["group"], attrs["resource"])
+            return Response(201, {**review, "status": {"allowed": key in self.rights}})
         if request.path == SSR_PATH and method == "POST":
             if self.identity is None:
                 raise Reject(403, 'selfsubjectreviews.authentication.k8s.io is forbidden')
@@ -1057,10 +1074,15 @@ class FakeCursor:
     def __init__(self, coll: FakeCollection, query: Obj, projection: Any) -> None:
         self.coll, self.query, self.projection = coll, query, projection
         self._limit = 0
+        self._skip = 0
         self._sort: list[tuple[str, int]] = []
 
     def limit(self, n: int) -> FakeCursor:
         self._limit = n
+        return self
+
+    def skip(self, n: int) -> FakeCursor:
+        self._skip = n
         return self
 
     def sort(self, key: str | list[tuple[str, int]], direction: int = 1) -> FakeCursor:
@@ -1074,6 +1096,7 @@ class FakeCursor:
         for key, direction in reversed(self._sort):  # stable sorts, the last key first
             # A missing field sorts before any value, as in MongoDB.
             docs.sort(key=lambda d: (get_path(d, key) is not None, get_path(d, key)), reverse=direction < 0)
+        docs = docs[self._skip:]
         for doc in docs[: self._limit or None]:
             yield project(doc, self.projection)
 

@@ -38,14 +38,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
-__all__ = ["Call", "CallError", "bind", "kind_of", "runnables", "suggest", "usage"]
+__all__ = ["Call", "CallError", "bind", "describe", "json_tokens", "kind_of", "runnables", "suggest", "usage"]
 
 Kind = Literal["workflow", "mode"]
 TRUE, FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
 class CallError(ValueError):
-    """What is wrong with a call, in one line naming the value; the caller adds the usage line."""
+    """What is wrong with a call, in one line naming the value; the caller adds the usage line.
+    ``field``: the parameter it is about, when it is about one (the API answers 422 naming it)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,3 +418,138 @@ def usage(func: Callable[..., Any], target: str) -> str:
         word = param.name.upper() if param.kind is param.POSITIONAL_ONLY else f"{param.name}={shown}"
         words.append(word if param.default is param.empty else f"[{word}]")
     return " ".join(words)
+
+
+# -- a call described, and a call given as JSON (the platform's API) ---------------------------------
+
+GIVEN_AS = {
+    inspect.Parameter.POSITIONAL_ONLY: "position", inspect.Parameter.POSITIONAL_OR_KEYWORD: "name",
+    inspect.Parameter.KEYWORD_ONLY: "name", inspect.Parameter.VAR_POSITIONAL: "rest",
+    inspect.Parameter.VAR_KEYWORD: "names",
+}
+"""How a parameter is given on a command line: by position only, by name (or position), the rest of
+the positional values (``*args``), or any other name (``**kwargs``)."""
+
+
+def describe(func: Callable[..., Any]) -> list[dict[str, Any]]:
+    """Each parameter of ``func`` as the registry keeps it, so a call given as JSON is checked (and a
+    form is built) without importing the tool: its name, how it is given (``GIVEN_AS``), its type as
+    the usage line shows it (``INT``, ``STR,...``, ``tcp|udp``; ``readable`` False when a command line
+    cannot give it), required or its default (``repr``), whether empty means None, and its
+    ``annot.Param`` (desc, placeholder, regex)."""
+    params = inspect.signature(func).parameters
+    hints = _annotations(func, params.values())
+    declared = _declared(func)
+    described = []
+    for param in params.values():
+        conv = converter(hints.get(param.name, param.annotation))
+        variadic = param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+        entry: dict[str, Any] = {
+            "name": param.name, "given": GIVEN_AS[param.kind], "type": conv.shown,
+            "readable": conv.convert is not None, "optional": conv.optional,
+            "required": param.default is param.empty and not variadic,
+        }
+        if param.default is not param.empty:
+            entry["default"] = repr(param.default)
+        for key in ("desc", "placeholder", "regex"):
+            value = (declared.get(param.name) or {}).get(key)
+            if value:
+                entry[key] = value
+        described.append(entry)
+    return described
+
+
+def _json_text(name: str, value: Any) -> str:
+    """A JSON value as the text a command line would give for it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        items = [_json_text(name, item) for item in value]
+        if any("," in item or isinstance(v, list | dict) for item, v in zip(items, value, strict=True)):
+            raise CallError(f"{name}: a list's items are single values without commas", field=name)
+        return ",".join(items)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    raise CallError(f"{name}: {type(value).__name__} is not a JSON value", field=name)
+
+
+SHOWN_SCALARS = {c.shown: c for c in (*SCALARS.values(), _Converter("PATH", str))}
+
+
+def _reader(shown: str) -> Callable[[str], Any]:
+    """How a value of the described type ``shown`` is read (the converters above, by their names)."""
+    if shown in SHOWN_SCALARS:
+        convert = SHOWN_SCALARS[shown].convert
+        assert convert is not None
+        return convert
+    if shown.endswith(",..."):
+        return _items(_Converter(shown[:-4], _reader(shown[:-4])), list)
+    parts = shown.split("|")
+    if len(parts) > 1 and all(p in SHOWN_SCALARS for p in parts):
+        return _union([_Converter(p, _reader(p)) for p in parts])
+    if len(parts) > 1:
+        return _choice(parts)
+    return str  # a type named by the author's annotation and readable: its own constructor decides
+
+
+def json_tokens(described: Sequence[Mapping[str, Any]], values: Mapping[str, Any], *, target: str) -> list[str]:
+    """The command-line words (``name=text``, and positional texts for position-only parameters and
+    ``*args``) of a call given as a JSON object, checked against ``describe``'s description as
+    ``bind`` checks words: unknown or missing parameters, values of the wrong type, an
+    ``annot.Param`` pattern not matched. A ``CallError`` names the field; the Pod that runs the call
+    binds the words again with the function itself."""
+    by_name = {p["name"]: p for p in described if p["given"] not in ("rest", "names")}
+    rest = next((p for p in described if p["given"] == "rest"), None)
+    extra = next((p for p in described if p["given"] == "names"), None)
+    for name in values:
+        if name not in by_name and extra is None and not (rest is not None and name == rest["name"]):
+            known = ", ".join(by_name) or "none"
+            raise CallError(f"{target} has no parameter {name!r} (its parameters: {known})", field=name)
+    positional: list[str] = []
+    keywords: list[str] = []
+    for param in described:
+        name = param["name"]
+        if param["given"] == "names":
+            continue
+        if name not in values:
+            if param["required"]:
+                raise CallError(f"missing {name}{_about(param)}", field=name)
+            continue
+        if not param["readable"]:
+            raise CallError(f"{name} takes a {param['type']}, which the API cannot give (str, int, float, bool, "
+                            "Path, Literal, Enum, lists of them, dict)", field=name)
+        given = values[name]
+        if param["given"] == "rest":
+            items = given if isinstance(given, list) else [given]
+            positional += [_checked(name, _json_text(name, item), param) for item in items]
+        elif param["given"] == "position":
+            positional.append(_checked(name, _json_text(name, given), param))
+        else:
+            keywords.append(f"{name}={_checked(name, _json_text(name, given), param)}")
+    for name, given in values.items():
+        if name not in by_name and not (rest is not None and name == rest["name"]) and extra is not None:
+            if not name.isidentifier():
+                raise CallError(f"{name!r} is not a parameter name", field=name)
+            keywords.append(f"{name}={_checked(name, _json_text(name, given), extra)}")
+    for text in positional:
+        key, sep, _ = text.partition("=")
+        if sep and key.isidentifier():
+            raise CallError(f"{text!r} would be read as {key}=...: a value given by position cannot look so",
+                            field=key)
+    return positional + keywords
+
+
+def _checked(name: str, text: str, param: Mapping[str, Any]) -> str:
+    """``text`` if the parameter reads it, else the ``CallError`` ``bind`` would raise, naming it."""
+    try:
+        _check_patterns(name, text, param)
+        if not (param.get("optional") and text == ""):
+            _reader(str(param["type"]))(text)
+    except CallError as exc:
+        message = str(exc) if str(exc).startswith(name) else f"{name}={text!r} {exc}{_about(param)}"
+        raise CallError(message, field=name) from None
+    return text

@@ -22,12 +22,13 @@ from types import ModuleType
 from typing import Any
 
 from levrt._cli.base import CliError, settings_of
+from levrt._cli.callargs import describe, kind_of
 from levrt._clients.store import opened
 from levrt._core.registry import REGISTRY_DATABASE, Registry
 from levrt._shapes.registry import ToolName, parse_tool, tool_of_package
 from levrt.errors import RecordNotFound
 
-__all__ = ["Loaded", "load_published", "published_tool"]
+__all__ = ["Loaded", "calls_of", "find_call", "load_published", "published_tool"]
 
 MAX_USED_TOOLS = 20
 """Other published tools one tool may import (each taken from the registry as it is needed)."""
@@ -148,3 +149,27 @@ def _exported(package: ModuleType) -> list[str]:
     """How each export is named on the command line."""
     return [name if module == package.__name__ else f"{module.removeprefix(package.__name__ + '.')}.{name}"
             for module, name in _exports(package)]
+
+
+def calls_of(package: ModuleType) -> dict[str, dict[str, Any]]:
+    """Every mode and workflow of ``package`` by the name a run gives it (``sweep``, ``scan.tcp``:
+    ``levrt run TOOL:NAME``), with its kind, description and parameters (``callargs.describe``)."""
+    calls: dict[str, dict[str, Any]] = {}
+    for named in _exported(package):
+        module, func_name = _function_home(package, named)
+        func = getattr(module, func_name, None)
+        if not inspect.isfunction(func):
+            continue
+        own = getattr(func, "__lev__", None)
+        desc = own.get("desc") if isinstance(own, Mapping) else None
+        calls[named] = {"kind": kind_of(func) or "mode", "desc": str(desc or ""), "params": describe(func)}
+    return calls
+
+
+def find_call(calls: Mapping[str, Any], named: str) -> tuple[str, Mapping[str, Any]] | None:
+    """The call ``named`` gives among a tool's ``calls_of``: by its full name, or by its own name when
+    one call alone has it (``tcp`` for ``scan.tcp``), as ``levrt run TOOL:FUNC`` finds it."""
+    if named in calls:
+        return named, calls[named]
+    homes = [name for name in calls if name.rpartition(".")[2] == named]
+    return (homes[0], calls[homes[0]]) if len(homes) == 1 else None

@@ -29,6 +29,7 @@ from levrt._cli.base import (
     print_table,
 )
 from levrt._cli.cells import cell_text, escape_controls
+from levrt._cli.published import calls_of
 from levrt._clients.store import opened
 from levrt._core.jobrecords import identify
 from levrt._core.registry import REGISTRY_DATABASE, Registry, publisher_store
@@ -116,7 +117,8 @@ def publish_command(args: argparse.Namespace) -> int:
             publisher = (await identify(kube, kubeconfig=args.kubeconfig)).name
             async with publisher_store(settings, kube) as store:
                 record, stored = await Registry(store).publish(tool, version=version, archive=archive,
-                                                               meta=dict(package.__lev__), publisher=publisher)
+                                                               meta=dict(package.__lev__), calls=calls_of(package),
+                                                               publisher=publisher)
                 return record, stored, publisher
 
     record, stored, publisher = asyncio.run(go())

@@ -9,7 +9,7 @@ runner (it follows the orchestration Pod's output), and ``levrt ps``/``logs``/``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TextIO
 
@@ -18,7 +18,7 @@ from levrt._clients.api import ExecStream
 from levrt._clients.kube import Kube
 from levrt._shapes.names import TASK_LABEL, job_selector
 
-__all__ = ["events", "exec_stream", "follow_logs", "get", "job_pods", "logs"]
+__all__ = ["events", "exec_stream", "follow_logs", "get", "job_pods", "log_lines", "logs"]
 
 
 async def job_pods(kube: Kube, namespace: str, job: int | None = None, *, task: int | str | None = None,
@@ -57,6 +57,15 @@ async def follow_logs(kube: Kube, namespace: str, name: str, *, out: TextIO, con
     request = resources.prepare("get", "Pod", namespace=namespace, name=name, sub="log",
                                 query=None if container is None else _log_query(container, tail, False))
     await kube.follow(request.path, query=request.query, out=out)
+
+
+def log_lines(kube: Kube, namespace: str, name: str, *, container: str = "main", follow: bool = False,
+              ) -> AsyncGenerator[bytes, None]:
+    """A container's output line by line (with ``follow``, as it comes, until the container ends), for
+    a reader that passes it on (the console's log stream). Close it with ``contextlib.aclosing``."""
+    request = resources.prepare("get", "Pod", namespace=namespace, name=name, sub="log",
+                                query={**_log_query(container, None, False), "follow": True if follow else None})
+    return kube.lines(request.path, query=request.query)
 
 
 async def events(kube: Kube, namespace: str, name: str, *, uid: str | None = None) -> list[Mapping[str, Any]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from levrt._clients import pods, submit
@@ -27,7 +27,7 @@ from levrt._shapes.orchestrator import new_run_id, orchestrator_objects
 from levrt.errors import OrchestrationError
 from levrt.settings import Settings
 
-__all__ = ["orchestration_file", "run_in_cluster"]
+__all__ = ["orchestration_file", "run_in_cluster", "start_detached"]
 
 
 def orchestration_file(target: str) -> Path:
@@ -69,27 +69,12 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
     kube = await Kube.connect(kubeconfig=kubeconfig)
     ns = settings.namespace
     name = objects.name
-    # The same watch-and-predicate machinery as task Pods, on this one Pod.
-    watch = PodWatch(kube, namespace=ns, selector=f"{RUN_LABEL}={objects.pod['metadata']['labels'][RUN_LABEL]}")
+    watch = _watch(kube, objects, settings)
     try:
         await watch.start()
-        await submit.submit(kube, ns, objects)
-        print(f"progress: orchestration Pod {ns}/{name} submitted", file=sys.stderr, flush=True)
         try:
-            try:
-                pod = await watch.wait(name, lambda p: podstatus.start_state(p, need_ready=False),
-                                       timeout=settings.start_timeout)
-            except TimeoutError:
-                raise OrchestrationError(
-                    f"The orchestration Pod {name} did not start within {settings.start_timeout:.0f}s; "
-                    f"see kubectl -n {ns} describe pod {name}."
-                ) from None
-            state = podstatus.start_state(pod, need_ready=False)
-            if isinstance(state, podstatus.StartFailure):
-                raise OrchestrationError(
-                    f"The orchestration Pod {name} cannot start: {state.reason} ({state.detail}). "
-                    f"Check that the runtime image {settings.runtime_image} is on the nodes."
-                )
+            await _submitted_and_started(kube, watch, objects, settings, submitted=lambda: print(
+                f"progress: orchestration Pod {ns}/{name} submitted", file=sys.stderr, flush=True))
             if detach:
                 job = await _job_opened(kube, watch, ns, name, timeout=settings.start_timeout)
                 print(f"job {job}: running detached in Pod {ns}/{name}; follow it with `levrt ps --job {job}`, "
@@ -116,6 +101,52 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
     finally:
         await watch.close()
         await kube.close()
+
+
+async def start_detached(kube: Kube, objects: TaskObjects, *, settings: Settings) -> int:
+    """Submit a detached orchestration Pod (``orchestrator_objects(detach=True)``) and return the id of
+    the job it opened; on any failure the Pod is deleted again (nothing is left half-started)."""
+    watch = _watch(kube, objects, settings)
+    try:
+        await watch.start()
+        try:
+            await _submitted_and_started(kube, watch, objects, settings)
+            return await _job_opened(kube, watch, settings.namespace, objects.name, timeout=settings.start_timeout)
+        except BaseException:
+            await asyncio.shield(submit.delete_pod(kube, settings.namespace, objects.name, graceful=True))
+            raise
+    finally:
+        await watch.close()
+
+
+def _watch(kube: Kube, objects: TaskObjects, settings: Settings) -> PodWatch:
+    """The same watch-and-predicate machinery as task Pods, on this one Pod."""
+    return PodWatch(kube, namespace=settings.namespace,
+                    selector=f"{RUN_LABEL}={objects.pod['metadata']['labels'][RUN_LABEL]}")
+
+
+async def _submitted_and_started(kube: Kube, watch: PodWatch, objects: TaskObjects, settings: Settings, *,
+                                 submitted: Callable[[], None] | None = None) -> None:
+    """Submit the orchestration Pod (then call ``submitted``) and wait until its container started;
+    ``OrchestrationError`` saying why when it does not."""
+    ns, name = settings.namespace, objects.name
+    await submit.submit(kube, ns, objects)
+    if submitted is not None:
+        submitted()
+    try:
+        pod = await watch.wait(name, lambda p: podstatus.start_state(p, need_ready=False),
+                               timeout=settings.start_timeout)
+    except TimeoutError:
+        raise OrchestrationError(
+            f"The orchestration Pod {name} did not start within {settings.start_timeout:.0f}s; "
+            f"see kubectl -n {ns} describe pod {name}."
+        ) from None
+    state = podstatus.start_state(pod, need_ready=False)
+    if isinstance(state, podstatus.StartFailure):
+        raise OrchestrationError(
+            f"The orchestration Pod {name} cannot start: {state.reason} ({state.detail}). "
+            f"Check that the runtime image {settings.runtime_image} is on the nodes."
+        )
 
 
 JOB_LINE = re.compile(r"^job: (\d+)$", re.MULTILINE)

@@ -95,23 +95,27 @@ class Registry:
         self._tools = store.collection(TOOLS)
 
     async def publish(self, tool: ToolName, *, version: str, archive: bytes, meta: Mapping[str, Any],
-                      publisher: str) -> tuple[dict[str, Any], bool]:
+                      calls: Mapping[str, Any], publisher: str) -> tuple[dict[str, Any], bool]:
         """Store ``archive`` as ``tool@version``; the record, and whether anything was stored. The
-        same content under the same version is left as it is; other content under a version that
-        exists is refused (``Published``): a version names one tree for good."""
+        same content under the same version is left as it is (a record from before ``calls`` were
+        kept gets them); other content under a version that exists is refused (``Published``): a
+        version names one tree for good."""
         sha256 = hashlib.sha256(archive).hexdigest()
         known = await self._find_one({"_id": tool_id(tool, version)})
         if known is not None:
             if known.get("sha256") == sha256:
                 # A stored copy that no longer hashes to its name is written again from this one.
                 await self.files.upload(archive, name=f"{tool_id(tool, version)}.tar.gz", kind="tool", verify=True)
+                if "calls" not in known:
+                    await self.store.set_fields(TOOLS, known["_id"], {"calls": dict(calls)})
+                    known["calls"] = dict(calls)
                 return known, False
             raise Published(
                 f"{tool.name}@{version} is published already with other content (sha256 {known.get('sha256')}). "
                 f"Give the package a new __version__, or `levrt unpublish {tool.name}@{version}` first.")
         await self.files.upload(archive, name=f"{tool_id(tool, version)}.tar.gz", kind="tool", verify=True)
         document = tool_document(tool, version=version, sha256=sha256, size=len(archive), meta=meta,
-                                 publisher=publisher, published=time.time())
+                                 calls=calls, publisher=publisher, published=time.time())
         try:
             await self._tools.insert_one(document)
         except Exception as exc:

@@ -190,15 +190,19 @@ def category_terms(cats: Mapping[str, Iterable[Any]] | Any) -> list[str]:
 
 
 def tool_document(tool: ToolName, *, version: str, sha256: str, size: int, meta: Mapping[str, Any],
-                  publisher: str, published: float) -> dict[str, Any]:
-    """The registry's record of one published version."""
+                  calls: Mapping[str, Any], publisher: str, published: float) -> dict[str, Any]:
+    """The registry's record of one published version. ``calls``: each mode and workflow by the name
+    a run gives it (``sweep``, ``scan.tcp``), with its kind, description and parameters as
+    ``levrt._cli.callargs.describe`` gives them: what the API checks a call on without importing
+    the tool."""
     entries = _entries(meta)
     tags = sorted({str(t).lower() for entry in entries for t in entry.get("tags") or ()})
     cats = sorted({term for entry in entries for term in category_terms(entry.get("cats") or {})})
     return {
         "_id": tool_id(tool, version), "name": tool.name, "namespace": tool.namespace, "tool": tool.tool,
         "version": version, "sha256": sha256, "size": size, "desc": str(meta.get("desc") or ""),
-        "meta": dict(meta), "tags": tags, "cats": cats, "terms": [*search_terms(meta), tool.namespace, tool.tool],
+        "meta": dict(meta), "calls": dict(calls), "tags": tags, "cats": cats,
+        "terms": [*search_terms(meta), tool.namespace, tool.tool],
         "publisher": publisher, "published": published,
     }
 
