@@ -2,7 +2,7 @@
 
 Why a list written out here: the subcommands live in modules by theme (``check``, ``run``,
 ``ps``, ``tasks`` for logs/kill, ``attach``, ``results`` for get, ``schemas``, ``put``,
-``registry`` for publish/tools/unpublish, ``admin`` for gc/reap/doctor,
+``registry`` for publish/tools/unpublish, ``console``, ``admin`` for gc/reap/doctor,
 ``laptop`` for up/env/down/image); this module names them in the order ``levrt --help`` shows
 them, so nothing registers itself behind an import.
 
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from levrt._cli import admin, attach, check, laptop, ps, put, registry, results, run, schemas, tasks
+from levrt._cli import admin, attach, check, console, laptop, ps, put, registry, results, run, schemas, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
@@ -39,6 +39,7 @@ COMMANDS: tuple[Command, ...] = (
     registry.PUBLISH,
     registry.TOOLS,
     registry.UNPUBLISH,
+    console.CONSOLE,
     admin.GC,
     admin.REAP,
     admin.DOCTOR,

@@ -147,9 +147,15 @@ def test_fixed_names_and_labels(default: dict[tuple[str, str], dict[str, Any]]) 
         # The reaper ends jobs whose client died (their Leases, issue 12).
         ("ServiceAccount", "levrt-reaper"), ("Role", "levrt-reaper"), ("RoleBinding", "levrt-reaper"),
         ("Deployment", "levrt-reaper"),
+        # The console's HTTP API and the Roles it judges requests by (issue 23, items 3 and 4).
+        ("ServiceAccount", "levrt-console"), ("Role", "levrt-console"), ("RoleBinding", "levrt-console"),
+        ("ClusterRoleBinding", "levrt-console-reviews-levrt"), ("Service", "levrt-console"),
+        ("Deployment", "levrt-console"), ("Role", "levrt-viewer"), ("Role", "levrt-runner"),
+        ("Role", "levrt-publisher"),
     }
-    for obj in default.values():
-        assert obj["metadata"]["namespace"] == "levrt"
+    for (kind, _), obj in default.items():
+        if kind != "ClusterRoleBinding":  # the console's reviews: cluster-wide by nature, named per namespace
+            assert obj["metadata"]["namespace"] == "levrt"
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "levrt"
         assert labels["app.kubernetes.io/instance"] == "levrt"
@@ -163,7 +169,8 @@ def test_fixed_names_and_labels(default: dict[tuple[str, str], dict[str, Any]]) 
 @helm_only
 def test_release_namespace_is_used_everywhere(helm: str) -> None:
     objects = by_key(render(helm, namespace="scans"))
-    assert {o["metadata"]["namespace"] for o in objects.values()} == {"scans"}
+    assert {o["metadata"]["namespace"] for (kind, _), o in objects.items() if kind != "ClusterRoleBinding"} == {"scans"}
+    assert objects[("ClusterRoleBinding", "levrt-console-reviews-scans")]["subjects"][0]["namespace"] == "scans"
     assert objects[("RoleBinding", SERVICE_ACCOUNT)]["subjects"][0]["namespace"] == "scans"
     assert "@levrt-store.scans.svc.cluster.local:27017/" in objects[("Secret", "levrt-store")]["stringData"]["uri"]
     assert objects[("ConfigMap", SETTINGS_CONFIGMAP)]["data"]["LEVRT_NAMESPACE"] == "scans"
@@ -299,7 +306,8 @@ def test_networkpolicy_admits_only_levrt_pods_to_the_store(
     assert rule["ports"] == [{"protocol": "TCP", "port": 27017}]
     selectors = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
     assert selectors == [{"app.kubernetes.io/managed-by": "levrt"}, {"levrt.io/role": "orchestrator"},
-                         {"levrt.io/role": "store-admin"}]  # the Job creating the store's application user
+                         {"levrt.io/role": "store-admin"},  # the Job creating the store's application user
+                         {"levrt.io/role": "console"}]  # the console reads jobs, records and the registry
     assert all(set(peer) == {"podSelector"} for peer in rule["from"])  # same namespace only
 
     def admitted(labels: dict[str, str]) -> bool:
@@ -440,3 +448,23 @@ def test_runtime_node_cache_is_off_by_default_and_names_one_directory_when_on(
     # Another runtime image gets another directory: two versions never overwrite each other.
     other = by_key(render(helm, "runtime.nodeCache.enabled=true", "runtime.image=my/runtime:2"))
     assert other[("ConfigMap", SETTINGS_CONFIGMAP)]["data"]["LEVRT_RUNTIME_HOST_PATH"] != host_path
+
+
+@helm_only
+def test_the_console_roles_name_the_api_group_and_resources_the_console_asks_about(
+        default: dict[tuple[str, str], dict[str, Any]]) -> None:
+    from levrt._console.auth import API_GROUP, RESOURCES, VERBS
+
+    granted: dict[str, set[tuple[str, str]]] = {}
+    for role in ("levrt-viewer", "levrt-runner", "levrt-publisher"):
+        for rule in default[("Role", role)]["rules"]:
+            if API_GROUP in rule["apiGroups"]:
+                assert set(rule["resources"]) <= set(RESOURCES) and set(rule["verbs"]) <= set(VERBS), rule
+                granted.setdefault(role, set()).update((v, r) for r in rule["resources"] for v in rule["verbs"])
+    reads = {(v, r) for v in ("get", "list") for r in RESOURCES}
+    assert granted["levrt-viewer"] == reads
+    assert granted["levrt-runner"] == reads | {("create", "jobs"), ("delete", "jobs")}
+    assert granted["levrt-publisher"] == {(v, "tools") for v in ("get", "list", "create", "delete")}
+    binding = default[("ClusterRoleBinding", "levrt-console-reviews-levrt")]
+    assert binding["roleRef"]["name"] == "system:auth-delegator"  # the only cluster-wide right levrt asks for
+    assert [s["name"] for s in binding["subjects"]] == ["levrt-console"]

@@ -137,7 +137,8 @@ def _pods(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Pod]:
                                              "10.0.1.11"),
     }
     pods["store"] = Pod("store", NS, pods["store"].labels, pods["store"].ip, {"mongodb": STORE_PORT})
-    for kind, name, key in (("Deployment", "levrt-reaper", "reaper"), ("Job", "levrt-store-user", "store-admin")):
+    for kind, name, key in (("Deployment", "levrt-reaper", "reaper"), ("Job", "levrt-store-user", "store-admin"),
+                            ("Deployment", "levrt-console", "console")):
         if (kind, name) in objects:
             pods[key] = _template_pod(objects, kind, name, f"10.0.0.{30 + len(pods)}")
     return pods
@@ -157,6 +158,7 @@ def expected_flows(allow_cidrs: bool) -> dict[tuple[str, str, int], bool]:
         "task": True, "task-with-services": True, "orchestrator": True, "store-admin": True,
         "unlabelled": False, "levrt-labels-elsewhere": False, "orchestrator-labels-elsewhere": False,
         "reaper": False,  # it touches Leases only, never the store
+        "console": True,  # it reads jobs, records and the registry
     }
     flows = {(source, "store", STORE_PORT): ok for source, ok in store_clients.items()}
     flows.update({

@@ -42,6 +42,7 @@ CLUSTER_SCOPED = (
     ("", "nodes"), ("", "namespaces"), ("", "persistentvolumes"), ("rbac.authorization.k8s.io", "clusterroles"),
     ("rbac.authorization.k8s.io", "clusterrolebindings"), ("certificates.k8s.io", "certificatesigningrequests"),
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+    ("authentication.k8s.io", "tokenreviews"), ("authorization.k8s.io", "subjectaccessreviews"),
 )
 OTHER_NAMESPACES = ("kube-system", "default")
 # What each levrt ServiceAccount needs in its own namespace, and nothing else anywhere.
@@ -60,6 +61,21 @@ NEEDS: dict[str, dict[tuple[str, str], set[str]]] = {
     # Deletes job Leases whose holder stopped renewing them; the garbage collector does the rest.
     "levrt-reaper": {
         ("coordination.k8s.io", "leases"): {"get", "list", "delete"},
+    },
+    # The console's API (levrt/_console): starts published tools' orchestration Pods, reads Pods and
+    # their logs, cancels a job (its orchestration Pod, or its Lease).
+    "levrt-console": {
+        ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
+        ("", "pods/log"): {"get"},
+        ("coordination.k8s.io", "leases"): {"get", "list", "delete"},
+    },
+}
+CLUSTER_NEEDS: dict[str, dict[tuple[str, str], set[str]]] = {
+    # The only cluster-wide rights levrt asks for (system:auth-delegator): the console asks the
+    # apiserver who a caller's token is and what that caller may do.
+    "levrt-console": {
+        ("authentication.k8s.io", "tokenreviews"): {"create"},
+        ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
     },
 }
 SPECIAL = (  # privilege escalation paths, checked cluster-wide
@@ -87,7 +103,8 @@ async def _allowed(kube: Kube, user: str, namespace: str, attrs: dict[str, Any])
 
 
 async def test_rbac_matrix_each_levrt_service_account_gets_exactly_what_it_needs(kube_cluster: Any) -> None:
-    """Every (resource, verb) in the namespace is allowed iff levrt needs it; nothing elsewhere."""
+    """Every (resource, verb) in the namespace is allowed iff levrt needs it; nothing elsewhere but the
+    console's token and access reviews."""
     ns = kube_cluster.namespace
     kube = await Kube.connect(kubeconfig=kube_cluster.kubeconfig)
     try:
@@ -105,8 +122,10 @@ async def test_rbac_matrix_each_levrt_service_account_gets_exactly_what_it_needs
                     attrs = {"group": group, "resource": resource, "verb": verb}
                     checks.append((sa, ns, attrs, verb in needs.get((group, resource), set())))
                     checks += [(sa, other, attrs, False) for other in OTHER_NAMESPACES]
+            cluster_needs = CLUSTER_NEEDS.get(sa, {})
             for (group, resource) in CLUSTER_SCOPED:
-                checks += [(sa, "", {"group": group, "resource": resource, "verb": verb}, False) for verb in VERBS]
+                checks += [(sa, "", {"group": group, "resource": resource, "verb": verb},
+                            verb in cluster_needs.get((group, resource), set())) for verb in VERBS]
             checks += [(sa, "", dict(attrs), False) for attrs in SPECIAL]
         gate = asyncio.Semaphore(32)
 
