@@ -16,7 +16,7 @@ import inspect
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -151,10 +151,11 @@ def _exported(package: ModuleType) -> list[str]:
             for module, name in _exports(package)]
 
 
-def calls_of(package: ModuleType) -> dict[str, dict[str, Any]]:
-    """Every mode and workflow of ``package`` by the name a run gives it (``sweep``, ``scan.tcp``:
-    ``levrt run TOOL:NAME``), with its kind, description and parameters (``callargs.describe``)."""
-    calls: dict[str, dict[str, Any]] = {}
+def calls_of(package: ModuleType) -> list[dict[str, Any]]:
+    """Every mode and workflow of ``package``: the name a run gives it (``sweep``, ``scan.tcp``:
+    ``levrt run TOOL:NAME``), its kind, description and parameters (``callargs.describe``). A list,
+    not a mapping by name: a store may refuse field names holding dots."""
+    calls: list[dict[str, Any]] = []
     for named in _exported(package):
         module, func_name = _function_home(package, named)
         func = getattr(module, func_name, None)
@@ -162,14 +163,14 @@ def calls_of(package: ModuleType) -> dict[str, dict[str, Any]]:
             continue
         own = getattr(func, "__lev__", None)
         desc = own.get("desc") if isinstance(own, Mapping) else None
-        calls[named] = {"kind": kind_of(func) or "mode", "desc": str(desc or ""), "params": describe(func)}
+        calls.append({"name": named, "kind": kind_of(func) or "mode", "desc": str(desc or ""),
+                      "params": describe(func)})
     return calls
 
 
-def find_call(calls: Mapping[str, Any], named: str) -> tuple[str, Mapping[str, Any]] | None:
+def find_call(calls: Sequence[Mapping[str, Any]], named: str) -> Mapping[str, Any] | None:
     """The call ``named`` gives among a tool's ``calls_of``: by its full name, or by its own name when
     one call alone has it (``tcp`` for ``scan.tcp``), as ``levrt run TOOL:FUNC`` finds it."""
-    if named in calls:
-        return named, calls[named]
-    homes = [name for name in calls if name.rpartition(".")[2] == named]
-    return (homes[0], calls[homes[0]]) if len(homes) == 1 else None
+    exact = [call for call in calls if call.get("name") == named]
+    homes = exact or [call for call in calls if str(call.get("name")).rpartition(".")[2] == named]
+    return homes[0] if len(homes) == 1 else None

@@ -32,7 +32,7 @@ from levrt._core.history import NoArchive, archived_log, job_collections, no_arc
 from levrt._core.incluster import start_detached
 from levrt._core.registry import Registry
 from levrt._shapes import jobrecord
-from levrt._shapes.names import ROLE_LABEL, lease_name
+from levrt._shapes.names import ROLE_LABEL, TASK_LABEL, lease_name
 from levrt._shapes.orchestrator import new_run_id, orchestrator_objects
 from levrt._shapes.registry import ToolName, parse_tool
 from levrt._stored import is_sha256
@@ -145,14 +145,14 @@ class Console:
         record = await self.registry.get(request.tool)
         calls = record.get("calls")
         pinned = f"{record['name']}@{record['version']}"
-        if not isinstance(calls, Mapping):
+        if not isinstance(calls, list):
             raise Conflict(f"{pinned} was published by a levrt that did not keep its calls' parameters: publish it "
                            "again (same content, nothing else changes) to run it through the API.")
-        found = find_call(calls, request.mode)
-        if found is None:
+        call = find_call(calls, request.mode)
+        if call is None:
             raise RecordNotFound(f"{pinned} has no mode or workflow {request.mode!r}; it has: "
-                                 f"{', '.join(calls) or 'none'}.")
-        named, call = found
+                                 f"{', '.join(str(c.get('name')) for c in calls) or 'none'}.")
+        named = str(call["name"])
         try:
             words = json_tokens(call.get("params") or [], request.params, target=f"{pinned}:{named}")
         except CallError as exc:
@@ -208,7 +208,9 @@ class Console:
         assert view is not None
         view["what"] = record.get("what")
         tasks = await self.store.task_records(job)
-        job_pods = await pods.job_pods(self.kube, self.settings.namespace, job) if live else []
+        # Task Pods only: the job's orchestration Pod is the job itself, not one of its tasks.
+        job_pods = [p for p in await pods.job_pods(self.kube, self.settings.namespace, job)
+                    if TASK_LABEL in (p["metadata"].get("labels") or {})] if live else []
         view["taskList"] = [row for row in ps_rows(tasks, job_pods, running_jobs={job} if live else set(), now=now)
                             if row["job"] == job]
         return view

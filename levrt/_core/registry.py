@@ -19,7 +19,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -95,7 +95,7 @@ class Registry:
         self._tools = store.collection(TOOLS)
 
     async def publish(self, tool: ToolName, *, version: str, archive: bytes, meta: Mapping[str, Any],
-                      calls: Mapping[str, Any], publisher: str) -> tuple[dict[str, Any], bool]:
+                      calls: Sequence[Mapping[str, Any]], publisher: str) -> tuple[dict[str, Any], bool]:
         """Store ``archive`` as ``tool@version``; the record, and whether anything was stored. The
         same content under the same version is left as it is (a record from before ``calls`` were
         kept gets them); other content under a version that exists is refused (``Published``): a
@@ -107,8 +107,8 @@ class Registry:
                 # A stored copy that no longer hashes to its name is written again from this one.
                 await self.files.upload(archive, name=f"{tool_id(tool, version)}.tar.gz", kind="tool", verify=True)
                 if "calls" not in known:
-                    await self.store.set_fields(TOOLS, known["_id"], {"calls": dict(calls)})
-                    known["calls"] = dict(calls)
+                    await self.store.set_fields(TOOLS, known["_id"], {"calls": [dict(c) for c in calls]})
+                    known["calls"] = [dict(c) for c in calls]
                 return known, False
             raise Published(
                 f"{tool.name}@{version} is published already with other content (sha256 {known.get('sha256')}). "

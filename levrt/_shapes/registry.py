@@ -17,7 +17,7 @@ import hashlib
 import io
 import re
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +190,9 @@ def category_terms(cats: Mapping[str, Iterable[Any]] | Any) -> list[str]:
 
 
 def tool_document(tool: ToolName, *, version: str, sha256: str, size: int, meta: Mapping[str, Any],
-                  calls: Mapping[str, Any], publisher: str, published: float) -> dict[str, Any]:
-    """The registry's record of one published version. ``calls``: each mode and workflow by the name
-    a run gives it (``sweep``, ``scan.tcp``), with its kind, description and parameters as
+                  calls: Sequence[Mapping[str, Any]], publisher: str, published: float) -> dict[str, Any]:
+    """The registry's record of one published version. ``calls``: each mode and workflow, named as a
+    run gives it (``sweep``, ``scan.tcp``), with its kind, description and parameters as
     ``levrt._cli.callargs.describe`` gives them: what the API checks a call on without importing
     the tool."""
     entries = _entries(meta)
@@ -201,7 +201,7 @@ def tool_document(tool: ToolName, *, version: str, sha256: str, size: int, meta:
     return {
         "_id": tool_id(tool, version), "name": tool.name, "namespace": tool.namespace, "tool": tool.tool,
         "version": version, "sha256": sha256, "size": size, "desc": str(meta.get("desc") or ""),
-        "meta": dict(meta), "calls": dict(calls), "tags": tags, "cats": cats,
+        "meta": dict(meta), "calls": [dict(c) for c in calls], "tags": tags, "cats": cats,
         "terms": [*search_terms(meta), tool.namespace, tool.tool],
         "publisher": publisher, "published": published,
     }

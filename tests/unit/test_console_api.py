@@ -104,8 +104,10 @@ async def test_tools_are_found_by_text_tag_and_tactic_with_their_calls(client: h
     assert (await client.get(f"{API_PREFIX}/tools?tag=nothing", headers=as_("viewer"))).json()["count"] == 0
     tool = (await client.get(f"{API_PREFIX}/tools/demo/portscan", headers=as_("viewer"))).json()
     assert tool["publisher"] == "tester" and tool["versions"] == [tool["version"]]
-    assert set(tool["calls"]) == {"scan.tcp", "scan.paths", "sweep"}
-    tcp = {p["name"]: p for p in tool["calls"]["scan.tcp"]["params"]}
+    calls = {call["name"]: call for call in tool["calls"]}
+    assert set(calls) == {"scan.tcp", "scan.paths", "sweep"}
+    assert calls["sweep"]["kind"] == "workflow" and calls["scan.tcp"]["kind"] == "mode"
+    tcp = {p["name"]: p for p in calls["scan.tcp"]["params"]}
     assert tcp["target"]["required"] and tcp["workers"]["type"] == "INT" and tcp["ports"]["default"] == "'1-1024'"
     assert (await client.get(f"{API_PREFIX}/tools/demo/nothing", headers=as_("viewer"))).status_code == 404
 
