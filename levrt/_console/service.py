@@ -10,6 +10,7 @@ judged here (``levrt._console.auth``, by the routes); a caller arrives already s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -335,7 +336,5 @@ def json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, bytes | bytearray):
-        import base64
-
         return {"$base64": base64.b64encode(bytes(value)).decode()}
     return str(value)
