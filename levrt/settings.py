@@ -25,6 +25,10 @@ __all__ = ["DEFAULT_RUNTIME_IMAGE", "PULL_POLICIES", "RUNTIME_MODES", "Settings"
 DEFAULT_RUNTIME_IMAGE = f"levrt.local/runtime:{__version__}"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RUNTIME_MODES = ("auto", "image", "copy")
+STORE_SECRET = "levrt-store"
+"""The chart's Secret (key ``uri``) of the application user's store URI."""
+TASK_STORE_SECRET = "levrt-store-task"
+"""The chart's Secret (key ``uri``) of the task user's store URI: levrt's journal is not theirs to write."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -45,8 +49,14 @@ class Settings:
     the kubelet's init-container round (``LEVRT_RUNTIME_HOST_PATH``)."""
     store_uri: str | None = None
     """Store URI for *this* process; None → read Secret ``store_secret`` (``LEVRT_STORE_URI``)."""
-    store_secret: str = "levrt-store"
-    """Secret with key ``uri`` that Pods read the store URI from (``LEVRT_STORE_SECRET``)."""
+    store_secret: str = STORE_SECRET
+    """Secret with key ``uri`` that orchestration Pods (and clients without ``store_uri``) read the
+    store URI from (``LEVRT_STORE_SECRET``)."""
+    task_store_secret: str | None = None
+    """Secret with key ``uri`` that task Pods read the store URI from (``LEVRT_TASK_STORE_SECRET``);
+    None: ``store_secret``, except that a job on the chart's store gives its tasks the chart's task
+    user (``TASK_STORE_SECRET``, who may not write levrt's journal: job records and their owners)
+    when that Secret exists (``levrt._clients.store.task_credentials``)."""
     database: str = podenv.DEFAULT_DATABASE
     """MongoDB database (``LEVRT_DB``)."""
     keep: bool = False
@@ -97,8 +107,10 @@ class Settings:
                 f"runtime_host_path={self.runtime_host_path!r} must be an absolute path on the nodes, "
                 "e.g. /var/lib/levrt/runtime/2.0.0 (the chart's runtime.nodeCache sets it)."
             )
-        if not DNS1123_SUBDOMAIN.match(self.store_secret) or len(self.store_secret) > 253:
-            raise SettingsError(f"store_secret={self.store_secret!r} is not a valid Secret name.")
+        for name in ("store_secret", "task_store_secret"):
+            secret = getattr(self, name)
+            if secret is not None and (not DNS1123_SUBDOMAIN.match(secret) or len(secret) > 253):
+                raise SettingsError(f"{name}={secret!r} is not a valid Secret name.")
         if not self.database or any(c in self.database for c in '/\\. "$\0'):
             raise SettingsError(f"database={self.database!r} is not a valid MongoDB database name.")
         if self.image_registry is not None and not REGISTRY_RE.match(self.image_registry):
@@ -132,6 +144,11 @@ class Settings:
             self, "tolerations", tuple(check_tolerations(self.tolerations, what="tolerations", error=SettingsError))
         )
 
+    @property
+    def tasks_secret(self) -> str:
+        """The Secret task Pods read the store URI from: ``task_store_secret``, else ``store_secret``."""
+        return self.task_store_secret or self.store_secret
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -148,6 +165,7 @@ class Settings:
             podenv.RUNTIME_MODE_ENV: "runtime_mode",
             podenv.STORE_URI_ENV: "store_uri",
             podenv.STORE_SECRET_ENV: "store_secret",
+            podenv.TASK_STORE_SECRET_ENV: "task_store_secret",
             podenv.DATABASE_ENV: "database",
             podenv.IMAGE_PULL_POLICY_ENV: "image_pull_policy",
             podenv.IMAGE_REGISTRY_ENV: "image_registry",

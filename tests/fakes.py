@@ -859,7 +859,7 @@ class BulkWriteError(Exception):
 
 class FakeCollection:
     """The part of an ``AsyncCollection`` levrt uses: equality queries (dotted keys, ``$and``),
-    ``$set``/``$inc`` updates with upsert, inserts refusing a duplicate ``_id``, replace, and
+    ``$set``/``$inc``/``$max`` updates with upsert, inserts refusing a duplicate ``_id``, replace, and
     cursors with ``sort``/``limit``. ``fail_inserts_after``: the number of further documents
     ``insert_many`` accepts before the connection "drops" (an upload cut short)."""
 
@@ -994,6 +994,8 @@ class FakeCollection:
             set_path(doc, key, copy.deepcopy(value))
         for key, value in update.get("$inc", {}).items():
             set_path(doc, key, (get_path(doc, key) or 0) + value)
+        for key, value in update.get("$max", {}).items():
+            set_path(doc, key, value if get_path(doc, key) is None else max(get_path(doc, key), value))
         return doc
 
 

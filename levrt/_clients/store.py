@@ -17,26 +17,29 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from levrt._clients import resources
-from levrt._clients.api import ApiError
+from levrt._clients.api import ApiError, NotFound
 from levrt._clients.kube import Kube
 from levrt._stored import is_duplicate, left_over
 from levrt.errors import StoreError
 from levrt.podenv import DEFAULT_DATABASE, STORE_SECRET_KEY, STORE_URI_ENV
-from levrt.settings import Settings
+from levrt.settings import STORE_SECRET, TASK_STORE_SECRET, Settings
 
 __all__ = [
     "COUNTERS",
     "INTERNAL_PREFIX",
     "JOBS",
     "JOB_RECORDS",
+    "JOURNAL",
     "LOGS",
     "MAX_UPDATES_PER_REQUEST",
     "TASKS",
     "Store",
     "is_internal",
+    "journal_database",
     "opened",
     "resolve_uri",
     "short_error",
+    "task_credentials",
     "task_key",
     "use_client",
 ]
@@ -59,6 +62,12 @@ MAX_UPDATES_PER_REQUEST = 25
 command of 100 statements, or a few large ones at once, take them all and the store then answers
 no read or write of that database until it restarts (seen: a 1,000-task job's status records). At
 25, four writers at full batches still leave it room; MongoDB itself does not care."""
+JOURNAL = frozenset({COUNTERS, TASKS, JOB_RECORDS, LOGS})
+"""levrt's own bookkeeping of jobs (ids, task status, job records with their owners, log archives):
+kept in a database of its own (``journal_database``), which the chart's task user may not write, so
+a scan that gains code execution in its container cannot forge who ran a job or how it ended. Task
+containers write only users' collections and the file storage of the records database."""
+JOURNAL_SUFFIX = "_journal"
 # The jobs' own records (``lev.doc`` in an orchestration), ``_id = {"job": N}``: users' data, so
 # shown by ``levrt get jobs`` like any schema, and without the ``levrt_`` prefix of internals.
 JOBS = "jobs"
@@ -79,12 +88,19 @@ def use_client(factory: Callable[[str], Any]) -> Iterator[None]:
         _client_factory.reset(token)
 
 
+def journal_database(database: str) -> str:
+    """The database of ``JOURNAL`` beside the records database ``database`` (``levrt_journal``); the
+    chart's ``levrt.journalDatabase`` (a chart test pins them equal)."""
+    return database + JOURNAL_SUFFIX
+
+
 class Store:
-    """An open connection to the store's database. Close it with ``await store.close()``."""
+    """An open connection to the store's database (and its journal). Close it with ``await store.close()``."""
 
     def __init__(self, client: Any, *, database: str, uri_for_errors: str) -> None:
         self._client = client
         self._db = client[database]
+        self._journal = client[journal_database(database)]
         self._uri = uri_for_errors
 
     @classmethod
@@ -115,8 +131,8 @@ class Store:
         await self._client.close()
 
     def collection(self, name: str) -> Any:
-        """The ``AsyncCollection`` of users' records named ``name``."""
-        return self._db[name]
+        """The ``AsyncCollection`` named ``name``: of users' records, or of levrt's journal (``JOURNAL``)."""
+        return (self._journal if name in JOURNAL else self._db)[name]
 
     async def next_job_id(self) -> int:
         """Allocate a job id (1, 2, 3, ...): the counter's next value, claimed by inserting
@@ -127,13 +143,15 @@ class Store:
         on SQLite handed two jobs opened in the same millisecond the same value). A unique ``_id``
         is enforced by every store; a value someone else claimed is skipped.
         """
+        counters = self.collection(COUNTERS)
+        await self._continue_ids(counters)
         for _ in range(MAX_CLAIMS):
             try:
-                counter = await self._db[COUNTERS].find_one_and_update(
+                counter = await counters.find_one_and_update(
                     {"_id": "job"}, {"$inc": {"seq": 1}}, upsert=True, return_document=True
                 )
                 job = int(counter["seq"])
-                await self._db[COUNTERS].insert_one({"_id": f"job.{job}"})
+                await counters.insert_one({"_id": f"job.{job}"})
             except Exception as exc:
                 if is_duplicate(exc):
                     continue  # another job holds this id (or the upsert raced): take the next
@@ -144,6 +162,19 @@ class Store:
             f"counter ({COUNTERS}, _id 'job') is behind the claimed ids. Set its 'seq' to the highest "
             "claimed job id."
         )
+
+    async def _continue_ids(self, counters: Any) -> None:
+        """A store laid out before the journal had its own database kept the counter in the records
+        database: ids go on from there, so a new job never shares an id with old records."""
+        try:
+            if await counters.find_one({"_id": "job"}) is not None:
+                return
+            before = await self._db[COUNTERS].find_one({"_id": "job"})
+            if before and int(before.get("seq") or 0) > 0:
+                await counters.update_one({"_id": "job"}, {"$max": {"seq": int(before["seq"])}}, upsert=True)
+        except Exception as exc:
+            if not is_duplicate(exc):
+                raise self.unreachable(exc) from exc
 
     async def record_tasks(self, *, job: int, updates: Mapping[int, Mapping[str, Any]]) -> None:
         """Upsert the internal status of some tasks of one job (state, pod, timing, exit code), in
@@ -165,7 +196,7 @@ class Store:
             pending = statements[start:start + MAX_UPDATES_PER_REQUEST]
             for attempt in (1, 2):
                 try:
-                    await self._db[TASKS].bulk_write(pending, ordered=False)
+                    await self.collection(TASKS).bulk_write(pending, ordered=False)
                     break
                 except BulkWriteError as exc:
                     refused = left_over(exc, pending)
@@ -178,8 +209,8 @@ class Store:
     async def set_fields(self, name: str, key: Any, fields: Mapping[str, Any]) -> None:
         """Set ``fields`` of the record ``_id == key`` of collection ``name``, creating it if needed."""
         try:
-            await self._db[name].update_one({"_id": key}, {"$set": {k: v for k, v in fields.items() if k != "_id"}},
-                                            upsert=True)
+            await self.collection(name).update_one(
+                {"_id": key}, {"$set": {k: v for k, v in fields.items() if k != "_id"}}, upsert=True)
         except Exception as exc:
             raise self.unreachable(exc) from exc
 
@@ -187,7 +218,7 @@ class Store:
         """At most ``limit`` records of ``name`` matching ``query`` (0: all), the highest ``_id`` first,
         and how many match in all."""
         try:
-            cursor = self._db[name].find(dict(query)).sort([("_id", -1)])
+            cursor = self.collection(name).find(dict(query)).sort([("_id", -1)])
             if limit:
                 cursor = cursor.limit(limit)
             found = [doc async for doc in cursor]
@@ -200,14 +231,14 @@ class Store:
         """Write (or replace) the log archive of task ``job.task`` (``_id`` its ``task_key``)."""
         key = task_key(job, task)
         try:
-            await self._db[LOGS].replace_one({"_id": key}, {**doc, "_id": key}, upsert=True)
+            await self.collection(LOGS).replace_one({"_id": key}, {**doc, "_id": key}, upsert=True)
         except Exception as exc:
             raise self.unreachable(exc) from exc
 
     async def get_logs(self, job: int, task: int) -> dict[str, Any] | None:
         """The log archive of task ``job.task``, or None when there is none."""
         try:
-            found = await self._db[LOGS].find_one({"_id": task_key(job, task)})
+            found = await self.collection(LOGS).find_one({"_id": task_key(job, task)})
         except Exception as exc:
             raise self.unreachable(exc) from exc
         return None if found is None else dict(found)
@@ -215,7 +246,7 @@ class Store:
     async def task_records(self, job: int) -> list[dict[str, Any]]:
         """The status records of the tasks of ``job`` (``record_tasks``), in task order."""
         try:
-            found = [doc async for doc in self._db[TASKS].find({"job": job})]
+            found = [doc async for doc in self.collection(TASKS).find({"job": job})]
         except Exception as exc:
             raise self.unreachable(exc) from exc
         return sorted(found, key=lambda doc: doc.get("task") if isinstance(doc.get("task"), int) else 1 << 62)
@@ -230,7 +261,7 @@ class Store:
     async def count(self, name: str, query: Mapping[str, Any] | None = None) -> int:
         """How many records of collection ``name`` match ``query`` (all of them without one)."""
         try:
-            return int(await self._db[name].count_documents(dict(query or {})))
+            return int(await self.collection(name).count_documents(dict(query or {})))
         except Exception as exc:
             raise self.unreachable(exc) from exc
 
@@ -254,6 +285,22 @@ async def resolve_uri(kube: Kube, settings: Settings) -> str:
             f"could not be read ({exc}). Set {STORE_URI_ENV} to a store address this machine reaches."
         ) from exc
     return base64.b64decode(secret.get("data", {}).get(STORE_SECRET_KEY, "")).decode()
+
+
+async def task_credentials(kube: Kube, settings: Settings) -> Settings:
+    """``settings`` naming the Secret its tasks read the store URI from: one set on purpose
+    (``task_store_secret``), else on the chart's store its task user's (``TASK_STORE_SECRET``) when
+    that Secret exists (an older chart, or a store of the team's own, has none: ``store_secret``). An
+    account that may not read it cannot tell, and takes the chart's."""
+    if settings.task_store_secret is not None or settings.store_secret != STORE_SECRET:
+        return settings
+    try:
+        await resources.get(kube, "Secret", TASK_STORE_SECRET, namespace=settings.namespace)
+    except NotFound:
+        return settings
+    except ApiError:
+        pass
+    return settings.replace(task_store_secret=TASK_STORE_SECRET)
 
 
 @contextlib.asynccontextmanager

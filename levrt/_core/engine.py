@@ -29,7 +29,7 @@ from levrt._clients import pods, signals, submit
 from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.lease import JobLease
-from levrt._clients.store import JOBS, Store, resolve_uri
+from levrt._clients.store import JOBS, Store, resolve_uri, task_credentials
 from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import ownership, runtime_mode
@@ -138,6 +138,7 @@ class Engine:
             runtime = await runtime_mode.decide(kube, settings, server=version.git_version, minor=version.minor)
             if runtime.mode in ("image", "copy"):
                 settings = settings.replace(runtime_mode=runtime.mode)
+            settings = await task_credentials(kube, settings)
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
             job_id, lease = await ownership.claim_job(kube, settings, store)
             own_pod = await ownership.adopt_own_pod(kube, settings, job_id, lease)

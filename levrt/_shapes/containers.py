@@ -149,7 +149,7 @@ def _entry_env(payload_key: str, *, settings: Settings, collection: str, job: in
         {"name": PAYLOAD_ENV, "value": f"{PAYLOAD_MOUNT}/{payload_key}"},
         {
             "name": STORE_URI_ENV,
-            "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": STORE_SECRET_KEY}},
+            "valueFrom": {"secretKeyRef": {"name": settings.tasks_secret, "key": STORE_SECRET_KEY}},
         },
         {"name": DATABASE_ENV, "value": settings.database},
         {"name": COLLECTION_ENV, "value": collection},

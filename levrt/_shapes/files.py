@@ -196,7 +196,7 @@ def fetch_container(shas: list[str], settings: Settings) -> dict[str, Any]:
         "command": [PYTHON, "-m", FETCH_MODULE, FILES_MOUNT, *shas],
         "env": [
             {"name": STORE_URI_ENV,
-             "valueFrom": {"secretKeyRef": {"name": settings.store_secret, "key": STORE_SECRET_KEY}}},
+             "valueFrom": {"secretKeyRef": {"name": settings.tasks_secret, "key": STORE_SECRET_KEY}}},
             {"name": DATABASE_ENV, "value": settings.database},
         ],
         "volumeMounts": [{"name": FILES_VOLUME, "mountPath": FILES_MOUNT}],

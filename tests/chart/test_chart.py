@@ -141,6 +141,7 @@ def test_fixed_names_and_labels(default: dict[tuple[str, str], dict[str, Any]]) 
     assert set(default) == {
         ("StatefulSet", "levrt-store"), ("Service", "levrt-store"), ("Secret", "levrt-store"),
         ("Secret", "levrt-registry"),  # the registry writer's URI (issue 23, item 5)
+        ("Secret", "levrt-store-task"),  # the task user's URI: it cannot write levrt's journal (item 5)
         ("Secret", "levrt-store-auth"), ("ServiceAccount", SERVICE_ACCOUNT), ("Role", SERVICE_ACCOUNT),
         ("RoleBinding", SERVICE_ACCOUNT), ("ConfigMap", SETTINGS_CONFIGMAP), ("NetworkPolicy", "levrt-store"),
         ("Job", "levrt-store-user"),  # creates the application user task Pods connect as (issue 12)
@@ -362,12 +363,14 @@ def test_k8s_manifests_equal_the_default_render(helm: str, default: dict[tuple[s
     password = _password(default)
     app_password = default[("Secret", "levrt-store-auth")]["stringData"]["appPassword"]
     registry_password = default[("Secret", "levrt-store-auth")]["stringData"]["registryPassword"]
+    task_password = default[("Secret", "levrt-store-auth")]["stringData"]["taskPassword"]
     assert set(plain) == set(default)
     for key, obj in default.items():
         if obj["kind"] == "Secret":
             obj = yaml.safe_load(yaml.safe_dump(obj).replace(password, placeholder)
                                  .replace(app_password, script.PLACEHOLDER_APP_PASSWORD)
-                                 .replace(registry_password, script.PLACEHOLDER_REGISTRY_PASSWORD))
+                                 .replace(registry_password, script.PLACEHOLDER_REGISTRY_PASSWORD)
+                                 .replace(task_password, script.PLACEHOLDER_TASK_PASSWORD))
         assert plain[key] == obj, f"k8s/levrt.yaml differs from the chart in {key}: run `python k8s/render.py`"
     assert _password(plain) == placeholder
 

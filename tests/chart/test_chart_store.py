@@ -45,9 +45,12 @@ def test_pods_get_an_application_user_limited_to_the_levrt_database(helm: str) -
     assert env["LEVRT_DB"] == "scans"
     assert env["ROOT_PASSWORD"] == {"secretKeyRef": {"name": "levrt-store-auth", "key": "password"}}
     script = container["command"][-1]
-    assert 'roles = [{role: "readWrite", db: env.LEVRT_DB}, {role: "read", db: env.REGISTRY_DB}]' in script
+    assert ('roles = [{role: "readWrite", db: env.LEVRT_DB}, {role: "readWrite", db: env.JOURNAL_DB},\n'
+            '               {role: "read", db: env.REGISTRY_DB}]') in script
+    assert env["JOURNAL_DB"] == "scans_journal"
     assert "admin\").runCommand({ping" in script
-    assert all(auth[k] not in " ".join(container["command"]) for k in ("password", "appPassword", "registryPassword"))
+    assert all(auth[k] not in " ".join(container["command"])
+               for k in ("password", "appPassword", "registryPassword", "taskPassword"))
     assert pod["spec"]["automountServiceAccountToken"] is False
     # The store's NetworkPolicy lets this Job in.
     policy = objects[("NetworkPolicy", "levrt-store")]
@@ -100,13 +103,13 @@ def test_the_registry_is_written_only_by_its_own_user_whose_uri_no_pod_reads(hel
     registry = urlsplit(objects[("Secret", "levrt-registry")]["stringData"]["uri"])
     assert (registry.username, registry.password) == (auth["registryUsername"], auth["registryPassword"])
     assert registry.path == f"/{REGISTRY_DATABASE}" and parse_qs(registry.query) == {"authSource": [REGISTRY_DATABASE]}
-    assert len({auth["password"], auth["appPassword"], auth["registryPassword"]}) == 3
+    assert len({auth["password"], auth["appPassword"], auth["registryPassword"], auth["taskPassword"]}) == 4
 
     container = objects[("Job", "levrt-store-user")]["spec"]["template"]["spec"]["containers"][0]
     assert env_of(container)["REGISTRY_DB"] == REGISTRY_DATABASE
     script = container["command"][-1]
-    assert ('const roles = [{role: "readWrite", db: env.LEVRT_DB}, {role: "read", db: env.REGISTRY_DB}];'
-            in script)  # the application user: the registry read-only
+    assert ('const roles = [{role: "readWrite", db: env.LEVRT_DB}, {role: "readWrite", db: env.JOURNAL_DB},\n'
+            '               {role: "read", db: env.REGISTRY_DB}];') in script  # the app user: registry read-only
     assert ('const registryRoles = [{role: "readWrite", db: env.REGISTRY_DB}, {role: "readWrite", db: env.LEVRT_DB}]'
             in script)
     assert "ensure(env.REGISTRY_DB, env.REGISTRY_USERNAME, env.REGISTRY_PASSWORD, registryRoles)" in script
@@ -125,3 +128,36 @@ def test_the_registry_is_written_only_by_its_own_user_whose_uri_no_pod_reads(hel
 def test_ferretdb_keeps_the_registry_apart_by_database_only(helm: str) -> None:
     objects = by_key(render(helm, "store.engine=ferretdb"))
     assert urlsplit(objects[("Secret", "levrt-registry")]["stringData"]["uri"]).username is None
+
+
+def test_task_pods_get_a_user_that_cannot_write_levrts_journal(helm: str) -> None:
+    """Issue 23, item 5: job records (their owners), task status and log archives are in levrt's
+    journal database, which the task user may not write; task Pods get only the task user's URI."""
+    from levrt._clients.store import journal_database
+    from levrt._shapes.build import build_task
+    from levrt.cr import Cr
+    from levrt.settings import Settings
+
+    objects = by_key(render(helm))
+    auth = objects[("Secret", "levrt-store-auth")]["stringData"]
+    task_uri = urlsplit(objects[("Secret", "levrt-store-task")]["stringData"]["uri"])
+    assert (task_uri.username, task_uri.password) == (auth["taskUsername"], auth["taskPassword"])
+    assert task_uri.path == "/levrt" and auth["taskUsername"] not in (auth["appUsername"], auth["username"])
+    container = objects[("Job", "levrt-store-user")]["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["JOURNAL_DB"] == journal_database("levrt")
+    script = container["command"][-1]
+    assert ('ensure(env.LEVRT_DB, env.TASK_USERNAME, env.TASK_PASSWORD, [{role: "readWrite", db: env.LEVRT_DB}]);'
+            in script)
+    # What the SDK builds for a task on the chart's store (``task_credentials``) reads exactly that Secret,
+    # in every container that reaches the store.
+    settings = Settings(runtime_image="levrt.local/runtime:t", task_store_secret="levrt-store-task")  # as a job sets
+    pod = build_task(Cr("busybox:1.36", cmd=["true"]), job=1, task=0, collection="default", settings=settings).pod
+    refs = {e["valueFrom"]["secretKeyRef"]["name"] for c in pod["spec"]["containers"] + pod["spec"].get(
+        "initContainers", []) for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    assert refs <= {"levrt-store-task"}
+
+
+def test_ferretdb_gives_tasks_the_same_address_under_the_task_secret(helm: str) -> None:
+    objects = by_key(render(helm, "store.engine=ferretdb"))
+    assert (objects[("Secret", "levrt-store-task")]["stringData"]["uri"]
+            == objects[("Secret", "levrt-store")]["stringData"]["uri"])

@@ -148,7 +148,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def test_every_endpoint_needs_a_token_and_its_right(console: httpx.AsyncClient, tokens: dict[str, str],
                                                           published: Any) -> None:
-    jobs = published["levrt"][JOB_RECORDS]
+    jobs = published["levrt_journal"][JOB_RECORDS]
     before = jobs.count_documents({})
     wrong = []
     for method, path, body, right in MATRIX:
@@ -174,7 +174,7 @@ async def test_every_endpoint_needs_a_token_and_its_right(console: httpx.AsyncCl
 
 async def test_bad_bodies_and_parameters_are_refused_naming_the_field(
         console: httpx.AsyncClient, tokens: dict[str, str], published: Any) -> None:
-    jobs = published["levrt"][JOB_RECORDS]
+    jobs = published["levrt_journal"][JOB_RECORDS]
     before = jobs.count_documents({})
     runner = bearer(tokens["runner"])
     cases = [

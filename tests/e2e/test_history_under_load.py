@@ -50,7 +50,7 @@ class Reader(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        db = self.client["levrt"]
+        db = self.client["levrt_journal"]
         while not self.stopping.is_set():
             began = time.perf_counter()
             try:
@@ -87,7 +87,7 @@ def test_5000_tasks_leave_5000_status_records_while_the_store_answers_reads(
     assert unrecorded == [], unrecorded[:5]
 
     with pymongo.MongoClient(cli_env["LEVRT_STORE_URI"], socketTimeoutMS=60_000) as client:
-        tasks = client["levrt"][TASKS]
+        tasks = client["levrt_journal"][TASKS]
         job = figures["job"]
         states: dict[str, int] = {}
         for found in tasks.find({"job": job}, {"state": 1}):

@@ -166,6 +166,8 @@ async def test_task_pods_carry_no_token_and_payloads_only_in_secrets(job: Any) -
         assert not any(m["mountPath"].startswith("/var/run/secrets") for m in container.get("volumeMounts", []))
         for var in container.get("env", []):
             assert "LEVRT-PAYLOAD" not in var.get("value", ""), var["name"]
+            if var["name"] == "LEVRT_STORE_URI":  # the task user's: it may not write levrt's journal
+                assert var["valueFrom"]["secretKeyRef"]["name"] == "levrt-store-task", container["name"]
     selector = {"labelSelector": "app.kubernetes.io/managed-by=levrt"}
     configmaps = await job.kube.request("GET", api_path("configmaps", namespace=ns), query=selector)
     for cm in configmaps["items"]:

@@ -367,7 +367,7 @@ def test_run_runs_the_orchestration_as_one_job(api: FakeApiServer, mongo: FakeMo
     created = next(e.object for e in api.history if e.type == "ADDED" and e.plural == "pods")
     assert created["spec"]["containers"][0]["args"] == ["echo", "bob"]
     assert api.names("pods") == []  # deleted once its result was read
-    record = mongo["levrt"]["levrt_tasks"].docs[0]
+    record = mongo["levrt_journal"]["levrt_tasks"].docs[0]
     assert (record["_id"], record["job"], record["task"]) == ("1.0", 1, 0)
     assert (record["state"], record["exitCode"]) == ("succeeded", 0)
 

@@ -139,7 +139,7 @@ async def test_a_bad_start_is_refused_naming_the_field_and_nothing_is_created(
 
 async def test_jobs_are_listed_filtered_and_read_with_their_records(
         client: httpx.AsyncClient, mongo: FakeMongo) -> None:
-    jobs = mongo["levrt"][JOB_RECORDS]
+    jobs = mongo["levrt_journal"][JOB_RECORDS]
     for job, owner, state in ((1, "alice", "succeeded"), (2, "bob", "failed"), (3, "alice", "succeeded")):
         jobs.insert_one_now({"_id": job, "owner": owner, "state": state, "started": 1000.0 + job, "ended": 1010.0,
                              "what": {"target": "demo/portscan@1:sweep", "args": [], "tool": "demo/portscan"}})

@@ -274,7 +274,7 @@ async def test_the_rows_and_the_records_carry_the_task_names() -> None:
                                                   (f"{engine.job_id}.1", "test_display.tcp(10.0.0.6, 80)")]
         assert rows[0].state == "done" and rows[0].elapsed is not None
         await running
-    records = sorted(mongo["levrt"]["levrt_tasks"].docs, key=lambda d: d["task"])
+    records = sorted(mongo["levrt_journal"]["levrt_tasks"].docs, key=lambda d: d["task"])
     assert [r["name"] for r in records] == ["test_display.scan(10.0.0.5, 22)", "test_display.tcp(10.0.0.6, 80)"]
     assert all(r["maxRetries"] == 0 for r in records)
 

@@ -64,7 +64,7 @@ async def test_a_task_runs_to_its_document_and_its_pod_is_deleted(api: FakeApiSe
         assert await task.done() is doc  # a second await returns the same Document
         assert api.get("pods", POD) is None
         assert engine.job_id == 1
-    record = mongo["levrt"]["levrt_tasks"].docs[0]
+    record = mongo["levrt_journal"]["levrt_tasks"].docs[0]
     assert (record["state"], record["exitCode"], record["host"]) == ("succeeded", 0, "10.244.0.9")
     assert api.closed == 1 and mongo.clients[0].closed
 
@@ -74,7 +74,7 @@ async def test_a_task_never_awaited_is_recorded_deleted_when_the_job_ends(api: F
     async with open_job(api, mongo):
         await (await started(api, Cr("busybox:1.36")))  # started, left running
     assert api.get("pods", POD) is None
-    record = mongo["levrt"]["levrt_tasks"].docs[0]
+    record = mongo["levrt_journal"]["levrt_tasks"].docs[0]
     assert (record["state"], record["reason"]) == ("deleted", "the job ended before the task")
 
 
@@ -99,7 +99,7 @@ async def test_a_failed_task_raises_with_its_reason_logs_and_events(api: FakeApi
         with pytest.raises(TaskFailed):
             await task  # the same failure again, without waiting
         assert api.get("pods", POD) is None
-    record = mongo["levrt"]["levrt_tasks"].docs[0]
+    record = mongo["levrt_journal"]["levrt_tasks"].docs[0]
     assert (record["state"], record["exitCode"], record["reason"]) == ("failed", 1, "Error")
 
 

@@ -92,7 +92,7 @@ async def test_its_records_are_found_per_schema_each_saying_which_task_wrote_it(
 
 async def test_latest_is_your_newest_job(api: FakeApiServer, mongo: FakeMongo) -> None:
     mine = await run_job(api, mongo, tasks=1)
-    mongo["levrt"][JOB_RECORDS].insert_one_now(
+    mongo["levrt_journal"][JOB_RECORDS].insert_one_now(
         jobrecord.opening_fields(job=mine + 1, owner="someone-else", owner_source="selfsubjectreview", groups=(),
                                  what={"target": "x.py:y"}, where="laptop", started=time.time(), lease=False))
     async with levrt.job() as job:
@@ -101,7 +101,7 @@ async def test_latest_is_your_newest_job(api: FakeApiServer, mongo: FakeMongo) -
 
 async def test_a_running_job_whose_lease_is_gone_is_lost(api: FakeApiServer, mongo: FakeMongo) -> None:
     for job in (7, 8):
-        mongo["levrt"][JOB_RECORDS].insert_one_now(
+        mongo["levrt_journal"][JOB_RECORDS].insert_one_now(
             jobrecord.opening_fields(job=job, owner="tester", owner_source="selfsubjectreview", groups=(),
                                      what={"target": "x.py:y"}, where="laptop", started=time.time(), lease=True))
     api.put(lease_object(8, namespace="levrt", duration=30, holder="laptop/1", now=time.time()))
@@ -121,7 +121,7 @@ async def test_a_large_value_is_read_back_whole(api: FakeApiServer, mongo: FakeM
 async def test_archived_logs_are_read_and_say_where_they_were_cut(api: FakeApiServer, mongo: FakeMongo) -> None:
     job_id = await run_job(api, mongo, tasks=0)
     archived = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    mongo["levrt"][LOGS].insert_one_now({
+    mongo["levrt_journal"][LOGS].insert_one_now({
         "_id": f"{job_id}.4", "job": job_id, "task": 4, "pod": f"lev-j{job_id}-t4", "archived": archived,
         "containers": {"main": {"text": "Traceback ...\nRuntimeError: unreachable\n", "bytes": 40},
                        "db": {"text": "ready\n", "bytes": 6, "cut": "the kubelet rotated the log"}}})
@@ -146,4 +146,4 @@ async def test_a_job_the_store_does_not_know_or_a_bad_id_is_one_clear_error(api:
     for bad in (0, -1, "12", True, 1.5):
         with pytest.raises(levrt.LevrtError, match="give a job id"):
             levrt.job(bad)  # type: ignore[arg-type]
-    assert mongo["levrt"][JOB_RECORDS].docs == []
+    assert mongo["levrt_journal"][JOB_RECORDS].docs == []

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("laptop_env")
 
 
 def job_record(mongo: FakeMongo, job: int = 1) -> dict[str, Any]:
-    found = mongo["levrt"][JOB_RECORDS].find_one_now({"_id": job})
+    found = mongo["levrt_journal"][JOB_RECORDS].find_one_now({"_id": job})
     assert found is not None, f"no record of job {job}"
     return found
 
@@ -210,7 +210,7 @@ def test_a_laptop_run_that_fails_before_its_job_opens_records_nothing(
     flows = tmp_path / "flows.py"
     flows.write_text("async def main(times: int) -> None:\n    pass\n")
     assert main(["run", str(flows), "times=two"]) == 2
-    assert mongo["levrt"][JOB_RECORDS].docs == [] and api.requests == []
+    assert mongo["levrt_journal"][JOB_RECORDS].docs == [] and api.requests == []
 
 
 # -- levrt ps ----------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def put_job(mongo: FakeMongo, job: int, state: str, *, owner: str = "tester", ag
     if state != "running":
         record.update(jobrecord.closing_fields(state=state, ended=now - age + 65, tasks=tasks or {"done": 1},
                                                error=None, value=None))
-    mongo["levrt"][JOB_RECORDS].insert_one_now({**record, **fields})
+    mongo["levrt_journal"][JOB_RECORDS].insert_one_now({**record, **fields})
 
 
 def out_err(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:

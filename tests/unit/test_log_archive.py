@@ -95,7 +95,7 @@ async def test_an_overflow_is_stored_in_file_storage_and_read_back_whole(api: Fa
     api.container_logs[(POD, "levrt-files")] = "fetched 2 files\n"
     async with archive_of(api, mongo, inline_bytes=64) as archive:
         await archive.wait_read(archive.begin(0, pod))
-    doc = mongo["levrt"][LOGS].docs[0]
+    doc = mongo["levrt_journal"][LOGS].docs[0]
     main_entry = doc["containers"]["main"]
     whole = ("line\n" * 100 + TRACEBACK).encode()
     assert main_entry["file"] == hashlib.sha256(whole).hexdigest() and main_entry["bytes"] == len(whole)
@@ -115,7 +115,7 @@ async def test_a_refused_file_write_and_an_unreadable_log_are_noted_as_cuts(
         with caplog.at_level(logging.WARNING, "lev"):
             await archive.wait_read(archive.begin(0, pod))
             await archive.close()
-    entry = mongo["levrt"][LOGS].docs[0]["containers"]
+    entry = mongo["levrt_journal"][LOGS].docs[0]["containers"]
     assert entry["main"]["text"] == "789abcdef\n"
     assert "only its last 10 of 17 bytes are archived: the file storage refused the rest" in entry["main"]["cut"]
     assert "file" not in entry["main"]
@@ -148,7 +148,7 @@ async def test_a_slow_read_holds_the_task_end_only_for_a_while_and_says_so(api: 
         started = time.monotonic()
         await archive.wait_read(archive.begin(0, pod))
         assert time.monotonic() - started < 1
-    entry = mongo["levrt"][LOGS].docs[0]["containers"]["main"]
+    entry = mongo["levrt_journal"][LOGS].docs[0]["containers"]["main"]
     assert entry == {"bytes": 0, "text": "", "cut": "its log was not read within 0.05 s"}
 
 
@@ -174,7 +174,7 @@ async def run_failing_task(api: FakeApiServer, mongo: FakeMongo, settings: Setti
 async def test_a_failed_task_is_archived_at_its_end_and_its_pod_deleted(api: FakeApiServer, mongo: FakeMongo) -> None:
     await run_failing_task(api, mongo, SETTINGS)
     assert api.get("pods", POD) is None
-    doc = mongo["levrt"][LOGS].docs[0]
+    doc = mongo["levrt_journal"][LOGS].docs[0]
     assert doc["_id"] == "1.0" and doc["pod"] == POD
     assert doc["containers"]["main"]["text"] == "scanning\n" + TRACEBACK
     assert api.names("leases") == []
@@ -184,7 +184,7 @@ async def test_a_failed_task_is_archived_at_its_end_and_its_pod_deleted(api: Fak
 
 
 def archive(mongo: FakeMongo, job: int, task: int, containers: dict[str, Any]) -> None:
-    mongo["levrt"][LOGS].insert_one_now({"_id": f"{job}.{task}", "job": job, "task": task,
+    mongo["levrt_journal"][LOGS].insert_one_now({"_id": f"{job}.{task}", "job": job, "task": task,
                                          "pod": f"lev-j{job}-t{task}",
                                          "archived": dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC),
                                          "containers": containers})
@@ -260,7 +260,7 @@ async def test_a_task_the_jobs_end_cuts_short_is_archived_before_its_pod_goes(ap
             await starting
             raise asyncio.CancelledError
     assert api.names("pods") == []
-    [doc] = mongo["levrt"][LOGS].docs
+    [doc] = mongo["levrt_journal"][LOGS].docs
     assert (doc["_id"], doc["pod"]) == ("1.0", POD)
     assert doc["containers"]["main"]["text"] == "scanned 10.0.0.1\nscanned 10.0.0.2\n"
 
@@ -275,7 +275,7 @@ async def test_keep_keeps_a_failed_tasks_pod_and_the_lease_names_it(api: FakeApi
     (lease,) = [api.get("leases", name) for name in api.names("leases")]
     assert lease is not None and lease["metadata"]["annotations"][KEPT_PODS_ANNOTATION] == POD
     assert kept_pods(lease) == [POD]
-    assert mongo["levrt"][LOGS].docs[0]["containers"]["main"]["text"].endswith(TRACEBACK)  # archived too
+    assert mongo["levrt_journal"][LOGS].docs[0]["containers"]["main"]["text"].endswith(TRACEBACK)  # archived too
     os.environ["LEVRT_STORE_URI"] = STORE
     try:
         with use_transport(lambda: api):

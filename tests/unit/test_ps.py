@@ -70,7 +70,7 @@ def record(job: int, task: int, state: str, *, age: float, took: float = 2.0, **
 
 
 def put_records(mongo: FakeMongo, *records: dict[str, Any]) -> None:
-    mongo["levrt"][TASKS].docs.extend(records)
+    mongo["levrt_journal"][TASKS].docs.extend(records)
 
 
 def out_err(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:

@@ -210,7 +210,7 @@ def test_a_published_mode_runs_from_the_registrys_copy_and_its_job_says_which(
     api.autorun(exit_code=0)
     assert main(["run", "--no-progress", "--published", str(record["sha256"]), "demo/portscan:tcp",
                  "target=10.0.0.1", "ports=22"]) == 0
-    [job] = mongo["levrt"]["levrt_jobs"].docs
+    [job] = mongo["levrt_journal"]["levrt_jobs"].docs
     assert job["what"] == {"target": f"demo/portscan@{record['version']}:tcp", "args": ["target=10.0.0.1", "ports=22"],
                            "tool": "demo/portscan", "version": record["version"], "sha256": record["sha256"],
                            "uses": [f"demo/banner@{published(mongo, 'demo/banner')['version']}"]}
@@ -231,7 +231,7 @@ def test_a_wrong_call_of_a_published_tool_is_refused_before_anything_is_created(
     assert "No tool demo/nothing is published" in capsys.readouterr().err
     assert main(["run", "demo/portscan@9.9:tcp", "target=x"]) == 2
     assert "demo/portscan@9.9 is not published; its versions are: " in capsys.readouterr().err
-    assert created(api) == [] and mongo["levrt"]["levrt_jobs"].docs == []
+    assert created(api) == [] and mongo["levrt_journal"]["levrt_jobs"].docs == []
 
 
 def test_an_archive_that_is_not_the_one_submitted_or_published_is_never_run(
@@ -246,7 +246,7 @@ def test_an_archive_that_is_not_the_one_submitted_or_published_is_never_run(
     chunks[0]["data"] = bytes([first[0] ^ 1]) + first[1:]  # the stored archive changed behind the registry's back
     assert main(["run", "--published", str(record["sha256"]), "demo/portscan:tcp", "target=10.0.0.1"]) == 1
     assert "damaged" in capsys.readouterr().err
-    assert created(api) == [] and mongo["levrt"]["levrt_jobs"].docs == []
+    assert created(api) == [] and mongo["levrt_journal"]["levrt_jobs"].docs == []
     # Publishing the same tree again writes the damaged copy again (content-addressed: it would be trusted).
     assert main(["publish", str(REPO / "examples" / "lev" / "demo" / "portscan")]) == 0
     assert "nothing changed" in capsys.readouterr().out

@@ -86,7 +86,8 @@ def nothing_created(api: FakeApiServer, mongo: FakeMongo) -> bool:
     """No request reached the apiserver (no Lease, no Pod; a SelfSubjectReview, asking who the client is
     for an in-cluster job's owner, creates nothing) and the store holds no record."""
     sent = [r for r in api.requests if not r.path.endswith("/selfsubjectreviews")]
-    return sent == [] and all(not mongo["levrt"][c].docs for c in ("levrt_tasks", "default", "jobs", "levrt_jobs"))
+    return sent == [] and all(not mongo[db][c].docs for db, c in (
+        ("levrt_journal", "levrt_tasks"), ("levrt", "default"), ("levrt", "jobs"), ("levrt_journal", "levrt_jobs")))
 
 
 # -- converted arguments -----------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def test_a_mode_runs_as_a_job_that_awaits_its_cr_and_prints_its_record(
     assert json.loads(out) == {"said": "bob bob bob"}
     (pod,) = pods_created(api)
     assert pod["spec"]["containers"][0]["args"] == ["echo", "bob", "bob", "bob"]
-    assert (mongo["levrt"]["levrt_tasks"].docs[0]["state"], api.names("pods")) == ("succeeded", [])
+    assert (mongo["levrt_journal"]["levrt_tasks"].docs[0]["state"], api.names("pods")) == ("succeeded", [])
 
 
 def test_a_mode_whose_task_stored_nothing_says_so(api: FakeApiServer, mongo: FakeMongo, flows: str,
@@ -204,7 +205,7 @@ def test_a_file_that_runs_itself_at_import_runs_once(api: FakeApiServer, mongo: 
     (pod,) = pods_created(api)
     assert pod["spec"]["containers"][0]["args"] == ["echo", "once"]
     leases = [r for r in api.requests if r.method == "POST" and r.path.endswith("/leases")]
-    assert len(leases) == 1 and [d["_id"] for d in mongo["levrt"]["levrt_tasks"].docs] == ["1.0"]
+    assert len(leases) == 1 and [d["_id"] for d in mongo["levrt_journal"]["levrt_tasks"].docs] == ["1.0"]
     assert _taken_over == [] and run_function is not None  # the hand-over ends with the import
 
 

@@ -243,7 +243,7 @@ async def run_until_running(api: FakeApiServer, cr: Cr, name: str = POD) -> levr
 
 
 def status_record(mongo: FakeMongo) -> dict[str, Any]:
-    return dict(mongo["levrt"]["levrt_tasks"].docs[0])
+    return dict(mongo["levrt_journal"]["levrt_tasks"].docs[0])
 
 
 async def test_a_pod_deleted_by_someone_else_is_submitted_again(monkeypatch: pytest.MonkeyPatch,

@@ -36,6 +36,11 @@ levrt-store.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}
 levrt_registry
 {{- end }}
 
+{{/* levrt's journal (job records, task status, log archives): levrt._clients.store.journal_database. */}}
+{{- define "levrt.journalDatabase" -}}
+{{ .Values.settings.database }}_journal
+{{- end }}
+
 {{- define "levrt.runtimeImage" -}}
 {{- .Values.runtime.image | default (printf "levrt.local/runtime:%s" .Chart.AppVersion) }}
 {{- end }}
