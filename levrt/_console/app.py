@@ -1,4 +1,5 @@
-"""The console's HTTP API: one table of endpoints gives both the routes and the OpenAPI document.
+"""The console's HTTP API: one table of endpoints gives both the routes and the OpenAPI document;
+the web pages (``levrt._console.web``) are served beside it.
 
 Why Starlette (with uvicorn): a small, well-kept ASGI toolkit (routing, streaming responses, a
 test client) with pure-Python dependencies (anyio, h11), so it travels in the runtime image's
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +27,7 @@ from starlette.routing import Route
 
 from levrt._console.auth import Caller, Forbidden, Reviewer, Unauthenticated, bearer_token
 from levrt._console.service import MAX_PAGE, Conflict, Console, Invalid, json_value, read_start
+from levrt._console.web import CSRF_HEADER, csrf_of, new_csrf_key, page_routes, session_token
 from levrt._shapes.registry import ToolName, parse_tool
 from levrt._version import __version__
 from levrt.errors import LevrtError, RecordNotFound, StoreError
@@ -234,7 +237,7 @@ def _route(endpoint: Endpoint) -> Route:
     async def serve(request: Request) -> Response:
         try:
             parts: Parts = request.app.state.parts
-            caller = await parts.reviewer.authenticate(bearer_token(request.headers.get("authorization")))
+            caller = await parts.reviewer.authenticate(_token(request))
             if endpoint.right is not None:
                 await parts.reviewer.require(caller, *endpoint.right)
             return await endpoint.handler(request, parts.console, caller)
@@ -243,6 +246,19 @@ def _route(endpoint: Endpoint) -> Route:
             return _error(status, str(exc), getattr(exc, "field", None))
 
     return Route(API_PREFIX + endpoint.path, serve, methods=[endpoint.method])
+
+
+def _token(request: Request) -> str:
+    """The caller's token: the bearer header, else the console's session cookie; a change signed in
+    by the cookie (a page's script) must carry its CSRF value, which another site cannot read."""
+    header = request.headers.get("authorization")
+    token = session_token(request) if header is None else None
+    if token is None:
+        return bearer_token(header)
+    if request.method not in ("GET", "HEAD") and not hmac.compare_digest(
+            request.headers.get(CSRF_HEADER, ""), csrf_of(request.app.state.csrf_key, token)):
+        raise Forbidden(f"A change signed in by the console's cookie needs the page's CSRF value in {CSRF_HEADER}.")
+    return token
 
 
 @dataclasses.dataclass
@@ -270,8 +286,10 @@ def create_app(parts: Callable[[], contextlib.AbstractAsyncContextManager[Parts]
             yield
 
     routes = [Route(f"{API_PREFIX}/openapi.json", openapi), Route("/healthz", healthz),
-              *(_route(endpoint) for endpoint in ENDPOINTS)]
-    return Starlette(routes=routes, lifespan=lifespan)
+              *(_route(endpoint) for endpoint in ENDPOINTS), *page_routes()]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.csrf_key = new_csrf_key()
+    return app
 
 
 # -- the OpenAPI document ----------------------------------------------------------------------------------
