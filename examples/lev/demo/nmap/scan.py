@@ -76,6 +76,8 @@ def _nmap(options: list[str], targets: list[str]) -> None:
         stderr = err.read().decode("utf-8", "replace")
     if stderr:
         sys.stderr.write(stderr)
+    if os.path.exists(xml):  # nmap's own report, whole, beside its parsed form (levrt get ... --artifact)
+        ctx.put("report.xml", xml)
     result = {**parse_report(xml), "exit_code": code, "interrupted": interrupted}
     if stderr.strip():
         result["stderr"] = stderr
