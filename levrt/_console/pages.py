@@ -352,7 +352,7 @@ def _cell(value: Any) -> str:
         return f"<code>{esc(len(str(value['$base64'])) * 3 // 4)} bytes</code>"
     if isinstance(value, Mapping | list):
         text = json.dumps(value, indent=1, default=str)
-        short = text if len(text) <= 400 else text[:400] + " …"
+        short = text if len(text) <= 20_000 else text[:20_000] + " …"
         return f"<pre class=nested>{esc(short)}</pre>"
     return esc(value)
 

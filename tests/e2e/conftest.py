@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +88,16 @@ async def wait_no_leftovers(kube: Any, ns: str, *, timeout: float = 60.0) -> lis
 
 
 __all__ = ["BUSYBOX", "REDIS", "wait_no_leftovers"]
+
+
+@pytest.fixture(scope="session")
+def nmap_image(kube_cluster: Any) -> str:
+    """The nmap image in the node (built and imported unless the same digest is there already)."""
+    if os.environ.get("LEVRT_TEST_NMAP"):
+        return os.environ["LEVRT_TEST_NMAP"]
+    import tempfile
+
+    from tests.cluster import images
+
+    with tempfile.TemporaryDirectory(prefix="levrt-nmap-") as tmp:
+        return images.build_and_import(images.nmap_image(Path(tmp)))

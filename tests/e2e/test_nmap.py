@@ -14,10 +14,8 @@ import asyncio
 import importlib
 import ipaddress
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,17 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 SCHEMA = "demo/nmap@1.0"
 HTTPD = "mkdir -p /www && echo levrt-nmap > /www/index.html && httpd -f -p 8080 -h /www"
-
-
-@pytest.fixture(scope="session")
-def nmap_image(kube_cluster: Any) -> str:
-    """The nmap image in the node (built and imported unless the same digest is there already)."""
-    if os.environ.get("LEVRT_TEST_NMAP"):
-        return os.environ["LEVRT_TEST_NMAP"]
-    from tests.cluster import images
-
-    with tempfile.TemporaryDirectory(prefix="levrt-nmap-") as tmp:
-        return images.build_and_import(images.nmap_image(Path(tmp)))
 
 
 def _forget_lev() -> None:
