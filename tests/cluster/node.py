@@ -55,6 +55,8 @@ DEBIAN_PACKAGES = {
     "nmap": "nmap", "tmux": "tmux",
     # The kind tier (tests/kind): Docker's engine, and debootstrap for the kind node's base image.
     "dockerd": "docker.io", "debootstrap": "debootstrap",
+    # The console's browser tests (tests/e2e/test_browser.py): headless Chromium and its WebDriver.
+    "chromium": "chromium", "chromedriver": "chromium-driver",
 }
 # File -> Debian package, for packages without a command of their own.
 DEBIAN_FILES = {

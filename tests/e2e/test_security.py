@@ -254,7 +254,15 @@ async def test_task_pods_meet_pod_security_baseline_unless_they_ask_for_more(kub
         await kube.request("PATCH", f"/api/v1/namespaces/{ns}", body=label,
                            content_type="application/merge-patch+json")
         for name, cr in crs.items():
-            await _dry_run(kube, ns, build(cr, settings=node_cache if name == "node-cache" else Settings(namespace=ns)))
+            objects = build(cr, settings=node_cache if name == "node-cache" else Settings(namespace=ns))
+            for attempt in range(20):  # PodSecurity reads namespace labels from a cache: a moment behind the patch
+                try:
+                    await _dry_run(kube, ns, objects)
+                    break
+                except Forbidden:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.5)
     finally:
         try:
             await kube.request("DELETE", f"/api/v1/namespaces/{ns}")
