@@ -100,10 +100,13 @@ def _facet_label(kind: str, value: str) -> str:
     return value
 
 
+TACTIC_WORDS = {name.replace(" ", "_").lower() for name in TACTIC_NAMES.values()}
+"""A tool's ``cats`` hold each tactic's name beside its id (for search); shown once, by id."""
+
+
 def facets_of(tools: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
     """How many tools have each tag, each ATT&CK tactic (by id) and each other category."""
     counts: dict[str, dict[str, int]] = {"tag": {}, "tactic": {}, "cat": {}}
-    names = {name.lower() for name in TACTIC_NAMES.values()}
     for tool in tools:
         for tag in tool.get("tags") or ():
             counts["tag"][str(tag)] = counts["tag"].get(str(tag), 0) + 1
@@ -111,7 +114,7 @@ def facets_of(tools: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
             text = str(cat)
             if text.upper() in TACTIC_NAMES:
                 counts["tactic"][text.upper()] = counts["tactic"].get(text.upper(), 0) + 1
-            elif text.replace(" ", "_").lower() not in {n.replace(" ", "_") for n in names}:
+            elif text.replace(" ", "_").lower() not in TACTIC_WORDS:
                 counts["cat"][text] = counts["cat"].get(text, 0) + 1
     return counts
 
@@ -229,7 +232,8 @@ def tool_page(tool: Mapping[str, Any], *, user: str, csrf: str, errors: Mapping[
               notice: str | None = None) -> str:
     errors, values = errors or {}, values or {}
     meta = tool.get("meta") or {}
-    cats = " ".join(f"<span class=tag>{esc(_facet_label('cat', c))}</span>" for c in tool.get("cats") or ())
+    cats = " ".join(f"<span class=tag>{esc(_facet_label('cat', c))}</span>" for c in tool.get("cats") or ()
+                    if str(c).replace(" ", "_").lower() not in TACTIC_WORDS)
     sections = []
     for call in tool.get("calls") or ():
         name = str(call["name"])
@@ -366,7 +370,10 @@ def results_fragment(*, value: Any, error: str | None, records: Mapping[str, Map
     if error:
         parts.append(f'<h2>Error</h2><pre class="error-text">{esc(error)}</pre>')
     elif state != "running":
-        parts.append(f"<h2>Returned</h2><pre class=value>{esc(json.dumps(value, indent=2, default=str))}</pre>")
+        text = json.dumps(value, indent=2, default=str)
+        short = text.count("\n") < 15
+        parts.append(f"<h2>Returned</h2><details{' open' if short else ''}><summary>The orchestration's return "
+                     f"value ({len(text)} characters of JSON)</summary><pre class=value>{esc(text)}</pre></details>")
     for schema, found in records.items():
         rows = found.get("records") or []
         columns: list[str] = []

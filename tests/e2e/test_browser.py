@@ -106,18 +106,23 @@ def platform(kube_cluster: Any, cli_env: dict[str, str], tmp_path_factory: pytes
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+def browser(tmp_path: Path, platform: dict[str, Any]) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800",
-                "--disable-gpu"):
+                "--disable-gpu",
+                # The console is reached over plain HTTP here (a port-forward is too): Chromium would hold
+                # a download from it as "insecure" for a click that never comes.
+                f"--unsafely-treat-insecure-origin-as-secure={platform['url']}"):
         options.add_argument(arg)
     options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path),
-                                              "download.prompt_for_download": False})
+                                              "download.prompt_for_download": False,
+                                              "safebrowsing.enabled": False})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
     driver.set_page_load_timeout(60)
     driver.downloads = tmp_path  # type: ignore[attr-defined]
     try:

@@ -290,19 +290,19 @@ async def test_a_long_job_is_cancelled(console: httpx.AsyncClient, tokens: dict[
 
 def test_levrt_console_forwards_a_local_port_and_says_how_to_sign_in(cli_env: dict[str, str],
                                                                       tokens: dict[str, str]) -> None:
-    forward = subprocess.Popen([sys.executable, "-m", "levrt", "console", "--port", "0"], env=cli_env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert forward.stdout is not None
-        said = forward.stdout.readline()
-        assert said.startswith("levrt console: the API is at http://127.0.0.1:"), said + (forward.stderr.read()
-                                                                                          if forward.poll() else "")
-        base = said.split()[6]  # http://127.0.0.1:PORT/api/v1
-        rest = "".join(forward.stdout.readline() for _ in range(5))
-        assert "kubectl -n levrt create token analyst" in rest and "--role levrt-runner" in rest, rest
-        answer = httpx.get(f"{base}/tools", headers=bearer(tokens["viewer"]), timeout=30)
-        assert answer.status_code == 200 and "tools" in answer.json()
-        assert httpx.get(f"{base}/tools", timeout=30).status_code == 401
-    finally:
-        forward.terminate()
-        forward.wait(timeout=30)
+    with subprocess.Popen([sys.executable, "-m", "levrt", "console", "--port", "0"], env=cli_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as forward:
+        try:
+            assert forward.stdout is not None and forward.stderr is not None
+            said = forward.stdout.readline()
+            assert said.startswith("levrt console: the API is at http://127.0.0.1:"), said + (
+                forward.stderr.read() if forward.poll() is not None else "")
+            base = said.split()[6]  # http://127.0.0.1:PORT/api/v1
+            rest = "".join(forward.stdout.readline() for _ in range(5))
+            assert "kubectl -n levrt create token analyst" in rest and "--role levrt-runner" in rest, rest
+            answer = httpx.get(f"{base}/tools", headers=bearer(tokens["viewer"]), timeout=30)
+            assert answer.status_code == 200 and "tools" in answer.json()
+            assert httpx.get(f"{base}/tools", timeout=30).status_code == 401
+        finally:
+            forward.terminate()
+            forward.communicate(timeout=30)
