@@ -131,10 +131,9 @@ class Console:
         return [tool_view(record) for record in await self.registry.find(text, tag=tag, cat=cat)]
 
     async def tool(self, tool: ToolName) -> dict[str, Any]:
-        record = await self.registry.get(tool)
-        versions = [str(r.get("version")) for r in await self.registry.find(
-            None, all_versions=True) if r.get("name") == tool.name]
-        return tool_view(record, versions)
+        versions = await self.registry.versions(tool)  # one scan of the registry, not two
+        record = versions[0] if versions and not tool.version else await self.registry.get(tool)
+        return tool_view(record, [str(r.get("version")) for r in versions])
 
     # -- starting a job ----------------------------------------------------------------------------
 

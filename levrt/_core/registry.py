@@ -153,7 +153,7 @@ class Registry:
             found = await self._find_one({"_id": tool_id(tool, tool.version)})
             if found is not None:
                 return found
-        versions = await self._versions(tool)
+        versions = await self.versions(tool)
         if versions and not tool.version:
             return versions[0]
         if versions:
@@ -161,7 +161,7 @@ class Registry:
                                  f"{', '.join(str(v.get('version')) for v in versions)}.")
         raise RecordNotFound(f"No tool {tool.name} is published (`levrt tools` lists those that are).")
 
-    async def _versions(self, tool: ToolName) -> list[dict[str, Any]]:
+    async def versions(self, tool: ToolName) -> list[dict[str, Any]]:
         """Every published version of ``tool``, the newest first."""
         try:
             found = [doc async for doc in self._tools.find({"name": tool.name})]
@@ -172,7 +172,7 @@ class Registry:
     async def unpublish(self, tool: ToolName) -> list[str]:
         """Remove ``tool@version``, or every version of ``tool``; the versions removed. Their archives
         stay in the file storage until collected (another version may share the content)."""
-        ids = [tool_id(tool, tool.version)] if tool.version else [str(v["_id"]) for v in await self._versions(tool)]
+        ids = [tool_id(tool, tool.version)] if tool.version else [str(v["_id"]) for v in await self.versions(tool)]
         removed = []
         for ident in ids:
             try:
