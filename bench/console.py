@@ -17,13 +17,15 @@ its container.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.common import cluster_env, percentile, write_figures
@@ -86,6 +88,47 @@ def console_memory(pod: str) -> dict[str, float]:
     return {"rss_mb": int(fields["VmRSS"]) / 1024, "peak_mb": int(fields["VmHWM"]) / 1024}
 
 
+@dataclasses.dataclass
+class Seeded:
+    """The console and a viewer's token, with the bench's tools and job in the store."""
+
+    pod: str
+    url: str
+    token: str
+    registry: Any
+    journal: Any
+
+
+@contextlib.contextmanager
+def seeded(tools: int, tasks: int) -> Iterator[Seeded]:
+    """A viewer's token for the test cluster's console, ``tools`` published tools and a finished
+    ``tasks``-task job written into the store; all of it removed afterwards."""
+    import pymongo
+
+    from levrt._clients.store import journal_database
+    from levrt._core.registry import REGISTRY_DATABASE
+
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(os.environ["LEVRT_STORE_URI"])
+    registry, journal = client[REGISTRY_DATABASE], client[journal_database(os.environ.get("LEVRT_DB", "levrt"))]
+    pod, ip = kubectl("get", "pods", "-l", "app.kubernetes.io/component=console", "-o",
+                      "jsonpath={.items[0].metadata.name} {.items[0].status.podIP}").split()
+    kubectl("create", "serviceaccount", ACCOUNT)
+    try:
+        kubectl("create", "rolebinding", ACCOUNT, "--role", "levrt-viewer", f"--serviceaccount={NS}:{ACCOUNT}")
+        token = kubectl("create", "token", ACCOUNT).strip()
+        print(f"progress: seeding {tools} tools and a {tasks}-task job", file=sys.stderr)
+        seed_tools(registry, tools)
+        seed_job(journal, tasks)
+        yield Seeded(pod, f"http://{ip}:8080", token, registry, journal)
+    finally:
+        registry["tools"].delete_many({"namespace": "bench"})
+        journal["levrt_jobs"].delete_one({"_id": JOB})
+        journal["levrt_tasks"].delete_many({"job": JOB})
+        subprocess.run(["kubectl", "-n", NS, "delete", "rolebinding,serviceaccount", ACCOUNT, "--ignore-not-found"],
+                       capture_output=True, timeout=60)
+        client.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tools", type=int, default=500)
@@ -95,25 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cluster_env()
     import httpx
-    import pymongo
 
-    from levrt._clients.store import journal_database
-    from levrt._core.registry import REGISTRY_DATABASE
-
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(os.environ["LEVRT_STORE_URI"])
-    registry, results = client[REGISTRY_DATABASE], client[journal_database(os.environ.get("LEVRT_DB", "levrt"))]
-    pod = kubectl("get", "pods", "-l", "app.kubernetes.io/component=console", "-o",
-                  "jsonpath={.items[0].metadata.name} {.items[0].status.podIP}").split()
-    name, ip = pod[0], pod[1]
-    kubectl("create", "serviceaccount", ACCOUNT)
-    try:
-        kubectl("create", "rolebinding", ACCOUNT, "--role", "levrt-viewer", f"--serviceaccount={NS}:{ACCOUNT}")
-        token = kubectl("create", "token", ACCOUNT).strip()
-        print(f"progress: seeding {args.tools} tools and a {args.tasks}-task job", file=sys.stderr)
-        seed_tools(registry, args.tools)
-        seed_job(results, args.tasks)
-        before = console_memory(name)
-        http = httpx.Client(base_url=f"http://{ip}:8080/api/v1", headers={"Authorization": f"Bearer {token}"},
+    with seeded(args.tools, args.tasks) as bench:
+        registry, results = bench.registry, bench.journal
+        before = console_memory(bench.pod)
+        http = httpx.Client(base_url=f"{bench.url}/api/v1", headers={"Authorization": f"Bearer {bench.token}"},
                             timeout=120)
         rng = random.Random(11)
         queries = [rng.choice(WORDS) for _ in range(args.requests)]
@@ -139,13 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print("progress: timing", file=sys.stderr)
         figures = {"tools_api": timed(api_tools, args.requests), "tools_raw": timed(raw_tools, args.requests),
                    "job_api": timed(api_job, args.requests), "job_raw": timed(raw_job, args.requests)}
-        after = console_memory(name)
-    finally:
-        registry["tools"].delete_many({"namespace": "bench"})
-        results["levrt_jobs"].delete_one({"_id": JOB})
-        results["levrt_tasks"].delete_many({"job": JOB})
-        subprocess.run(["kubectl", "-n", NS, "delete", "rolebinding,serviceaccount", ACCOUNT, "--ignore-not-found"],
-                       capture_output=True, timeout=60)
+        after = console_memory(bench.pod)
     summary = {key: {"p50_ms": round(percentile(v, 0.5) * 1000, 1), "p95_ms": round(percentile(v, 0.95) * 1000, 1)}
                for key, v in figures.items()}
     result = {"tools": args.tools, "tasks": args.tasks, "requests": args.requests, "tools_per_query": found,

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
-from typing import Any
 
 from bench.common import cluster_env, percentile, write_figures
-from bench.console import ACCOUNT, JOB, NS, kubectl, seed_job, seed_tools
+from bench.console import JOB, seeded
 
 PAGES = {"catalogue": "/tools", "tool": "/tools/bench/tool0000", "jobs": "/jobs?owner=", "job": f"/jobs/{JOB}"}
 FIGURES_JS = """
@@ -50,58 +47,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cluster_env()
     import httpx
-    import pymongo
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    from levrt._clients.store import journal_database
-    from levrt._core.registry import REGISTRY_DATABASE
-
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(os.environ["LEVRT_STORE_URI"])
-    registry, journal = client[REGISTRY_DATABASE], client[journal_database(os.environ.get("LEVRT_DB", "levrt"))]
-    ip = kubectl("get", "pods", "-l", "app.kubernetes.io/component=console", "-o",
-                 "jsonpath={.items[0].status.podIP}").strip()
-    base = f"http://{ip}:8080"
-    kubectl("create", "serviceaccount", ACCOUNT)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800"):
         options.add_argument(arg)
-    driver = None
     results: dict[str, dict[str, list[float]]] = {}
-    try:
-        kubectl("create", "rolebinding", ACCOUNT, "--role", "levrt-viewer", f"--serviceaccount={NS}:{ACCOUNT}")
-        token = kubectl("create", "token", ACCOUNT).strip()
-        print(f"progress: seeding {args.tools} tools and a {args.tasks}-task job", file=sys.stderr)
-        seed_tools(registry, args.tools)
-        seed_job(journal, args.tasks)
+    with seeded(args.tools, args.tasks) as bench:
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-        driver.get(f"{base}/sign-in")
-        driver.add_cookie({"name": "levrt_session", "value": token, "path": "/", "httpOnly": True})
-        http = httpx.Client(base_url=base, cookies={"levrt_session": token}, timeout=120)
-        for name, path in PAGES.items():
-            print(f"progress: {name}", file=sys.stderr)
-            figures: dict[str, list[float]] = {}
-            for _ in range(args.loads):
-                driver.switch_to.new_window("tab")
-                driver.get(base + path)
-                seen = driver.execute_async_script(FIGURES_JS)
-                driver.close()
-                driver.switch_to.window(driver.window_handles[0])
-                start = time.perf_counter()
-                http.get(path).raise_for_status()
-                seen["server"] = (time.perf_counter() - start) * 1000
-                for key, value in seen.items():
-                    figures.setdefault(key, []).append(float(value or 0))
-            results[name] = figures
-    finally:
-        if driver is not None:
+        try:
+            driver.get(f"{bench.url}/sign-in")
+            driver.add_cookie({"name": "levrt_session", "value": bench.token, "path": "/", "httpOnly": True})
+            http = httpx.Client(base_url=bench.url, cookies={"levrt_session": bench.token}, timeout=120)
+            for name, path in PAGES.items():
+                print(f"progress: {name}", file=sys.stderr)
+                figures: dict[str, list[float]] = {}
+                for _ in range(args.loads):
+                    driver.switch_to.new_window("tab")
+                    driver.get(bench.url + path)
+                    seen = driver.execute_async_script(FIGURES_JS)
+                    driver.close()
+                    driver.switch_to.window(driver.window_handles[0])
+                    start = time.perf_counter()
+                    http.get(path).raise_for_status()
+                    seen["server"] = (time.perf_counter() - start) * 1000
+                    for key, value in seen.items():
+                        figures.setdefault(key, []).append(float(value or 0))
+                results[name] = figures
+        finally:
             driver.quit()
-        registry["tools"].delete_many({"namespace": "bench"})
-        journal["levrt_jobs"].delete_one({"_id": JOB})
-        journal["levrt_tasks"].delete_many({"job": JOB})
-        subprocess.run(["kubectl", "-n", NS, "delete", "rolebinding,serviceaccount", ACCOUNT, "--ignore-not-found"],
-                       capture_output=True, timeout=60)
     summary = {name: {"html_bytes": int(f["html"][0]), "requests": int(f["requests"][0]),
                       "bytes": int(f["html"][0] + max(f["assets"])), "fcp_p50_ms": round(percentile(f["fcp"], 0.5)),
                       "fcp_p95_ms": round(percentile(f["fcp"], 0.95)),

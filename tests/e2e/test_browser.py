@@ -14,9 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +24,7 @@ import pytest
 
 from levrt._core.registry import REGISTRY_DATABASE, TOOLS
 from tests.e2e.conftest import BUSYBOX
+from tests.e2e.console_parts import kubectl, make_tokens, publish, remove_accounts, sleepy_tool
 
 pytestmark = pytest.mark.cluster
 
@@ -36,30 +34,6 @@ SHOTS = Path(os.environ.get("LEVRT_SCREENSHOTS") or REPO / "build" / "screenshot
 ROLES = {"runner": "levrt-runner", "viewer": "levrt-viewer"}
 ACCOUNT = "browser-test-{}"
 TARGET = "browser-test-target"
-SLEEPY = '''
-    """A test tool whose one mode sleeps (cancelled from the browser)."""
-    import os
-
-    from levrt import Cr, annot
-
-
-    @annot.meta(desc="sleep a while", params=[annot.Param("seconds", "how long", regex=r"^[0-9]+$")])
-    def nap(seconds: int = 300) -> Cr:
-        return Cr(os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36"), cmd=["sleep", str(seconds)])
-
-
-    __lev__ = annot.meta([nap], desc="sleeps", tags=["browser-test"])
-'''
-
-
-def kubectl(kube_cluster: Any, *args: str, check: bool = True) -> str:
-    done = subprocess.run(["kubectl", "--kubeconfig", kube_cluster.kubeconfig, "-n", kube_cluster.namespace, *args],
-                          capture_output=True, text=True, timeout=180)
-    if check and done.returncode:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def platform(kube_cluster: Any, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
              nmap_image: str) -> Iterator[dict[str, Any]]:
@@ -67,20 +41,9 @@ def platform(kube_cluster: Any, cli_env: dict[str, str], tmp_path_factory: pytes
     published, a target serving HTTP on 8080, and the console's address."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.fail("the browser tests need Debian's chromium and chromium-driver (tests/run installs them)")
-    tokens = {}
-    for who, role in ROLES.items():
-        account = ACCOUNT.format(who)
-        kubectl(kube_cluster, "create", "serviceaccount", account, check=False)
-        kubectl(kube_cluster, "create", "rolebinding", account, "--role", role,
-                f"--serviceaccount={kube_cluster.namespace}:{account}", check=False)
-        tokens[who] = kubectl(kube_cluster, "create", "token", account, "--duration", "1h").strip()
-    sleepy = tmp_path_factory.mktemp("tools") / "lev" / "btest" / "sleepy"
-    sleepy.mkdir(parents=True)
-    (sleepy / "__init__.py").write_text(textwrap.dedent(SLEEPY))
-    for folder in ("examples/lev/demo/nmap", "examples/lev/demo/portscan", "examples/lev/demo/banner", sleepy):
-        done = subprocess.run([sys.executable, "-m", "levrt", "publish", str(folder)], env=cli_env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+    tokens = make_tokens(kube_cluster, ROLES, ACCOUNT)
+    publish(cli_env, REPO / "examples/lev/demo/nmap", REPO / "examples/lev/demo/portscan",
+            REPO / "examples/lev/demo/banner", sleepy_tool(tmp_path_factory.mktemp("tools"), "btest"))
     kubectl(kube_cluster, "patch", "configmap", "levrt-settings", "--type", "merge", "-p", json.dumps(
         {"data": {"LEVRT_EXAMPLE_IMAGE": BUSYBOX, "LEVRT_NMAP_IMAGE": nmap_image}}))
     kubectl(kube_cluster, "delete", "pod", TARGET, "--ignore-not-found", "--wait=true")
@@ -98,9 +61,7 @@ def platform(kube_cluster: Any, cli_env: dict[str, str], tmp_path_factory: pytes
         kubectl(kube_cluster, "patch", "configmap", "levrt-settings", "--type", "json", "-p",
                 '[{"op": "remove", "path": "/data/LEVRT_EXAMPLE_IMAGE"}, '
                 '{"op": "remove", "path": "/data/LEVRT_NMAP_IMAGE"}]', check=False)
-        for who in ROLES:
-            kubectl(kube_cluster, "delete", "rolebinding,serviceaccount", ACCOUNT.format(who), "--ignore-not-found",
-                    check=False)
+        remove_accounts(kube_cluster, ROLES, ACCOUNT)
         store[REGISTRY_DATABASE][TOOLS].delete_many({"namespace": {"$in": ["demo", "btest"]}})
         store.close()
 

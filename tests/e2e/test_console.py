@@ -15,7 +15,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from levrt._clients.store import JOB_RECORDS
 from levrt._core.registry import REGISTRY_DATABASE, TOOLS
 from levrt._shapes.names import api_path
 from tests.e2e.conftest import BUSYBOX
+from tests.e2e.console_parts import kubectl, make_tokens, publish, remove_accounts, sleepy_tool
 
 pytestmark = pytest.mark.cluster
 
@@ -57,44 +57,11 @@ GRANTS = {
     "publisher": {"list tools", "get tools"},
     "nobody": set(),
 }
-SLEEPY = '''
-    """A test tool whose one mode sleeps (the console's cancel)."""
-    import os
-
-    from levrt import Cr, annot
-
-
-    @annot.meta(desc="sleep a while", params=[annot.Param("seconds", "how long", regex=r"^[0-9]+$")])
-    def nap(seconds: int = 300) -> Cr:
-        return Cr(os.environ.get("LEVRT_EXAMPLE_IMAGE", "busybox:1.36"), cmd=["sleep", str(seconds)])
-
-
-    __lev__ = annot.meta([nap], desc="sleeps", tags=["console-test"])
-'''
-
-
-def kubectl(kube_cluster: Any, *args: str, check: bool = True) -> str:
-    done = subprocess.run(["kubectl", "--kubeconfig", kube_cluster.kubeconfig, "-n", kube_cluster.namespace, *args],
-                          capture_output=True, text=True, timeout=120)
-    if check and done.returncode:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def tokens(kube_cluster: Any) -> Iterator[dict[str, str]]:
     """A token of a ServiceAccount bound to each of the chart's Roles (and one bound to none)."""
-    made: dict[str, str] = {}
-    for who, role in ROLES.items():
-        account = ACCOUNT.format(who)
-        kubectl(kube_cluster, "create", "serviceaccount", account, check=False)
-        if role:
-            kubectl(kube_cluster, "create", "rolebinding", account, "--role", role,
-                    f"--serviceaccount={kube_cluster.namespace}:{account}", check=False)
-        made[who] = kubectl(kube_cluster, "create", "token", account, "--duration", "1h").strip()
-    yield made
-    for who in ROLES:
-        kubectl(kube_cluster, "delete", "rolebinding,serviceaccount", ACCOUNT.format(who), "--ignore-not-found")
+    yield make_tokens(kube_cluster, ROLES, ACCOUNT)
+    remove_accounts(kube_cluster, ROLES, ACCOUNT)
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +70,8 @@ def published(kube_cluster: Any, cli_env: dict[str, str], tmp_path_factory: pyte
     """The demo packages and a sleeping test tool published; the settings every orchestration Pod reads
     name the test cluster's busybox (the demo tools read LEVRT_EXAMPLE_IMAGE)."""
     store: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(cli_env["LEVRT_STORE_URI"])
-    sleepy = tmp_path_factory.mktemp("tools") / "lev" / "ctest" / "sleepy"
-    sleepy.mkdir(parents=True)
-    (sleepy / "__init__.py").write_text(textwrap.dedent(SLEEPY))
-    for folder in (REPO / "examples/lev/demo/portscan", REPO / "examples/lev/demo/banner", sleepy):
-        done = subprocess.run([sys.executable, "-m", "levrt", "publish", str(folder)], env=cli_env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+    publish(cli_env, REPO / "examples/lev/demo/portscan", REPO / "examples/lev/demo/banner",
+            sleepy_tool(tmp_path_factory.mktemp("tools"), "ctest"))
     kubectl(kube_cluster, "patch", "configmap", "levrt-settings", "--type", "merge",
             "-p", json.dumps({"data": {"LEVRT_EXAMPLE_IMAGE": BUSYBOX}}))
     try:

@@ -7,69 +7,30 @@ SubjectAccessReview with ServiceAccount tokens) in ``tests/e2e/test_console.py``
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from levrt._cli import main
 from levrt._cli.callargs import CallError, describe, json_tokens
-from levrt._clients.kube import Kube
 from levrt._clients.store import JOB_RECORDS, Store
-from levrt._console.app import API_PREFIX, ENDPOINTS, Parts, create_app, openapi_document
-from levrt._console.auth import API_GROUP, Reviewer
-from levrt._console.service import Console, Invalid, read_start
-from levrt._core.registry import REGISTRY_DATABASE, Registry
-from levrt.settings import Settings
+from levrt._console.app import API_PREFIX, ENDPOINTS, openapi_document
+from levrt._console.service import Invalid, read_start
 from tests.fakes import FakeApiServer, FakeMongo
-
-REPO = Path(__file__).resolve().parents[2]
-STORE = "mongodb://127.0.0.1:30017/"
-SETTINGS = Settings(store_uri=STORE, runtime_image="levrt.local/runtime:t")
-RIGHTS = {
-    "viewer": {("get", "tools"), ("list", "tools"), ("get", "jobs"), ("list", "jobs")},
-    "runner": {("get", "tools"), ("list", "tools"), ("get", "jobs"), ("list", "jobs"), ("create", "jobs"),
-               ("delete", "jobs")},
-    "nobody": set(),
-}
+from tests.unit.console_client import STORE, console_client, own_lev_imports
 
 
 @pytest.fixture(autouse=True)
 def own_imports(laptop_env: None) -> Iterator[None]:
-    before, path = set(sys.modules), list(sys.path)
-    yield
-    for name in set(sys.modules) - before:
-        if name == "lev" or name.startswith("lev."):
-            del sys.modules[name]
-    sys.path[:] = path
+    with own_lev_imports():
+        yield
 
 
 @pytest.fixture
 async def client(api: FakeApiServer, mongo: FakeMongo) -> AsyncIterator[httpx.AsyncClient]:
-    for user, rights in RIGHTS.items():
-        api.tokens[f"token-{user}"] = user
-        api.rights |= {(user, verb, API_GROUP, resource) for verb, resource in rights}
-    # The CLI runs its own event loop: publish from a thread, as a user's shell would beside the server.
-    assert await asyncio.to_thread(main, ["publish", str(REPO / "examples" / "lev" / "demo" / "portscan")]) == 0
-
-    @contextlib.asynccontextmanager
-    async def parts() -> AsyncIterator[Parts]:
-        kube = await Kube.connect()
-        store = Store.connect(STORE, database=SETTINGS.database)
-        registry = Registry(Store.connect(STORE, database=REGISTRY_DATABASE))
-        yield Parts(Console(kube=kube, settings=SETTINGS, store=store, registry=registry),
-                    Reviewer(kube, SETTINGS.namespace))
-        await kube.close()
-
-    app = create_app(parts)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://console") as http:
+    async with console_client(api) as http:
         yield http
 
 

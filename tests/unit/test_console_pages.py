@@ -7,67 +7,29 @@ The same pages are driven in a real Chromium on the real cluster in ``tests/e2e/
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from levrt._cli import main
-from levrt._clients.kube import Kube
-from levrt._clients.store import JOB_RECORDS, Store, journal_database
-from levrt._console.app import Parts, create_app
-from levrt._console.auth import API_GROUP, Reviewer
+from levrt._clients.store import JOB_RECORDS, journal_database
 from levrt._console.pages import esc, results_fragment
-from levrt._console.service import Console
-from levrt._core.registry import REGISTRY_DATABASE, Registry
-from levrt.settings import Settings
 from tests.fakes import FakeApiServer, FakeMongo
+from tests.unit.console_client import console_client, own_lev_imports
 
-REPO = Path(__file__).resolve().parents[2]
-STORE = "mongodb://127.0.0.1:30017/"
-SETTINGS = Settings(store_uri=STORE, runtime_image="levrt.local/runtime:t")
-RIGHTS = {
-    "viewer": {("get", "tools"), ("list", "tools"), ("get", "jobs"), ("list", "jobs")},
-    "runner": {("get", "tools"), ("list", "tools"), ("get", "jobs"), ("list", "jobs"), ("create", "jobs"),
-               ("delete", "jobs")},
-}
 ORIGIN = "http://console"
 
 
 @pytest.fixture(autouse=True)
 def own_imports(laptop_env: None) -> Iterator[None]:
-    before, path = set(sys.modules), list(sys.path)
-    yield
-    for name in set(sys.modules) - before:
-        if name == "lev" or name.startswith("lev."):
-            del sys.modules[name]
-    sys.path[:] = path
+    with own_lev_imports():
+        yield
 
 
 @pytest.fixture
 async def browser(api: FakeApiServer, mongo: FakeMongo) -> AsyncIterator[httpx.AsyncClient]:
-    for user, rights in RIGHTS.items():
-        api.tokens[f"token-{user}"] = user
-        api.rights |= {(user, verb, API_GROUP, resource) for verb, resource in rights}
-    for tool in ("portscan", "banner"):
-        assert await asyncio.to_thread(main, ["publish", str(REPO / "examples" / "lev" / "demo" / tool)]) == 0
-
-    @contextlib.asynccontextmanager
-    async def parts() -> AsyncIterator[Parts]:
-        kube = await Kube.connect()
-        yield Parts(Console(kube=kube, settings=SETTINGS, store=Store.connect(STORE, database="levrt"),
-                            registry=Registry(Store.connect(STORE, database=REGISTRY_DATABASE))),
-                    Reviewer(kube, SETTINGS.namespace))
-        await kube.close()
-
-    app = create_app(parts)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=ORIGIN, headers={"Origin": ORIGIN}) as http:
+    async with console_client(api, tools=("portscan", "banner"), headers={"Origin": ORIGIN}) as http:
         yield http
 
 
