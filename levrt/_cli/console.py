@@ -1,4 +1,5 @@
-"""``levrt console``: reach the chart's ``levrt-console`` from a laptop, and say how to sign in.
+"""``levrt console``: reach the chart's ``levrt-console`` (its API and pages) from a laptop, and say how
+to sign in.
 
 Why through ``kubectl port-forward``: the console's Service is ClusterIP (the platform team decides
 how, or whether, it is exposed), and the apiserver's port-forward uses the caller's own kubeconfig
@@ -48,7 +49,7 @@ def console_command(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         local = first.split()[2]  # 127.0.0.1:PORT
         print(f"levrt console: the API is at http://{local}/api/v1 (its OpenAPI document: "
-              f"http://{local}/api/v1/openapi.json); Ctrl-C ends the forwarding.\n"
+              f"http://{local}/api/v1/openapi.json), the pages at http://{local}/; Ctrl-C ends the forwarding.\n"
               "Sign in with a bearer token the cluster accepts, e.g. for a ServiceAccount bound to a levrt Role:\n"
               f"  kubectl -n {ns} create serviceaccount analyst\n"
               f"  kubectl -n {ns} create rolebinding analyst-runs --role levrt-runner --serviceaccount {ns}:analyst\n"

@@ -155,7 +155,12 @@ def test_a_runner_finds_runs_watches_and_downloads_in_the_browser(browser: Any, 
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait("the job page", lambda: "/jobs/" in browser.current_url and browser.find_element(By.ID, "tasks"))
     job = int(browser.current_url.rsplit("/", 1)[1])
-    browser.execute_script("window.levrtMarker = 'same page'")
+    browser.execute_script("""
+        window.levrtMarker = 'same page';
+        window.levrtShift = 0;  // the Cumulative Layout Shift of the live updates
+        new PerformanceObserver((list) => {
+          for (const entry of list.getEntries()) if (!entry.hadRecentInput) window.levrtShift += entry.value;
+        }).observe({type: 'layout-shift', buffered: true});""")
     seen_states = set()
 
     def ended() -> bool:
@@ -165,9 +170,17 @@ def test_a_runner_finds_runs_watches_and_downloads_in_the_browser(browser: Any, 
 
     wait("the job to succeed", ended, timeout=240)
     assert browser.execute_script("return window.levrtMarker") == "same page"  # no reload
+    shift = browser.execute_script("return window.levrtShift")
+    assert shift < 0.1, f"the live rows shifted the page's layout: CLS {shift:.3f}"  # 'good' below 0.1
     assert "done" in seen_states, seen_states
     table = wait("the results table", lambda: browser.find_element(By.CSS_SELECTOR, "#results table.records"))
     shot(browser, "4-job")
+    browser.set_window_size(420, 800)  # a narrow window: nothing wider than it but the records' own scroller
+    wait("the narrow layout", lambda: browser.execute_script("return window.innerWidth") <= 420)
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    shot(browser, "4-job-narrow")
+    assert overflow <= 1, f"the job page is {overflow}px wider than a narrow window"
+    browser.set_window_size(1280, 800)
     assert '"port": 8080' in table.text and '"state": "open"' in table.text, table.text[:2000]
 
     link = browser.find_element(By.CSS_SELECTOR, "#results .artifacts a[download='report.xml']")
