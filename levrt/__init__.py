@@ -35,7 +35,7 @@ from levrt.task import Task
 
 if TYPE_CHECKING:
     from levrt.concurrent import Concurrent
-    from levrt.history import Job, job
+    from levrt.history import Changes, Job, changes, job
 
 
 def __getattr__(name: str) -> Any:
@@ -43,13 +43,14 @@ def __getattr__(name: str) -> Any:
         from levrt.concurrent import Concurrent  # needs asyncio, which a task container does without
 
         return Concurrent
-    if name in ("job", "Job"):
+    if name in ("job", "Job", "changes", "Changes"):
         from levrt import history  # reads the store: its client loads on first use
 
         return getattr(history, name)
     raise AttributeError(f"module 'levrt' has no attribute {name!r}")
 
 __all__ = [
+    "Changes",
     "Concurrent",
     "Cr",
     "Digest",
@@ -58,6 +59,7 @@ __all__ = [
     "Job",
     "Task",
     "annot",
+    "changes",
     "cli",
     "ctx",
     "job",

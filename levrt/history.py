@@ -25,22 +25,24 @@ import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.store import JOB_RECORDS, JOBS, Store, opened
+from levrt._core import changes as job_changes
 from levrt._core.catalog import collection_of, is_gettable_schema
 from levrt._core.history import NoArchive, archived_log, job_collections, live_jobs, no_archive_text
 from levrt._core.jobrecords import identify
 from levrt._shapes import jobrecord
+from levrt._shapes.changes import Changes, parse_key
 from levrt._stored import placeholder_of
 from levrt.document import Document
 from levrt.errors import LevrtError, RecordNotFound
 from levrt.settings import Settings
 
-__all__ = ["Job", "Log", "job"]
+__all__ = ["Changes", "Job", "Log", "changes", "job"]
 
 LATEST = "latest"
 
@@ -228,3 +230,23 @@ class Log(str):
 
 def _when(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text)
+
+
+async def changes(schema: str, *, key: str | Sequence[str], job: int, since: int | None = None, ns: str | None = None,
+                  settings: Settings | None = None, kubeconfig: str | None = None) -> Changes:
+    """What job ``job`` found in ``schema`` that job ``since`` did not, by ``key`` (field names, or
+    ``"host,port"``): ``.added``, ``.removed`` and ``.changed`` records, ``.counts()``. ``since``
+    defaults to the newest earlier job of the same tool or workflow that wrote ``schema``; the counts
+    are kept in job ``job``'s record. E.g. feed only new hosts on::
+
+        new = await levrt.changes("demo/nmap@1.0", key="targets", job=job_id)
+        await levrt.Concurrent(deeper(r["targets"]) for r in new.added)
+    """
+    fields = parse_key(key) if isinstance(key, str) else tuple(key)
+    if not fields:
+        raise LevrtError("levrt.changes(key=...): name at least one field.")
+    if not is_gettable_schema(schema):
+        raise LevrtError(f"levrt.changes({schema!r}): not a schema (e.g. ts/issues@1.0).")
+    async with opened(settings or Settings.from_env(), kubeconfig=kubeconfig) as store:
+        found, _ = await job_changes.diff(store, schema, job=job, key=fields, since=since, ns=ns)
+    return found

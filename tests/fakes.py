@@ -1118,14 +1118,17 @@ def set_path(doc: Obj, path: str, value: Any) -> None:
 
 def matches(doc: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
     """MongoDB's match for what levrt sends: equality (an array field matches a value it holds),
-    ``$and``, and ``$regex`` on a string or an array of strings."""
+    ``$and``, ``$regex`` on a string or an array of strings, and ``$lt`` on a number."""
     for key, want in query.items():
         if key == "$and":
             if not all(matches(doc, q) for q in want):
                 return False
             continue
         have = get_path(doc, key)
-        if isinstance(want, Mapping) and set(want) == {"$regex"}:
+        if isinstance(want, Mapping) and set(want) == {"$lt"}:
+            if not (isinstance(have, int | float) and have < want["$lt"]):
+                return False
+        elif isinstance(want, Mapping) and set(want) == {"$regex"}:
             texts = have if isinstance(have, list) else [have]
             if not any(isinstance(t, str) and re.search(want["$regex"], t) for t in texts):
                 return False

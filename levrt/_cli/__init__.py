@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from levrt._cli import admin, attach, check, console, laptop, ps, put, registry, results, run, schemas, tasks
+from levrt._cli import admin, attach, check, console, diff, laptop, ps, put, registry, results, run, schemas, tasks
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
@@ -34,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     tasks.KILL,
     attach.ATTACH,
     results.GET,
+    diff.DIFF,
     schemas.SCHEMAS,
     put.PUT,
     registry.PUBLISH,

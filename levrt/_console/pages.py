@@ -335,8 +335,24 @@ def job_page(view: Mapping[str, Any], *, results: str, user: str, csrf: str, not
             "<caption>Tasks</caption><thead><tr><th scope=col>Task</th><th scope=col>Name</th>"
             "<th scope=col>State</th><th scope=col>Elapsed</th><th scope=col>Retries</th><th scope=col>Logs</th>"
             f'</tr></thead><tbody>{rows}</tbody></table><p class=hint id="live" aria-live="polite"></p>'
+            f'{_changes(view.get("changes") or [])}'
             f'<section id="results" aria-label="Results" data-job="{job}">{results}</section>')
     return layout(f"Job {job}", body, user=user, csrf=csrf, active="jobs")
+
+
+def _changes(entries: Sequence[Mapping[str, Any]]) -> str:
+    """What this job found against earlier runs (``levrt diff``), one row per schema."""
+    if not entries:
+        return ""
+    rows = "".join(
+        f'<tr><td>{esc(e.get("schema"))}{esc(" (ns " + str(e["ns"]) + ")" if e.get("ns") else "")}</td>'
+        f'<td><a href="/jobs/{esc(e.get("since"))}">{esc(e.get("since"))}</a></td>'
+        f'<td>{esc(",".join(e.get("key") or ()))}</td><td class=num>{esc(e.get("added"))}</td>'
+        f'<td class=num>{esc(e.get("removed"))}</td><td class=num>{esc(e.get("changed"))}</td></tr>'
+        for e in entries if isinstance(e, Mapping))
+    return ("<table class=changes><caption>What changed since an earlier run (levrt diff)</caption><thead><tr>"
+            "<th scope=col>Schema</th><th scope=col>Since job</th><th scope=col>Key</th><th scope=col>Added</th>"
+            f"<th scope=col>Removed</th><th scope=col>Changed</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _what(view: Mapping[str, Any]) -> str:

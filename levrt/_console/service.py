@@ -207,6 +207,7 @@ class Console:
         view = jobrecord.job_view(record, lease_gone=not live, now=now)
         assert view is not None
         view["what"] = record.get("what")
+        view["changes"] = record.get("changes") or []  # what `levrt diff`/`levrt.changes` found against earlier runs
         tasks = await self.store.task_records(job)
         # Task Pods only: the job's orchestration Pod is the job itself, not one of its tasks.
         job_pods = [p for p in await pods.job_pods(self.kube, self.settings.namespace, job)

@@ -28,6 +28,8 @@ PUBLIC = {
     "upload",
     "job",  # a past job opened from its records (levrt.history)
     "Job",
+    "changes",  # what a job found that an earlier one did not (levrt.history)
+    "Changes",
 }
 
 
