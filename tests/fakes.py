@@ -842,6 +842,13 @@ class FakeDatabase:
             raise ServerSelectionTimeoutError(self.mongo.unreachable)
         return [name for name, coll in self.collections.items() if coll.docs]
 
+    async def command(self, name: str, value: Any) -> dict[str, Any]:
+        """``collStats`` only: the documents' count and their BSON size."""
+        if name != "collStats":
+            raise ValueError(f"fake store: no command {name!r}")
+        docs = self[value].docs
+        return {"ns": f"{self.name}.{value}", "count": len(docs), "size": sum(len(bson_encode(d)) for d in docs)}
+
 
 class DuplicateKeyError(Exception):
     """What PyMongo raises for a second document with the same ``_id`` (code 11000)."""
@@ -941,6 +948,12 @@ class FakeCollection:
         if found is not None:
             self.docs.remove(found)
         return dataclasses.make_dataclass("DeleteResult", [("deleted_count", int)])(int(found is not None))
+
+    async def delete_many(self, query: Mapping[str, Any]) -> Any:
+        self._reach()
+        found = [d for d in self.docs if matches(d, query)]
+        self.docs[:] = [d for d in self.docs if d not in found]
+        return dataclasses.make_dataclass("DeleteResult", [("deleted_count", int)])(len(found))
 
     async def replace_one(self, query: Mapping[str, Any], doc: Mapping[str, Any], upsert: bool = False) -> None:
         self.replace_one_now(query, doc, upsert)
@@ -1118,14 +1131,17 @@ def set_path(doc: Obj, path: str, value: Any) -> None:
 
 def matches(doc: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
     """MongoDB's match for what levrt sends: equality (an array field matches a value it holds),
-    ``$and``, ``$regex`` on a string or an array of strings, and ``$lt`` on a number."""
+    ``$and``, ``$regex`` on a string or an array of strings, ``$lt`` on a number, and ``$in``."""
     for key, want in query.items():
         if key == "$and":
             if not all(matches(doc, q) for q in want):
                 return False
             continue
         have = get_path(doc, key)
-        if isinstance(want, Mapping) and set(want) == {"$lt"}:
+        if isinstance(want, Mapping) and set(want) == {"$in"}:
+            if have not in want["$in"]:
+                return False
+        elif isinstance(want, Mapping) and set(want) == {"$lt"}:
             if not (isinstance(have, int | float) and have < want["$lt"]):
                 return False
         elif isinstance(want, Mapping) and set(want) == {"$regex"}:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import sys
 import time
@@ -22,10 +23,12 @@ from levrt._clients import lease, pods, resources
 from levrt._clients.api import Forbidden, NotFound
 from levrt._clients.kube import MIN_MINOR, Kube
 from levrt._clients.store import COUNTERS, opened, short_error
-from levrt._core import runtime_mode
+from levrt._core import retention, runtime_mode
 from levrt._shapes.names import JOB_LABEL, job_selector
 from levrt._shapes.podstatus import parse_timestamp
-from levrt.errors import LevrtError
+from levrt._stored import BUCKET, FILES, human_size
+from levrt.checks import check_schema
+from levrt.errors import LevrtError, SchemaError
 
 __all__ = ["DOCTOR", "GC", "REAP", "same_image"]
 
@@ -41,11 +44,24 @@ def _gc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", type=int, metavar="N", help="end job N now, live or not: delete its Lease "
                         "(everything of the job goes with it), or its objects when it has none")
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    retention = parser.add_argument_group("retention (the store, not the cluster)")
+    retention.add_argument("--records-older-than", metavar="DURATION",
+                           help="delete the records of jobs that ended longer ago than this (e.g. 30d), then "
+                                "the stored files nothing refers to any more")
+    retention.add_argument("--schema", help="with --records-older-than: only this schema's records")
+    retention.add_argument("--ns", help="with --schema: the namespace they were written in (a/b)")
+    retention.add_argument("--files-grace", default="1h", metavar="DURATION",
+                           help="stored files younger than this are kept whatever refers to them (default: 1h: "
+                                "an upload still running, a Digest about to be mounted)")
     add_cluster_options(parser)
 
 
 def gc_command(args: argparse.Namespace) -> int:
     """Remove what dead or finished jobs left: never a live job's objects (its Lease is renewed)."""
+    if args.records_older_than is not None:
+        return _gc_records(args)
+    if args.schema is not None or args.ns is not None:
+        raise CliError("--schema and --ns choose records: give --records-older-than DURATION too.")
     min_age = parse_duration(args.older_than)
     if args.job is not None and args.job < 0:
         raise CliError(f"--job {args.job}: a job id is a number >= 0 (see `levrt ps`).")
@@ -128,6 +144,41 @@ def gc_command(args: argparse.Namespace) -> int:
         else:
             print("Nothing to remove.", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _gc_records(args: argparse.Namespace) -> int:
+    """``--records-older-than``: records of long-ended jobs, then the stored files nothing names."""
+    older, grace = parse_duration(args.records_older_than), parse_duration(args.files_grace)
+    if args.job is not None:
+        raise CliError("--records-older-than collects by age; --job N ends one job's objects: give one of them.")
+    if args.ns is not None and args.schema is None:
+        raise CliError("--ns names the namespace of --schema's records: give --schema too.")
+    if args.schema is not None:
+        try:
+            check_schema(args.schema)
+        except SchemaError as exc:
+            raise CliError(str(exc)) from None
+    now = time.time()
+
+    async def go() -> tuple[list[int], dict[str, int], list[tuple[str, int]]]:
+        async with cluster(args) as (kube, settings), opened(settings, kube=kube) as store:
+            jobs = await retention.ended_before(store, now - older)
+            gone = await retention.delete_records(store, jobs, schema=args.schema, ns=args.ns, dry_run=args.dry_run)
+            live = retention.shas_in_pods(await pods.job_pods(kube, settings.namespace))
+            leaving = {name: set(jobs) for name in gone}  # a dry run's records are still there
+            keep = await retention.referenced_files(store, leaving=leaving) | live
+            cutoff = dt.datetime.fromtimestamp(now - grace, dt.UTC)
+            files = await retention.collect_files(store, keep=keep, uploaded_before=cutoff, dry_run=args.dry_run)
+            return jobs, gone, files
+
+    jobs, gone, files = asyncio.run(go())
+    verb = "would delete" if args.dry_run else "deleted"
+    what = f"{args.schema} records" if args.schema else "records"
+    print(f"{verb} {sum(gone.values())} {what} of {len(jobs)} jobs that ended more than {args.records_older_than} "
+          f"ago" + (f": {', '.join(f'{n} {c}' for c, n in sorted(gone.items()))}" if gone else ""))
+    print(f"{verb} {len(files)} stored files nothing refers to ({human_size(sum(size for _, size in files))}; "
+          f"files younger than {args.files_grace} are kept)")
+    return EXIT_OK
 
 
 def _kept_line(item: dict[str, Any], job: int | None, kept_for: float, older_than: str) -> str:
@@ -216,12 +267,29 @@ async def _doctor(args: argparse.Namespace) -> list[Check]:
                 async with opened(settings, kube=kube, timeout=5) as store:
                     await store.collection(COUNTERS).find_one({"_id": "job"})
                     checks.append(("store reachable", True, "answered"))
+                    checks.append(await _store_size(store))
             except Exception as exc:
                 checks.append(("store reachable", False, short_error(exc)))
             checks.append(await _runtime_image_check(kube, settings.runtime_image, settings.namespace))
     except LevrtError as exc:
         checks.append(("cluster reachable", False, str(exc)))
     return checks
+
+
+async def _store_size(store: Any) -> Check:
+    """What the store holds, the largest collections first, and the file storage apart (``gc
+    --records-older-than`` shrinks both). Informational: never a failure."""
+    try:
+        sizes = await store.sizes()
+    except LevrtError as exc:
+        return ("store size", True, f"not reported by this store ({short_error(exc)})")
+    total = sum(size for _, _, size in sizes)
+    files = sum(size for name, _, size in sizes if name.startswith(BUCKET + "."))
+    stored = next((count for name, count, _ in sizes if name == FILES), 0)
+    largest = ", ".join(f"{name} {human_size(size)} ({count})" for name, count, size
+                        in sorted(sizes, key=lambda s: -s[2])[:5])
+    return ("store size", True, f"{human_size(total)} in {len(sizes)} collections; file storage {human_size(files)} "
+                                f"in {stored} files; largest: {largest or 'none'}")
 
 
 async def _runtime_image_check(kube: Kube, image: str, namespace: str) -> Check:

@@ -258,6 +258,19 @@ class Store:
         except Exception as exc:
             raise self.unreachable(exc) from exc
 
+    async def sizes(self) -> list[tuple[str, int, int]]:
+        """(collection, documents, bytes) of every collection of the records database and the journal,
+        as the store's ``collStats`` reports them."""
+        found = []
+        try:
+            for db in (self._db, self._journal):
+                for name in sorted(await db.list_collection_names()):
+                    stats = await db.command("collStats", name)
+                    found.append((name, int(stats.get("count") or 0), int(stats.get("size") or 0)))
+        except Exception as exc:
+            raise self.unreachable(exc) from exc
+        return found
+
     async def count(self, name: str, query: Mapping[str, Any] | None = None) -> int:
         """How many records of collection ``name`` match ``query`` (all of them without one)."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -270,8 +271,9 @@ def test_doctor_all_ok(platform: FakeApiServer, capsys: pytest.CaptureFixture[st
     checks = doctor_lines(capsys)
     assert list(checks) == ["cluster version", "runtime mode", "may create pods", "may watch pods",
                             "may create pods/exec", "may get pods/log", "may create secrets", "may create configmaps",
-                            "store reachable", "runtime image on nodes"]
+                            "store reachable", "store size", "runtime image on nodes"]
     assert all(v.startswith("ok ") for v in checks.values()), checks
+    assert re.search(r"ok \S+ \S+ in \d+ collections; file storage \S+ B in 0 files; largest: ", checks["store size"])
     assert checks["runtime image on nodes"].endswith("on kind-control-plane")
     assert "init-container copy" in checks["runtime mode"] and "1.35" in checks["runtime mode"]  # an old server
 
