@@ -55,6 +55,7 @@ __all__ = [
     "RUNTIME_MODULE",
     "RUNTIME_MOUNT",
     "RUNTIME_TARGET",
+    "SCHEDULE_ENV",
     "SCHEDULE_TIMEOUT_ENV",
     "SERVICE_PAYLOAD_PREFIX",
     "START_TIMEOUT_ENV",
@@ -163,6 +164,8 @@ POD_UID_ENV = "LEVRT_POD_UID"
 DETACHED_ENV = "LEVRT_DETACHED"
 """Set when its client left it to run on (``levrt run --detach``)."""
 OWNER_ENV = "LEVRT_OWNER"
+SCHEDULE_ENV = "LEVRT_SCHEDULE"
+"""In a scheduled run's orchestration Pod: the schedule's name (the job record keeps it, ``what.schedule``)."""
 """The Kubernetes identity of the client that submitted it: its job's owner (not the Pod's account)."""
 DEBUG_ENV = "LEVRT_DEBUG"
 """``1``: the ``levrt`` command shows the traceback of an unexpected error (in a Pod or not)."""

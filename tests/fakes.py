@@ -44,11 +44,11 @@ __all__ = [
 
 Obj = dict[str, Any]
 KINDS = {"pods": "Pod", "secrets": "Secret", "configmaps": "ConfigMap", "events": "Event", "nodes": "Node",
-         "leases": "Lease"}
+         "leases": "Lease", "cronjobs": "CronJob", "jobs": "Job"}
 REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed", 409: "AlreadyExists",
            410: "Expired", 415: "UnsupportedMediaType", 422: "Invalid", 500: "InternalError"}
 CORE_PATH = re.compile(
-    r"^/api(?:s/coordination\.k8s\.io)?/v1"  # the core group, and the Leases' group
+    r"^/api(?:s/coordination\.k8s\.io|s/batch)?/v1"  # the core group, the Leases' and the CronJobs' groups
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?$"
 )
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"

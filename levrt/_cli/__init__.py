@@ -18,7 +18,22 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from levrt._cli import admin, attach, check, console, diff, laptop, ps, put, registry, results, run, schemas, tasks
+from levrt._cli import (
+    admin,
+    attach,
+    check,
+    console,
+    diff,
+    laptop,
+    ps,
+    put,
+    registry,
+    results,
+    run,
+    schedules,
+    schemas,
+    tasks,
+)
 from levrt._cli.base import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Command, Handler
 from levrt._version import __version__
 from levrt.errors import LevrtError
@@ -29,6 +44,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: tuple[Command, ...] = (
     check.CHECK,
     run.RUN,
+    schedules.SCHEDULE,
     ps.PS,
     tasks.LOGS,
     tasks.KILL,

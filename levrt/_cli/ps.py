@@ -71,6 +71,7 @@ def _ps_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"at most this many jobs, the newest first (default {DEFAULT_JOBS}; 0: all)")
     which.add_argument("--all", action="store_true", help="every job in the store, however old (as --limit 0)")
     parser.add_argument("--all-users", action="store_true", help="everyone's jobs, not only your own")
+    parser.add_argument("--schedule", metavar="NAME", help="the runs of this schedule (whoever made it)")
     parser.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table",
                         help="table (default); wide: also when jobs ended and their errors (with --job: the "
                              "Pod, image, host, node and reason of each task); json: a list")
@@ -261,11 +262,13 @@ def _ps_jobs(args: argparse.Namespace) -> int:
 
     async def go() -> tuple[list[dict[str, Any]], int, set[int] | None, str | None]:
         async with cluster(args) as (kube, settings):
-            owner = None if args.all_users else (await identify(kube, kubeconfig=args.kubeconfig)).name
+            everyone = args.all_users or args.schedule is not None
+            owner = None if everyone else (await identify(kube, kubeconfig=args.kubeconfig)).name
             live = await live_jobs(kube, settings.namespace, now=now)  # None: no job is judged lost
+            query = {**({} if owner is None else {"owner": owner}),
+                     **({} if args.schedule is None else {"what.schedule": args.schedule})}
             async with opened(settings, kube=kube) as store:
-                records, total = await store.newest(JOB_RECORDS, {} if owner is None else {"owner": owner},
-                                                    limit=limit)
+                records, total = await store.newest(JOB_RECORDS, query, limit=limit)
         return records, total, live, owner
 
     records, total, live, owner = asyncio.run(go())

@@ -50,7 +50,7 @@ from levrt._cli.display import live_progress
 from levrt._cli.plain import plain_progress
 from levrt._cli.published import load_published, published_tool
 from levrt._clients.kube import Kube
-from levrt._core.incluster import orchestration_file, run_in_cluster
+from levrt._core.incluster import orchestration_file, run_in_cluster, schedule_in_cluster
 from levrt._core.jobrecords import identify, where_now
 from levrt._shapes.orchestrator import PUBLISHED_OPTION
 from levrt._shapes.registry import ToolName
@@ -61,7 +61,7 @@ from levrt.podenv import OWNER_ENV
 from levrt.run import calls_at_import, session
 from levrt.settings import Settings
 
-__all__ = ["RUN"]
+__all__ = ["RUN", "blank_arguments", "run_command"]
 
 DEFAULT_FUNC = "main"
 # Return annotations that leave open whether a plain function returns a Cr: it is called to see.
@@ -87,7 +87,18 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logs", action="store_true", help="print each task's logs when it ends")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
     parser.add_argument(PUBLISHED_OPTION, metavar="SHA256", help=argparse.SUPPRESS)  # the orchestration Pod's
+    # `levrt schedule create`: the same checks, then a CronJob instead of a Pod (levrt._cli.schedules).
+    parser.add_argument("--schedule", help=argparse.SUPPRESS)
+    parser.add_argument("--cron", help=argparse.SUPPRESS)
+    parser.add_argument("--time-zone", help=argparse.SUPPRESS)
     add_cluster_options(parser)
+
+
+def blank_arguments() -> argparse.Namespace:
+    """``levrt run``'s options at their defaults, for a command that runs through it (``levrt schedule``)."""
+    parser = argparse.ArgumentParser()
+    _arguments(parser)
+    return parser.parse_args(["-"])
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -112,7 +123,7 @@ def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
         return _run_published(args, attempt, tool, named)
     if args.published is not None:
         raise CliError(f"--published names the archive of a published tool; {target!r} is not a tool name.")
-    elsewhere = args.in_cluster or args.detach
+    elsewhere = args.in_cluster or args.detach or bool(getattr(args, "schedule", None))
     if elsewhere:
         env = dict(_parse_env(item) for item in args.env)
         orchestration_file(target)  # before importing it: only a file can be shipped
@@ -148,6 +159,8 @@ def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
         if module is not None:  # the mode's Cr is built in the Pod, with the Pod's environment (-e)
             _prepare(module, target, named, args.args, build=False)
         env.setdefault(OWNER_ENV, asyncio.run(_owner(args.kubeconfig)))  # the Pod's job is this user's
+        if getattr(args, "schedule", None):
+            return _schedule(args, target, named or None, settings=settings, env=env)
         return run_in_cluster(target, named or None, args.args, settings=settings, kubeconfig=args.kubeconfig,
                               env=env, detach=args.detach)
     if imported.values:
@@ -169,8 +182,22 @@ def _run_published(args: argparse.Namespace, attempt: _Attempt, tool: ToolName, 
     _prepare(loaded.module, loaded.pinned, loaded.func, args.args, build=False)
     env = dict(_parse_env(item) for item in args.env)
     env.setdefault(OWNER_ENV, asyncio.run(_owner(args.kubeconfig)))  # the Pod's job is this user's
+    if getattr(args, "schedule", None):
+        return _schedule(args, loaded.pinned, named, settings=settings, env=env, published=str(loaded.record["sha256"]))
     return run_in_cluster(loaded.pinned, named, args.args, settings=settings, kubeconfig=args.kubeconfig, env=env,
                           detach=args.detach, published=str(loaded.record["sha256"]))
+
+
+def _schedule(args: argparse.Namespace, target: str, func: str | None, *, settings: Settings,
+              env: dict[str, str], published: str | None = None) -> int:
+    """The checked call as a schedule: a CronJob whose runs are this orchestration Pod."""
+    what = " ".join([target + (f":{func}" if func else ""), *args.args])
+    made = schedule_in_cluster(target, func, args.args, name=args.schedule, cron=args.cron, time_zone=args.time_zone,
+                               what=what, settings=settings, kubeconfig=args.kubeconfig, env=env, published=published)
+    zone = f" ({args.time_zone})" if args.time_zone else " (the cluster's time zone, UTC unless set)"
+    print(f"schedule {made['metadata']['name']}: {what} on '{args.cron}'{zone}; its runs are jobs: "
+          f"`levrt ps --schedule {args.schedule}`; `levrt schedule list` shows it.")
+    return EXIT_OK
 
 
 def _run_here(module: ModuleType, target: str, named: str, args: argparse.Namespace, *, settings: Settings,

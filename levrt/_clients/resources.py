@@ -58,6 +58,9 @@ KINDS: Mapping[str, Kind] = {
     "Lease": Kind("leases", group=LEASE_GROUP),
     "SelfSubjectAccessReview": Kind("selfsubjectaccessreviews", group="authorization.k8s.io", namespaced=False),
     "SelfSubjectReview": Kind("selfsubjectreviews", group="authentication.k8s.io", namespaced=False),
+    # Schedules (levrt schedule): Kubernetes' own CronJobs, and a run started now from one.
+    "CronJob": Kind("cronjobs", group="batch"),
+    "Job": Kind("jobs", group="batch"),
     # The console asks who a bearer token is and what that caller may do (levrt._console.auth).
     "TokenReview": Kind("tokenreviews", group="authentication.k8s.io", namespaced=False),
     "SubjectAccessReview": Kind("subjectaccessreviews", group="authorization.k8s.io", namespaced=False),

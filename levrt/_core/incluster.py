@@ -15,8 +15,9 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from levrt._clients import pods, submit
+from levrt._clients import pods, resources, submit
 from levrt._clients.kube import Kube
 from levrt._clients.watch import PodWatch
 from levrt._core.sources import orchestration_sources
@@ -24,10 +25,11 @@ from levrt._shapes import podstatus
 from levrt._shapes.build import TaskObjects
 from levrt._shapes.names import RUN_LABEL
 from levrt._shapes.orchestrator import new_run_id, orchestrator_objects
+from levrt._shapes.schedules import schedule_objects
 from levrt.errors import OrchestrationError
 from levrt.settings import Settings
 
-__all__ = ["orchestration_file", "run_in_cluster", "start_detached"]
+__all__ = ["orchestration_file", "orchestration_objects", "run_in_cluster", "schedule_in_cluster", "start_detached"]
 
 
 def orchestration_file(target: str) -> Path:
@@ -41,6 +43,47 @@ def orchestration_file(target: str) -> Path:
     return path
 
 
+def orchestration_objects(target: str, func: str | None, args: Sequence[str], *, settings: Settings,
+                          env: Mapping[str, str] | None = None, detach: bool = False,
+                          published: str | None = None) -> TaskObjects:
+    """The orchestration Pod (and its ConfigMap) of ``target``: a file shipped with the modules beside
+    it, or a published tool whose archive has the sha256 ``published``."""
+    if published is not None:  # a published tool: the Pod takes it from the registry, nothing is shipped
+        return orchestrator_objects(sources={}, entry=target, func=func, args=args, settings=settings,
+                                    run_id=new_run_id(published.encode()), env=env, detach=detach, published=published)
+    sources, entry = orchestration_sources(orchestration_file(target))
+    return orchestrator_objects(sources=sources, entry=entry, func=func, args=args, settings=settings,
+                                run_id=new_run_id(sources[entry]), env=env, detach=detach)
+
+
+def schedule_in_cluster(target: str, func: str | None, args: Sequence[str], *, name: str, cron: str,
+                        time_zone: str | None, what: str, settings: Settings, kubeconfig: str | None = None,
+                        env: Mapping[str, str] | None = None, published: str | None = None) -> dict[str, Any]:
+    """Create the CronJob that runs ``target`` on ``cron`` (``levrt._shapes.schedules``), and the
+    ConfigMap of its files owned by it; the CronJob as created. A ConfigMap that cannot be made takes
+    the CronJob with it (nothing half-created)."""
+    objects = schedule_objects(name, orchestration_objects(target, func, args, settings=settings, env=env,
+                                                           published=published),
+                               cron=cron, time_zone=time_zone, what=what)
+
+    async def create() -> dict[str, Any]:
+        async with await Kube.connect(kubeconfig=kubeconfig) as kube:
+            made: dict[str, Any] = await resources.create(kube, "CronJob", objects.pod, namespace=settings.namespace)
+            try:
+                for owned in objects.owned:
+                    owned["metadata"]["ownerReferences"] = [{
+                        "apiVersion": "batch/v1", "kind": "CronJob", "name": name, "uid": made["metadata"]["uid"],
+                        "blockOwnerDeletion": True}]
+                    await resources.create(kube, "ConfigMap", owned, namespace=settings.namespace)
+            except BaseException:
+                await asyncio.shield(resources.delete(kube, "CronJob", name, namespace=settings.namespace,
+                                                      query={"propagationPolicy": "Background"}))
+                raise
+            return made
+
+    return asyncio.run(create())
+
+
 def run_in_cluster(
     target: str, func: str | None, args: Sequence[str], *, settings: Settings, kubeconfig: str | None = None,
     env: Mapping[str, str] | None = None, detach: bool = False, published: str | None = None,
@@ -52,16 +95,7 @@ def run_in_cluster(
     strings given here: the Pod's ``levrt run`` reads them as this one did, after this one checked
     them. ``published``: ``target`` is a published tool (``demo/portscan@1.0``) whose archive has
     this sha256."""
-    if published is not None:  # a published tool: the Pod takes it from the registry, nothing is shipped
-        objects = orchestrator_objects(sources={}, entry=target, func=func, args=args, settings=settings,
-                                       run_id=new_run_id(published.encode()), env=env, detach=detach,
-                                       published=published)
-        return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig, detach=detach))
-    sources, entry = orchestration_sources(orchestration_file(target))
-    objects = orchestrator_objects(
-        sources=sources, entry=entry, func=func, args=args, settings=settings,
-        run_id=new_run_id(sources[entry]), env=env, detach=detach,
-    )
+    objects = orchestration_objects(target, func, args, settings=settings, env=env, detach=detach, published=published)
     return asyncio.run(_run(objects, settings=settings, kubeconfig=kubeconfig, detach=detach))
 
 

@@ -25,7 +25,7 @@ from levrt._clients.store import JOB_RECORDS, Store
 from levrt._shapes import jobrecord
 from levrt._stored import placeholder
 from levrt.errors import LevrtError
-from levrt.podenv import DETACHED_ENV, OWNER_ENV, POD_NAME_ENV
+from levrt.podenv import DETACHED_ENV, OWNER_ENV, POD_NAME_ENV, SCHEDULE_ENV
 from levrt.task import Task
 
 __all__ = ["Identity", "JobRecord", "identify", "task_states", "where_now"]
@@ -117,9 +117,11 @@ class JobRecord:
     async def open(cls, store: Store, *, job: int, identity: Identity, what: Mapping[str, Any] | None,
                    lease: bool, where: str | None = None) -> JobRecord:
         record = cls(store, job)
+        schedule = os.environ.get(SCHEDULE_ENV)  # a scheduled run: `levrt ps --schedule NAME` finds it
         fields = jobrecord.opening_fields(
             job=job, owner=identity.name, owner_source=identity.source, groups=identity.groups,
-            what=what or {}, where=where or where_now(), started=time.time(), lease=lease)
+            what={**(what or {}), **({"schedule": schedule} if schedule else {})}, where=where or where_now(),
+            started=time.time(), lease=lease)
         await record._write(fields)
         return record
 
