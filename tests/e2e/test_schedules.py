@@ -8,6 +8,7 @@ under the chart's account, and their jobs open and close like any other.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def test_a_schedule_every_minute_runs_three_times_never_overlapping(cli_env: dic
         levrt(cli_env, "schedule", "delete", name)
     assert all(run["state"] == "succeeded" for run in ended[:3]), ended
     assert all(run["where"] == "in-cluster" for run in ended)
-    for earlier, later in zip(ended, ended[1:], strict=False):
+    for earlier, later in itertools.pairwise(ended):
         assert later["started"] >= earlier["ended"], f"runs overlapped: {earlier} and {later}"
     assert refused_while_running, "no run-now was tried while a run went on"
     print(f"\n3 runs of a schedule every minute ended {took:.0f} s after it was made")
