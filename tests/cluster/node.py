@@ -697,14 +697,25 @@ def down() -> None:
     progress("stopping the cluster")
     for name in reversed(COMPONENTS):
         _stop_component(name)
+    ports = _bridge_ports()
     _kill_containers()
     _unmount_all(p.root)
+    # A Pod's veth goes with its network namespace, which the kernel frees asynchronously after its last
+    # process: seen left over for a moment after `down` returned. Deleting one end deletes the pair now.
+    for veth in ports:
+        subprocess.run(["ip", "link", "delete", veth], capture_output=True)
     subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
     _clean_iptables()
     subprocess.run(["conntrack", "-F"], capture_output=True)
     _restore_sysctls(p.root)
     _remove_state(p.root)
     progress("cluster stopped and its state removed")
+
+
+def _bridge_ports() -> list[str]:
+    """The host ends of the Pods' veths (the ports of the cluster's bridge)."""
+    listed = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in listed.splitlines() if line.count(":") >= 2]
 
 
 def _remove_state(root: Path) -> None:
