@@ -1,6 +1,6 @@
 """What changed since the last run (issue 25, item 4): records compared by key, the earlier job
 found by tool or workflow, the counts kept in the newer job's record; ``levrt diff`` and
-``levrt.changes`` on the fake store. The same on the real cluster: ``tests/e2e/test_changes.py``."""
+``levrt.changes`` on the fake store. The same on the real cluster: ``tests/e2e/test_rescan.py``."""
 
 from __future__ import annotations
 

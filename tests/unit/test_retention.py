@@ -2,7 +2,7 @@
 jobs (their task status and log archives too, their own record kept and marked), then the stored
 files nothing names, never one younger than the grace or one a live task Pod mounts.
 
-On the fake apiserver and store; on the real cluster: ``tests/e2e/test_retention.py``.
+On the fake apiserver and store; on the real cluster: ``tests/e2e/test_records_retention.py``.
 """
 
 from __future__ import annotations

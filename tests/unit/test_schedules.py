@@ -2,7 +2,7 @@
 CronJob built around the orchestration Pod ``--in-cluster`` would submit (no overlapping runs, the
 schedule's name in every run's job record), and ``levrt schedule`` on the fake apiserver.
 
-On the real cluster (runs every minute, never overlapping): ``tests/e2e/test_schedules.py``.
+On the real cluster (runs every minute, never overlapping): ``tests/e2e/test_cron_schedules.py``.
 """
 
 from __future__ import annotations
