@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import pytest
 
 from tests.cluster.images import busybox_ref, redis_ref
 
+REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = os.environ.get("LEVRT_TEST_BUSYBOX") or busybox_ref()
 REDIS = os.environ.get("LEVRT_TEST_REDIS") or redis_ref()
 
@@ -101,3 +105,20 @@ def nmap_image(kube_cluster: Any) -> str:
 
     with tempfile.TemporaryDirectory(prefix="levrt-nmap-") as tmp:
         return images.build_and_import(images.nmap_image(Path(tmp)))
+
+
+def levrt_cli(cli_env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``levrt ARGS`` as a user's shell runs it against the test cluster (the examples' image set)."""
+    return subprocess.run([sys.executable, "-m", "levrt", *args], cwd=REPO,
+                          env=dict(cli_env, LEVRT_EXAMPLE_IMAGE=BUSYBOX), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_jobs(cli_env: dict[str, str], target: str, *arguments: list[str]) -> list[int]:
+    """``levrt run TARGET ARGS --no-progress`` once for each argument list; the jobs' ids, in order."""
+    jobs = []
+    for args in arguments:
+        done = levrt_cli(cli_env, "run", target, *args, "--no-progress")
+        assert done.returncode == 0, done.stderr[-3000:]
+        jobs.append(int(re.search(r"^job: (\d+)$", done.stderr, re.M).group(1)))  # type: ignore[union-attr]
+    return jobs

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +18,7 @@ import pymongo
 import pytest
 
 from levrt._clients.store import JOB_RECORDS, journal_database
-from tests.e2e.conftest import BUSYBOX
+from tests.e2e.conftest import levrt_cli, run_jobs
 
 pytestmark = pytest.mark.cluster
 
@@ -45,22 +43,12 @@ async def main(tag: str):
 """
 
 
-def levrt(cli_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "levrt", *args], cwd=REPO,
-                          env=dict(cli_env, LEVRT_EXAMPLE_IMAGE=BUSYBOX), capture_output=True, text=True, timeout=300)
-
-
 def test_old_records_and_their_files_are_collected_and_fresh_ones_kept(cli_env: dict[str, str],
                                                                         tmp_path: Path) -> None:
     schema = f"test/retention-{uuid.uuid4().hex[:6]}@1.0"
     flow = tmp_path / "kept.py"
     flow.write_text(FLOW.replace("SCHEMA", schema))
-    jobs = []
-    for tag in ("old", "new"):
-        done = levrt(cli_env, "run", f"{flow}:main", f"{tag}-{uuid.uuid4().hex[:6]}", "--no-progress")
-        assert done.returncode == 0, done.stderr[-3000:]
-        jobs.append(int(re.search(r"^job: (\d+)$", done.stderr, re.M).group(1)))  # type: ignore[union-attr]
-    old, new = jobs
+    old, new = run_jobs(cli_env, f"{flow}:main", *([f"{tag}-{uuid.uuid4().hex[:6]}"] for tag in ("old", "new")))
     with pymongo.MongoClient(cli_env["LEVRT_STORE_URI"]) as client:
         db, journal = client["levrt"], client[journal_database("levrt")]
         shas = {doc["_id"]["job"]: doc["_artifacts"][0]["sha256"] for doc in db[schema].find({})}
@@ -69,10 +57,10 @@ def test_old_records_and_their_files_are_collected_and_fresh_ones_kept(cli_env: 
         long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
         db["levrt_files.files"].update_many({"_id": {"$in": list(shas.values())}}, {"$set": {"uploadDate": long_ago}})
 
-        dry = levrt(cli_env, "gc", "--records-older-than", "30d", "--schema", schema, "--dry-run")
+        dry = levrt_cli(cli_env, "gc", "--records-older-than", "30d", "--schema", schema, "--dry-run")
         assert dry.returncode == 0 and "would delete 1 " in dry.stdout, dry.stdout + dry.stderr
         assert db[schema].count_documents({}) == 2
-        done = levrt(cli_env, "gc", "--records-older-than", "30d", "--schema", schema)
+        done = levrt_cli(cli_env, "gc", "--records-older-than", "30d", "--schema", schema)
         assert done.returncode == 0, done.stderr
         assert f"deleted 1 {schema} records of " in done.stdout and "stored files nothing refers to" in done.stdout
         assert [d["_id"]["job"] for d in db[schema].find({})] == [new]
@@ -81,5 +69,5 @@ def test_old_records_and_their_files_are_collected_and_fresh_ones_kept(cli_env: 
         assert db["levrt_files.files"].find_one({"_id": shas[new]}) is not None  # a record still names it
         assert journal[JOB_RECORDS].find_one({"_id": old})["collected"]["schema"] == schema
 
-    doctor = levrt(cli_env, "doctor")
+    doctor = levrt_cli(cli_env, "doctor")
     assert re.search(r"store size\s+\S+ \S+ in \d+ collections; file storage", doctor.stdout), doctor.stdout

@@ -9,9 +9,6 @@ job is found with the store's own range query over job records.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ import pytest
 
 import levrt
 from levrt._clients.store import JOB_RECORDS, journal_database
-from tests.e2e.conftest import BUSYBOX
+from tests.e2e.conftest import levrt_cli, run_jobs
 
 pytestmark = pytest.mark.cluster
 
@@ -46,23 +43,13 @@ async def main(hosts: list[str]):
 """
 
 
-def run(cli_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "levrt", *args], cwd=REPO,
-                          env=dict(cli_env, LEVRT_EXAMPLE_IMAGE=BUSYBOX), capture_output=True, text=True, timeout=300)
-
-
 async def test_a_rescan_shows_what_is_new_by_key(cli_env: dict[str, str], tmp_path: Path, levrt_settings: Any,
                                                  kube_cluster: Any) -> None:
     schema = f"test/changes-{uuid.uuid4().hex[:6]}@1.0"
     flow = tmp_path / "rescan.py"
     flow.write_text(FLOW.replace("SCHEMA", schema))
-    jobs = []
-    for hosts in ("a:22,b:80,c:443", "a:22,b:8080,d:21"):
-        done = run(cli_env, "run", f"{flow}:main", hosts, "--no-progress")
-        assert done.returncode == 0, done.stderr[-3000:]
-        jobs.append(int(re.search(r"^job: (\d+)$", done.stderr, re.M).group(1)))  # type: ignore[union-attr]
-    first, second = jobs
-    diff = run(cli_env, "diff", schema, "--job", str(second), "--key", "host")
+    first, second = run_jobs(cli_env, f"{flow}:main", ["a:22,b:80,c:443"], ["a:22,b:8080,d:21"])
+    diff = levrt_cli(cli_env, "diff", schema, "--job", str(second), "--key", "host")
     assert diff.returncode == 0, diff.stderr
     lines = diff.stdout.splitlines()
     assert lines[0] == f"job {second} against job {first} ({schema}, key host): 1 added, 1 removed, 1 changed"
@@ -76,6 +63,6 @@ async def test_a_rescan_shows_what_is_new_by_key(cli_env: dict[str, str], tmp_pa
     found = await levrt.changes(schema, key=["host"], job=second, settings=levrt_settings,
                                 kubeconfig=kube_cluster.kubeconfig)
     assert [r["host"] for r in found.added] == ["d"] and [c["key"] for c in found.changed] == [{"host": "b"}]
-    as_json = json.loads(run(cli_env, "diff", schema, "--job", str(second), "--key", "host,port", "-o",
+    as_json = json.loads(levrt_cli(cli_env, "diff", schema, "--job", str(second), "--key", "host,port", "-o",
                              "json").stdout)
     assert as_json["since"] == first and as_json["counts"] == {"added": 2, "removed": 2, "changed": 0, "unkeyed": 0}
