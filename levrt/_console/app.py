@@ -138,8 +138,14 @@ async def start_job(request: Request, console: Console, caller: Caller) -> Respo
 async def list_jobs(request: Request, console: Console, caller: Caller) -> Response:
     limit, skip = _page(request)
     rows, total = await console.jobs(state=_text_query(request, "state"), owner=_text_query(request, "owner"),
-                                     tool=_text_query(request, "tool"), limit=limit, skip=skip)
+                                     tool=_text_query(request, "tool"), limit=limit, skip=skip,
+                                     schedule=_text_query(request, "schedule"))
     return _json({"jobs": rows, "count": total, "limit": limit, "skip": skip})
+
+
+async def list_schedules(request: Request, console: Console, caller: Caller) -> Response:
+    found = await console.schedules()
+    return _json({"schedules": found, "count": len(found)})
 
 
 async def get_job(request: Request, console: Console, caller: Caller) -> Response:
@@ -212,7 +218,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body='{"tool": "NS/TOOL[@VERSION]", "mode": "NAME", "params": {...}}', status=201),
     Endpoint("GET", "/jobs", list_jobs, ("list", "jobs"), "Job records, newest first",
              (Query("state", about="running, succeeded, failed, cancelled, lost"), Query("owner"),
-              Query("tool", about="NS/TOOL"), *PAGE)),
+              Query("tool", about="NS/TOOL"), Query("schedule", about="the runs of this schedule"), *PAGE)),
+    Endpoint("GET", "/schedules", list_schedules, ("list", "jobs"),
+             "Schedules (CronJobs made by levrt schedule) with their last runs"),
     Endpoint("GET", "/jobs/{job:int}", get_job, ("get", "jobs"), "A job's record and its tasks"),
     Endpoint("DELETE", "/jobs/{job:int}", cancel_job, ("delete", "jobs"), "Cancel a running job", status=202),
     Endpoint("GET", "/jobs/{job:int}/tasks/{task:int}/logs", task_logs, ("get", "jobs"),

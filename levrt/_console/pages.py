@@ -29,6 +29,7 @@ __all__ = [
     "jobs_page",
     "logs_page",
     "results_fragment",
+    "schedules_page",
     "sign_in_page",
     "tool_page",
 ]
@@ -53,7 +54,8 @@ def layout(title: str, body: str, *, user: str | None, csrf: str | None, active:
     nav = ""
     if user is not None:
         links = "".join(f'<a href="{href}"{" aria-current=page" if key == active else ""}>{label}</a>'
-                        for key, href, label in (("tools", "/tools", "Tools"), ("jobs", "/jobs", "Jobs")))
+                        for key, href, label in (("tools", "/tools", "Tools"), ("jobs", "/jobs", "Jobs"),
+                                                 ("schedules", "/schedules", "Schedules")))
         nav = (f'<nav aria-label="Main">{links}</nav><form class="who" method="post" action="/sign-out">'
                f'<span>{esc(user)}</span><input type="hidden" name="csrf" value="{esc(csrf)}">'
                '<button type="submit">Sign out</button></form>')
@@ -422,3 +424,23 @@ def logs_page(job: int, task: int, *, containers: Sequence[str], container: str,
             f'<p class=hint id="log-source" aria-live="polite"></p>'
             f'<pre class=log id="log" data-source="{esc(source)}" tabindex="0">Loading…</pre>')
     return layout(f"Task {job}.{task}", body, user=user, csrf=csrf, active="jobs")
+
+
+def schedules_page(schedules: Sequence[Mapping[str, Any]], *, user: str, csrf: str) -> str:
+    """The schedules (``levrt schedule list``) with their last runs."""
+    lines = []
+    for row in schedules:
+        runs = " ".join(f'<a href="/jobs/{run["job"]}">{run["job"]}</a> {_state(run["state"])}'
+                        for run in row.get("lastRuns") or ()) or "-"
+        cron = str(row.get("cron") or "") + (f" ({row['timeZone']})" if row.get("timeZone") else "")
+        runs_link = esc("/jobs?" + urlencode({"schedule": row["name"], "owner": ""}))  # everyone's runs of it
+        lines.append(f'<tr><td><a href="{runs_link}">{esc(row["name"])}</a></td>'
+                     f"<td><code>{esc(cron)}</code></td><td>{'suspended' if row.get('suspended') else 'active'}</td>"
+                     f'<td class=what>{esc(row.get("what"))}</td><td>{runs}</td>'
+                     f'<td class=num>{esc(row.get("runs", 0))}</td></tr>')
+    table = ("<table class=schedules><caption>Schedules: recurring runs (levrt schedule create)</caption><thead><tr>"
+             "<th scope=col>Name</th><th scope=col>Cron</th><th scope=col>State</th><th scope=col>What</th>"
+             f"<th scope=col>Last runs</th><th scope=col>Runs</th></tr></thead><tbody>{''.join(lines)}</tbody></table>"
+             if lines else '<p class="empty">No schedules: <code>levrt schedule create NAME FILE[:FUNC] --cron EXPR'
+                           "</code> makes one.</p>")
+    return layout("Schedules", f"<h1>Schedules</h1>{table}", user=user, csrf=csrf, active="schedules")

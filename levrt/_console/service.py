@@ -36,6 +36,7 @@ from levrt._shapes import jobrecord
 from levrt._shapes.names import ROLE_LABEL, TASK_LABEL, lease_name
 from levrt._shapes.orchestrator import new_run_id, orchestrator_objects
 from levrt._shapes.registry import ToolName, parse_tool
+from levrt._shapes.schedules import SCHEDULE_LABEL, schedule_row
 from levrt._stored import is_sha256
 from levrt.errors import LevrtError, RecordNotFound
 from levrt.podenv import OWNER_ENV
@@ -51,6 +52,8 @@ CANCEL_GRACE = 35.0
 """Seconds a cancelled job's orchestration has to end its tasks (its Pod's grace is 30 s) before its
 Lease is deleted, which ends whatever is left."""
 JOB_STATES = ("running", "succeeded", "failed", "cancelled", "lost")
+LAST_RUNS = 3
+"""A schedule's runs shown with it (``GET /jobs?schedule=`` pages through all)."""
 
 
 class Invalid(LevrtError):
@@ -174,7 +177,7 @@ class Console:
             return False
 
     async def jobs(self, *, state: str | None, owner: str | None, tool: str | None, limit: int,
-                   skip: int) -> tuple[list[dict[str, Any]], int]:
+                   skip: int, schedule: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Job rows as ``levrt ps -o json`` prints them, newest first, filtered; and how many match."""
         if state is not None and state not in JOB_STATES:
             raise Invalid("state", f"state: one of {', '.join(JOB_STATES)}.")
@@ -183,6 +186,8 @@ class Console:
             query["owner"] = owner
         if tool:
             query["what.tool"] = tool
+        if schedule:
+            query["what.schedule"] = schedule
         now = time.time()
         leases = await lease.list_leases(self.kube, self.settings.namespace)
         live = {job for item in leases if not lease.expired(item, now=now) and (job := lease.lease_job(item))}
@@ -192,6 +197,16 @@ class Console:
             rows = [row for row in rows if row["state"] == state]
             total = len(rows)
         return rows[skip:skip + limit], total
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """The schedules (``levrt schedule list`` rows), each with its last runs' job rows."""
+        found = await resources.list_objects(self.kube, "CronJob", namespace=self.settings.namespace,
+                                             labels=SCHEDULE_LABEL)
+        rows = sorted((schedule_row(item) for item in found), key=lambda row: str(row["name"]))
+        for row in rows:
+            row["lastRuns"], row["runs"] = await self.jobs(state=None, owner=None, tool=None, limit=LAST_RUNS, skip=0,
+                                                           schedule=str(row["name"]))
+        return rows
 
     async def _record(self, job: int) -> dict[str, Any]:
         found, _ = await self.store.newest(JOB_RECORDS, {"_id": job}, limit=1)

@@ -213,16 +213,21 @@ async def jobs(request: Request, console: Console, reviewer: Reviewer, session: 
     await reviewer.require(session.caller, "list", "jobs")
     query = request.query_params
     owner = query["owner"] if "owner" in query else session.caller.name  # yours, unless asked otherwise
-    state, tool_name = query.get("state", ""), query.get("tool", "")
+    state, tool_name, schedule = query.get("state", ""), query.get("tool", ""), query.get("schedule", "")
     try:
         skip = max(0, int(query.get("skip") or 0))
     except ValueError:
         skip = 0
     limit = 25
     rows, total = await console.jobs(state=state or None, owner=owner or None, tool=tool_name or None, limit=limit,
-                                     skip=skip)
+                                     skip=skip, schedule=schedule or None)
     return _html(pages.jobs_page(rows, total=total, state=state, tool=tool_name, owner=owner, skip=skip, limit=limit,
                                  user=session.caller.name, csrf=session.csrf))
+
+
+async def schedules(request: Request, console: Console, reviewer: Reviewer, session: Session) -> Response:
+    await reviewer.require(session.caller, "list", "jobs")
+    return _html(pages.schedules_page(await console.schedules(), user=session.caller.name, csrf=session.csrf))
 
 
 async def _results(console: Console, job: int, view: Mapping[str, Any]) -> str:
@@ -289,7 +294,7 @@ def page_routes() -> list[Route]:
         Route("/sign-out", _page(sign_out, changes=True), methods=["POST"]),
         Route("/tools", _page(catalogue)), Route("/tools/{namespace}/{tool}", _page(tool)),
         Route("/tools/{namespace}/{tool}/run", _page(run_tool, changes=True), methods=["POST"]),
-        Route("/jobs", _page(jobs)), Route("/jobs/{job:int}", _page(job)),
+        Route("/jobs", _page(jobs)), Route("/jobs/{job:int}", _page(job)), Route("/schedules", _page(schedules)),
         Route("/jobs/{job:int}/results", _page(job_results)),
         Route("/jobs/{job:int}/cancel", _page(cancel, changes=True), methods=["POST"]),
         Route("/jobs/{job:int}/tasks/{task:int}/logs", _page(logs)),

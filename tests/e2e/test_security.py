@@ -35,7 +35,7 @@ NAMESPACED = (
     ("", "pods"), ("", "pods/exec"), ("", "pods/log"), ("", "pods/attach"), ("", "pods/ephemeralcontainers"),
     ("", "configmaps"), ("", "secrets"), ("", "services"), ("", "serviceaccounts"), ("", "serviceaccounts/token"),
     ("", "events"), ("", "persistentvolumeclaims"), ("coordination.k8s.io", "leases"), ("apps", "deployments"),
-    ("apps", "daemonsets"), ("batch", "jobs"), ("rbac.authorization.k8s.io", "roles"),
+    ("apps", "daemonsets"), ("batch", "jobs"), ("batch", "cronjobs"), ("rbac.authorization.k8s.io", "roles"),
     ("rbac.authorization.k8s.io", "rolebindings"), ("networking.k8s.io", "networkpolicies"),
 )
 CLUSTER_SCOPED = (
@@ -63,11 +63,12 @@ NEEDS: dict[str, dict[tuple[str, str], set[str]]] = {
         ("coordination.k8s.io", "leases"): {"get", "list", "delete"},
     },
     # The console's API (levrt/_console): starts published tools' orchestration Pods, reads Pods and
-    # their logs, cancels a job (its orchestration Pod, or its Lease).
+    # their logs, cancels a job (its orchestration Pod, or its Lease), lists the schedules.
     "levrt-console": {
         ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
         ("", "pods/log"): {"get"},
         ("coordination.k8s.io", "leases"): {"get", "list", "delete"},
+        ("batch", "cronjobs"): {"list"},
     },
 }
 CLUSTER_NEEDS: dict[str, dict[tuple[str, str], set[str]]] = {

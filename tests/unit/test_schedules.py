@@ -17,7 +17,7 @@ from levrt._shapes.orchestrator import orchestrator_objects
 from levrt._shapes.schedules import SCHEDULE_LABEL, WHAT_ANNOTATION, check_cron, check_name, schedule_objects
 from levrt.podenv import SCHEDULE_ENV
 from levrt.settings import Settings
-from tests.fakes import FakeApiServer
+from tests.fakes import FakeApiServer, FakeMongo
 
 FLOW = """\
 import levrt
@@ -108,3 +108,31 @@ def test_levrt_schedule_checks_everything_before_it_makes_a_cronjob(
     assert api.names("cronjobs") == []
     assert main(["schedule", "resume", "nightly"]) == 2
     assert os.environ.get(SCHEDULE_ENV) is None
+
+
+async def test_the_console_shows_schedules_with_their_last_runs(api: FakeApiServer, mongo: FakeMongo) -> None:
+    from levrt._clients.store import JOB_RECORDS, journal_database
+    from tests.unit.console_client import console_client
+
+    api.put({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {
+        "name": "nightly", "labels": {SCHEDULE_LABEL: "nightly"}, "annotations": {WHAT_ANNOTATION: "w.py:main x=1"}},
+        "spec": {"schedule": "0 3 * * *", "suspend": False}, "status": {"lastScheduleTime": "2026-12-06T03:00:00Z"}})
+    api.put({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "not-ours"},
+             "spec": {"schedule": "* * * * *"}})
+    for job in (1, 2, 3, 4):
+        mongo[journal_database("levrt")][JOB_RECORDS].insert_one_now(
+            {"_id": job, "owner": "tester", "state": "succeeded", "started": 10.0 * job, "ended": 10.0 * job + 5,
+             "what": {"target": "w.py:main", "args": ["x=1"], **({"schedule": "nightly"} if job != 2 else {})}})
+    async with console_client(api, tools=()) as http:
+        answer = (await http.get("/api/v1/schedules", headers={"Authorization": "Bearer token-viewer"})).json()
+        [row] = answer["schedules"]
+        assert (row["name"], row["cron"], row["what"], row["runs"]) == ("nightly", "0 3 * * *", "w.py:main x=1", 3)
+        assert [run["job"] for run in row["lastRuns"]] == [4, 3, 1]
+        listed = (await http.get("/api/v1/jobs?schedule=nightly", headers={"Authorization": "Bearer token-viewer"}))
+        assert [j["job"] for j in listed.json()["jobs"]] == [4, 3, 1]
+        denied = await http.get("/api/v1/schedules", headers={"Authorization": "Bearer token-nobody"})
+        assert denied.status_code == 403
+        await http.post("/sign-in", data={"token": "token-viewer"}, headers={"Origin": "http://console"})
+        page = (await http.get("/schedules")).text
+        assert '<a href="/jobs?schedule=nightly&amp;owner=">nightly</a>' in page and "<code>0 3 * * *</code>" in page
+        assert '<a href="/jobs/4">4</a>' in page and "not-ours" not in page
