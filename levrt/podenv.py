@@ -48,6 +48,7 @@ __all__ = [
     "PYTHON",
     "RESERVED_PATHS",
     "RESOURCES_ENV",
+    "RESUME_ENV",
     "RUNTIME_COMMAND",
     "RUNTIME_HOST_PATH_ENV",
     "RUNTIME_IMAGE_ENV",
@@ -164,6 +165,8 @@ POD_UID_ENV = "LEVRT_POD_UID"
 DETACHED_ENV = "LEVRT_DETACHED"
 """Set when its client left it to run on (``levrt run --detach``)."""
 OWNER_ENV = "LEVRT_OWNER"
+RESUME_ENV = "LEVRT_RESUME"
+"""In an orchestration Pod: the job ``levrt run --resume JOB`` resumes."""
 SCHEDULE_ENV = "LEVRT_SCHEDULE"
 """In a scheduled run's orchestration Pod: the schedule's name (the job record keeps it, ``what.schedule``)."""
 """The Kubernetes identity of the client that submitted it: its job's owner (not the Pod's account)."""

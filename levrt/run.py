@@ -54,8 +54,10 @@ def calls_at_import(handler: ImportedRun) -> Iterator[None]:
 
 
 def run(main: Awaitable[T] | Callable[[], Awaitable[T]], *, settings: Settings | None = None,
-        kubeconfig: str | None = None) -> T:
-    """Run ``main`` (a coroutine, or an async function taking no arguments) as one levrt job."""
+        kubeconfig: str | None = None, resume: int | None = None) -> T:
+    """Run ``main`` (a coroutine, or an async function taking no arguments) as one levrt job.
+    ``resume``: a job whose succeeded tasks are not run again; an identical ``Cr`` (same image,
+    entry code and arguments, command, environment, files, schema and run options) takes its record."""
     if inspect.iscoroutinefunction(main):
         main = main()
     if not inspect.isawaitable(main):
@@ -67,18 +69,18 @@ def run(main: Awaitable[T] | Callable[[], Awaitable[T]], *, settings: Settings |
         return _taken_over[-1](main, settings=settings, kubeconfig=kubeconfig)  # type: ignore[no-any-return]
     import asyncio  # loaded when a job runs, not by `import levrt` (see the module)
 
-    return asyncio.run(_run(main, settings=settings, kubeconfig=kubeconfig))
+    return asyncio.run(_run(main, settings=settings, kubeconfig=kubeconfig, resume=resume))
 
 
 @contextlib.asynccontextmanager
 async def session(*, settings: Settings | None = None, kubeconfig: str | None = None,
-                  what: Mapping[str, Any] | None = None) -> AsyncIterator[Engine]:
+                  what: Mapping[str, Any] | None = None, resume: int | None = None) -> AsyncIterator[Engine]:
     """Open a job: connect to the cluster and the store, allocate the job id, clean up at the end
     (``async with session() as job: ...``, for callers with their own event loop). ``what`` names
     what runs, for the job's record: ``{"target": ..., "args": [...]}``."""
     from levrt._core import engine  # the one deferred levrt import: the clients load when a job opens
 
-    async with engine.session(settings=settings, kubeconfig=kubeconfig, what=what) as job:
+    async with engine.session(settings=settings, kubeconfig=kubeconfig, what=what, resume=resume) as job:
         yield job
 
 
@@ -88,11 +90,12 @@ def what_of(main: Awaitable[Any]) -> dict[str, Any]:
     return {"target": str(name), "args": []}
 
 
-async def _run(main: Awaitable[T], *, settings: Settings | None, kubeconfig: str | None) -> T:
+async def _run(main: Awaitable[T], *, settings: Settings | None, kubeconfig: str | None,
+               resume: int | None = None) -> T:
     async with contextlib.AsyncExitStack() as stack:
         try:
             job = await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig,
-                                                          what=what_of(main)))
+                                                          what=what_of(main), resume=resume))
         except BaseException:
             if inspect.iscoroutine(main):
                 main.close()  # never started: no "never awaited" warning on top of the real error

@@ -43,6 +43,8 @@ class Task:
         self.retries = 0
         """How many times an infrastructure failure submitted it again (``Cr(retries=...)``); ``pod``
         names the latest Pod."""
+        self.cached_from: str | None = None
+        """``JOB.TASK`` whose identical run's record this task took instead of running (``--resume``)."""
         self._failure: BaseException | None = None
 
     @property

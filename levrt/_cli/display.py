@@ -95,6 +95,8 @@ def _state(engine: Engine, task: Task) -> tuple[str, BaseException | None, str]:
     if failure is not None:
         reason = failure.reason if isinstance(failure, TaskFailed) else type(failure).__name__
         return f"failed({reason})", failure, node
+    if task.cached_from is not None:
+        return "cached", None, node
     if task.document is not None:
         return ("timed-out" if task.timed_out else "done"), None, node
     if task.timed_out:

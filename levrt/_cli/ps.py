@@ -49,7 +49,7 @@ __all__ = ["PS", "elapsed_text", "job_rows", "jobs_table", "ps_rows", "ps_table"
 
 DEFAULT_JOBS = 20
 """How many jobs ``levrt ps`` lists by default, the newest first (``--limit``; ``--all`` for every one)."""
-ENDED = {"succeeded": "done", "failed": "failed", "timed-out": "timed-out", "deleted": "deleted"}
+ENDED = {"succeeded": "done", "failed": "failed", "timed-out": "timed-out", "deleted": "deleted", "cached": "cached"}
 """Final states of a status record, as ``levrt ps`` (and the live display) names them."""
 PS_COLUMNS = ("TASK", "NAME", "STATE", "RETRIES", "ELAPSED", "AGE")
 PS_WIDE = ("POD", "IMAGE", "HOST", "NODE", "REASON")

@@ -27,6 +27,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import os
 import pathlib
 import signal
 import sys
@@ -57,7 +58,7 @@ from levrt._shapes.registry import ToolName
 from levrt.cr import Cr
 from levrt.document import Document
 from levrt.errors import LevrtError
-from levrt.podenv import OWNER_ENV
+from levrt.podenv import OWNER_ENV, RESUME_ENV
 from levrt.run import calls_at_import, session
 from levrt.settings import Settings
 
@@ -83,6 +84,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "job id: the job runs on without this client (levrt ps/get --job N follow it)")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
                         help="with --in-cluster: an environment variable for the orchestration Pod (repeatable)")
+    parser.add_argument("--resume", type=int, metavar="JOB",
+                        help="do not run again what job JOB ran with success: a task identical to one of its "
+                             "succeeded tasks (image, entry code and arguments, command, environment, files, "
+                             "schema, run options) takes that task's record")
     parser.add_argument("--keep", action="store_true", help="keep task Pods after their results are read")
     parser.add_argument("--logs", action="store_true", help="print each task's logs when it ends")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
@@ -102,7 +107,10 @@ def blank_arguments() -> argparse.Namespace:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    attempt = _Attempt({"target": args.target, "args": list(args.args)})
+    resume = args.resume if args.resume is not None else _resume_in_pod()
+    if resume is not None and resume <= 0:
+        raise CliError(f"--resume {resume}: give the id of the job to resume (`levrt ps` lists them).")
+    attempt = _Attempt({"target": args.target, "args": list(args.args)}, resume=resume)
     if where_now() != "detached":
         return _run_command(args, attempt)
     # Nobody follows a detached Pod's output: a run that fails before its job opens (its file's
@@ -126,6 +134,8 @@ def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
     elsewhere = args.in_cluster or args.detach or bool(getattr(args, "schedule", None))
     if elsewhere:
         env = dict(_parse_env(item) for item in args.env)
+        if attempt.resume is not None:  # the Pod's job resumes it
+            env.setdefault(RESUME_ENV, str(attempt.resume))
         orchestration_file(target)  # before importing it: only a file can be shipped
     elif args.env:
         raise CliError("--env sets variables of the orchestration Pod; it needs --in-cluster or --detach. "
@@ -182,6 +192,8 @@ def _run_published(args: argparse.Namespace, attempt: _Attempt, tool: ToolName, 
     _prepare(loaded.module, loaded.pinned, loaded.func, args.args, build=False)
     env = dict(_parse_env(item) for item in args.env)
     env.setdefault(OWNER_ENV, asyncio.run(_owner(args.kubeconfig)))  # the Pod's job is this user's
+    if attempt.resume is not None:
+        env.setdefault(RESUME_ENV, str(attempt.resume))
     if getattr(args, "schedule", None):
         return _schedule(args, loaded.pinned, named, settings=settings, env=env, published=str(loaded.record["sha256"]))
     return run_in_cluster(loaded.pinned, named, args.args, settings=settings, kubeconfig=args.kubeconfig, env=env,
@@ -407,11 +419,19 @@ class _Attempt:
     """One ``levrt run``: what its job record says ran, and whether its job opened."""
 
     what: dict[str, Any]
+    resume: int | None = None
     opened: bool = False
+
+
+def _resume_in_pod() -> int | None:
+    """The job an orchestration Pod resumes (``RESUME_ENV``, set by the client's ``--resume``)."""
+    text = os.environ.get(RESUME_ENV, "").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _record_failure(exc: Exception, args: argparse.Namespace, attempt: _Attempt) -> None:
     """Open a job only to record that this run failed with ``exc`` before it could open its own."""
+    attempt.resume = None  # the job that records the failure runs nothing
 
     async def fail() -> NoReturn:
         raise exc
@@ -435,7 +455,7 @@ async def _run(main: Awaitable[Any] | Callable[[], Awaitable[Any]], *, settings:
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig,
-                                                             what=attempt.what))
+                                                             what=attempt.what, resume=attempt.resume))
         except BaseException:
             if inspect.iscoroutine(main):
                 main.close()

@@ -29,7 +29,7 @@ from levrt._clients import pods, signals, submit
 from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.lease import JobLease
-from levrt._clients.store import JOBS, Store, resolve_uri, task_credentials
+from levrt._clients.store import JOBS, TASKS, Store, resolve_uri, task_credentials
 from levrt._clients.sweep import PayloadSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import ownership, runtime_mode
@@ -41,6 +41,7 @@ from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
 from levrt._shapes import podstatus
 from levrt._shapes.build import TaskObjects, build_task, with_attempt
+from levrt._shapes.cachekey import content_key
 from levrt._shapes.failures import failure_text, traceback_tail
 from levrt._shapes.names import job_selector
 from levrt.cr import Cr
@@ -70,10 +71,12 @@ class _ClusterEnded(Exception):
 
 @contextlib.asynccontextmanager
 async def session(*, settings: Settings | None = None, kubeconfig: str | None = None,
-                  what: Mapping[str, Any] | None = None) -> AsyncIterator[Engine]:
+                  what: Mapping[str, Any] | None = None, resume: int | None = None) -> AsyncIterator[Engine]:
     """Open a job: connect to the cluster and the store, allocate the job id, clean up at the end.
-    ``what`` (``{"target": "FILE:FUNC", "args": [...]}``) goes into the job's record."""
-    engine = await Engine.open(settings=settings or Settings.from_env(), kubeconfig=kubeconfig, what=what)
+    ``what`` (``{"target": "FILE:FUNC", "args": [...]}``) goes into the job's record. ``resume``: a
+    job whose succeeded tasks are not run again (``levrt._shapes.cachekey``); their records are taken."""
+    engine = await Engine.open(settings=settings or Settings.from_env(), kubeconfig=kubeconfig, what=what,
+                               resume=resume)
     raised: BaseException | None = None
     try:
         with _job.running(engine):
@@ -85,6 +88,17 @@ async def session(*, settings: Settings | None = None, kubeconfig: str | None = 
         # Tasks started but never awaited would run on unobserved; a job owns its Pods to the end.
         await asyncio.shield(engine.close(delete_pods=raised is not None or not engine.settings.keep,
                                           outcome=raised))
+
+
+async def resumable(store: Store, job: int) -> dict[str, int]:
+    """The tasks of job ``job`` that succeeded, by content key (only those recorded with one)."""
+    try:
+        found = [doc async for doc in store.collection(TASKS).find({"job": job, "state": "succeeded"})]
+    except Exception as exc:
+        raise store.unreachable(exc) from exc
+    if not found and await store.count(TASKS, {"job": job}) == 0:
+        raise LevrtError(f"--resume {job}: the store has no task of job {job} (`levrt ps --all-users` lists jobs).")
+    return {str(doc["key"]): int(doc["task"]) for doc in found if doc.get("key") and isinstance(doc.get("task"), int)}
 
 
 class Engine:
@@ -122,12 +136,16 @@ class Engine:
         """Pods this job deleted itself: their deletion is no failure of the cluster to retry."""
         self._first_objects: dict[int, TaskObjects] = {}
         """The first attempt's objects of each task that may be retried (renamed for a retry)."""
+        self.resumed: int | None = None
+        """The job this one resumes (``--resume``)."""
+        self.cached: dict[str, int] = {}
+        """The tasks of ``resumed`` that succeeded, by content key: a task asked again takes their record."""
         self.start_failures: dict[int, TaskFailed] = {}
         """Why a task whose Pod never ran failed (``start()`` raised it; no ``Task.done()`` saw it)."""
 
     @classmethod
     async def open(cls, *, settings: Settings, kubeconfig: str | None = None,
-                   what: Mapping[str, Any] | None = None) -> Engine:
+                   what: Mapping[str, Any] | None = None, resume: int | None = None) -> Engine:
         kube = await Kube.connect(kubeconfig=kubeconfig)
         store: Store | None = None
         watch: PodWatch | None = None
@@ -140,10 +158,12 @@ class Engine:
                 settings = settings.replace(runtime_mode=runtime.mode)
             settings = await task_credentials(kube, settings)
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
+            cached = await resumable(store, resume) if resume is not None else {}
             job_id, lease = await ownership.claim_job(kube, settings, store)
             own_pod = await ownership.adopt_own_pod(kube, settings, job_id, lease)
             job_record = await JobRecord.open(store, job=job_id, identity=await identify(kube, kubeconfig=kubeconfig),
-                                              what=what, lease=lease is not None)
+                                              what={**(what or {}), **({"resume": resume} if resume else {})},
+                                              lease=lease is not None)
             watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
             await watch.start()
         except BaseException:
@@ -157,8 +177,13 @@ class Engine:
             raise
         log.info("job: %d", job_id)
         log.debug("runtime: %s (%s)", runtime.mode, runtime.reason)
-        return cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id, runtime=runtime,
-                   lease=lease, own_pod=own_pod, job_record=job_record)
+        engine = cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id, runtime=runtime,
+                     lease=lease, own_pod=own_pod, job_record=job_record)
+        engine.resumed, engine.cached = resume, cached
+        if resume is not None:
+            log.info("resuming job %d: %d of its tasks succeeded and are not run again if asked again", resume,
+                     len(cached))
+        return engine
 
     async def close(self, *, delete_pods: bool = False, outcome: BaseException | None = None) -> None:
         """Stop watching and close connections; with ``delete_pods`` remove this job's Pods. The job's
@@ -207,13 +232,17 @@ class Engine:
         collection = context.collection_name(cr.schema)
         # The local files read or hashed in a thread: a missing one fails here, before anything is created.
         plan = await asyncio.to_thread(plan_task_files, cr, hashes=self.uploads.hashes)
+        key = content_key(cr, {name: {f.target: f.sha256 for f in files} for name, files in plan.containers.items()},
+                          collection=collection)
+        if key is not None and key in self.cached:
+            return await self._take_cached(cr, index, collection, key)
         objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
                              plan=plan)
         # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
         await self.uploads.ensure(plan.stored)
         name = objects.name
         self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
-                    submitted=time.time(), name=cr.origin, maxRetries=cr.retries)
+                    submitted=time.time(), name=cr.origin, maxRetries=cr.retries, key=key)
         await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod=name, collection=collection)
         self.tasks.append(task)
@@ -225,6 +254,27 @@ class Engine:
             self.start_failures[index] = exc
             self.record(task=index, state="failed", reason=exc.reason)
             raise
+        return task
+
+    async def _take_cached(self, cr: Cr, index: int, collection: str, key: str) -> Task:
+        """A task whose identical run succeeded in the resumed job: that run's record becomes this
+        task's (the same fields, under this job and task), and no Pod is made."""
+        assert self.resumed is not None
+        source = self.cached[key]
+        records = self.store.collection(collection)
+        try:
+            found = await records.find_one({"_id": {"job": self.resumed, "task": source}})
+            if found is not None:
+                await records.replace_one({"_id": {"job": self.job_id, "task": index}},
+                                          {**found, "_id": {"job": self.job_id, "task": index}}, upsert=True)
+        except Exception as exc:
+            raise self.store.unreachable(exc) from exc
+        self.record(task=index, state="cached", pod="-", image=cr.image, collection=collection, submitted=time.time(),
+                    name=cr.origin, key=key, cachedFrom=f"{self.resumed}.{source}")
+        task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod="-", collection=collection)
+        task.cached_from = f"{self.resumed}.{source}"
+        task.document = Document(records, {"_id": {"job": self.job_id, "task": index}}, files=self.files)
+        self.tasks.append(task)
         return task
 
     async def _wait_running(self, task: Task) -> None:

@@ -88,12 +88,14 @@ def where_now(environ: Mapping[str, str] | None = None) -> str:
 
 
 def task_states(tasks: Iterable[Task], start_failures: Iterable[int]) -> list[str]:
-    """How each task of a job stands at its end: done, failed, timed-out, or cancelled (the job
-    ended before it did)."""
+    """How each task of a job stands at its end: done, cached (taken from the job it resumes),
+    failed, timed-out, or cancelled (the job ended before it did)."""
     never_ran = set(start_failures)
     states = []
     for task in tasks:
-        if task.task_id in never_ran or task.failure is not None:
+        if task.cached_from is not None:
+            states.append("cached")
+        elif task.task_id in never_ran or task.failure is not None:
             states.append("failed")
         elif task.timed_out:
             states.append("timed-out")
