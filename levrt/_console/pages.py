@@ -34,7 +34,7 @@ __all__ = [
     "tool_page",
 ]
 
-ASSET_VERSION = "2"
+ASSET_VERSION = "3"
 """Bumped with the stylesheet or the script, so a browser never keeps a stale copy."""
 TACTIC_NAMES = {member.value: member.name.replace("_", " ").title() for member in Attck}
 ENDED = frozenset({"succeeded", "failed", "cancelled", "lost"})
