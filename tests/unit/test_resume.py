@@ -7,6 +7,7 @@ On the fake apiserver and store; on the real cluster: ``tests/e2e/test_resumed_j
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from levrt.run import session
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, FakeMongo
 
+REPO = Path(__file__).resolve().parents[2]
 SETTINGS = Settings(store_uri="mongodb://127.0.0.1:30017/", runtime_image="levrt.local/runtime:t")
 SCAN = """\
 import levrt
@@ -49,7 +51,7 @@ pytestmark = pytest.mark.usefixtures("laptop_env")
 
 def key_in_a_fresh_process(folder: Path) -> str:
     done = subprocess.run([sys.executable, "-c", KEY, str(folder)], capture_output=True, text=True, check=True,
-                          cwd=folder)
+                          cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's levrt
     return done.stdout.strip()
 
 
