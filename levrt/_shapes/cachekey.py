@@ -5,8 +5,8 @@ item 1). Identical means: the image, the entry's code and its arguments, the com
 environment, the sha256 of every file, the schema, and the run options that change what it does
 (host network, capabilities, ports, links, services, each keyed the same way); not where or how
 long it runs (timeout, retries, resources, node placement). The entry's code is its compiled
-bytecode, constants and names, recursively, never its file name or line numbers, so moving a
-function changes nothing and changing one of its lines does. A value that cannot be keyed the same
+bytecode, constants and names, recursively, never its module's or file's name or its line
+numbers, so moving a function changes nothing and changing one of its lines does. A value that cannot be keyed the same
 everywhere (an arbitrary object) gives no key: such a run is never taken from a cache.
 """
 
@@ -73,7 +73,9 @@ def _function(func: Any) -> dict[str, Any]:
     if not isinstance(code, types.CodeType):
         raise Unkeyable(f"{func!r} has no code to key")
     cells = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()]
-    return {"name": f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}", **_code(code),
+    # Its qualified name, not its module's: a lone file is imported under a name made unique per run,
+    # and the same code under another module's name does the same thing.
+    return {"name": str(getattr(func, "__qualname__", "?")), **_code(code),
             "defaults": _canonical(list(func.__defaults__ or ())),
             "kwdefaults": _canonical(dict(func.__kwdefaults__ or {})),
             "closure": [_function(c) if isinstance(c, types.FunctionType) else _canonical(c) for c in cells]}

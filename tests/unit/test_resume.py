@@ -40,8 +40,8 @@ def run(host, **kw):
 """
 KEY = """\
 import sys
-sys.path.insert(0, sys.argv[1])
-from scan import run
+from levrt._cli.base import load_module
+run = load_module(sys.argv[1] + "/scan.py").run  # as `levrt run scan.py` imports it: a name unique per run
 from levrt._shapes.cachekey import content_key
 print(content_key(run("10.0.0.1", ports=[22, 443]), {"main": {"/etc/targets": "ab" * 32}}, collection="x"))
 """
