@@ -29,7 +29,7 @@ from levrt._clients.kube import Kube
 from levrt._clients.store import JOB_RECORDS, Store
 from levrt._console.auth import Caller
 from levrt._core.catalog import collection_of, is_gettable_schema
-from levrt._core.history import NoArchive, archived_log, job_collections, no_archive_text
+from levrt._core.history import NoArchive, archived_log, job_collections, live_jobs, no_archive_text
 from levrt._core.incluster import start_detached
 from levrt._core.registry import Registry
 from levrt._shapes import jobrecord
@@ -189,8 +189,7 @@ class Console:
         if schedule:
             query["what.schedule"] = schedule
         now = time.time()
-        leases = await lease.list_leases(self.kube, self.settings.namespace)
-        live = {job for item in leases if not lease.expired(item, now=now) and (job := lease.lease_job(item))}
+        live = await live_jobs(self.kube, self.settings.namespace, now=now)  # as `levrt ps` reads them
         records, total = await self.store.newest(JOB_RECORDS, query, limit=0 if state else skip + limit)
         rows = job_rows(records, live_jobs=live, now=now)
         if state:
