@@ -62,24 +62,24 @@ def _grab_banner(target: str, port: int, probe: bytes, timeout: float) -> None:
     import time
 
     # A one-shot listener restarted in a loop (the workflow's target on 2222) refuses for a moment
-    # after each client, such as the port scan's probe: a refusal is tried again for up to 5 s.
+    # after each client, such as the port scan's probe, and resets a connection that queued behind
+    # another client (the kubelet's probe): a refusal or a reset is tried again for up to 5 s.
     deadline = time.monotonic() + 5
     while True:
         try:
-            sock = socket.create_connection((target, port), timeout=timeout)
+            with socket.create_connection((target, port), timeout=timeout) as sock:
+                if probe:
+                    sock.sendall(probe)
+                sock.settimeout(timeout)
+                try:
+                    data = sock.recv(512)
+                except TimeoutError:
+                    data = b""
             break
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.25)
-    with sock:
-        if probe:
-            sock.sendall(probe)
-        sock.settimeout(timeout)
-        try:
-            data = sock.recv(512)
-        except TimeoutError:
-            data = b""
     lev.set(target=target, port=port, banner=data.decode("latin-1").strip())
 
 
