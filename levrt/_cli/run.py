@@ -53,7 +53,7 @@ from levrt._cli.published import load_published, published_tool
 from levrt._clients.kube import Kube
 from levrt._core.incluster import orchestration_file, run_in_cluster, schedule_in_cluster
 from levrt._core.jobrecords import identify, where_now
-from levrt._shapes.orchestrator import PUBLISHED_OPTION
+from levrt._shapes.orchestrator import EXIT_HANDED_OVER, PUBLISHED_OPTION
 from levrt._shapes.registry import ToolName
 from levrt.cr import Cr
 from levrt.document import Document
@@ -158,7 +158,7 @@ def _run_command(args: argparse.Namespace, attempt: _Attempt) -> int:
     except _CheckedAtImport:
         module = None  # the file runs its own job when imported; the Pod's levrt run makes it the job
     except asyncio.CancelledError:
-        return _terminated()
+        return _terminated(attempt)
     except LevrtError:
         raise
     except Exception as exc:
@@ -225,7 +225,7 @@ def _run_here(module: ModuleType, target: str, named: str, args: argparse.Namesp
         result = asyncio.run(_run(start, settings=settings, kubeconfig=args.kubeconfig, progress=not args.no_progress,
                                   attempt=attempt))
     except asyncio.CancelledError:
-        return _terminated()
+        return _terminated(attempt)
     except LevrtError:
         raise  # levrt's own: one line (levrt._cli.main)
     except Exception as exc:
@@ -367,7 +367,11 @@ def _print_value(value: Any) -> None:
         print(json.dumps(value, indent=2, default=str) if not isinstance(value, str) else value)
 
 
-def _terminated() -> int:
+def _terminated(attempt: _Attempt) -> int:
+    if attempt.handed_over:
+        print("levrt run: this orchestration Pod is going away (SIGTERM); its job goes on in the next Pod "
+              "of its Kubernetes Job.", file=sys.stderr)
+        return EXIT_HANDED_OVER
     print("levrt run: terminated (SIGTERM); the job's Pods were deleted.", file=sys.stderr)
     return EXIT_TERMINATED
 
@@ -421,6 +425,8 @@ class _Attempt:
     what: dict[str, Any]
     resume: int | None = None
     opened: bool = False
+    handed_over: bool = False
+    """Told to stop, it left its job to the next Pod of its Kubernetes Job (``Engine.hand_over``)."""
 
 
 def _resume_in_pod() -> int | None:
@@ -447,11 +453,22 @@ async def _run(main: Awaitable[Any] | Callable[[], Awaitable[Any]], *, settings:
     that was never awaited; one made before, by a file's ``levrt.run(...)``, is closed)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     # SIGTERM (an orchestration Pod being deleted, a `kill`) ends the job like Ctrl-C does: the
-    # run is cancelled and the session deletes the job's Pods before the process exits.
+    # run is cancelled and the session deletes the job's Pods before the process exits. A detached
+    # orchestration whose Kubernetes Job goes on hands the job over to the Job's next Pod instead.
     current = asyncio.current_task()
+    opened: list[Any] = []
+    stopping: list[asyncio.Task[None]] = []
+
+    async def stop() -> None:
+        if opened and await opened[0].job_goes_on():
+            opened[0].handing_over = attempt.handed_over = True
+        assert current is not None
+        current.cancel()
+
     with contextlib.suppress(NotImplementedError, RuntimeError):
         if current is not None:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGTERM, lambda: stopping.append(asyncio.get_running_loop().create_task(stop())))
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(session(settings=settings, kubeconfig=kubeconfig,
@@ -460,6 +477,7 @@ async def _run(main: Awaitable[Any] | Callable[[], Awaitable[Any]], *, settings:
             if inspect.iscoroutine(main):
                 main.close()
             raise
+        opened.append(engine)
         attempt.opened = True
         awaited = main if inspect.isawaitable(main) else main()
         if not progress or not sys.stderr.isatty():

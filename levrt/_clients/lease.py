@@ -45,10 +45,12 @@ __all__ = [
     "KEPT_PODS_ANNOTATION",
     "JobLease",
     "Reaper",
+    "adopt_job",
     "adopt_pod",
     "delete_lease",
     "expired",
     "kept_pods",
+    "label_pod",
     "lease_job",
     "lease_object",
     "list_leases",
@@ -194,6 +196,18 @@ class JobLease:
         created = await resources.create(kube, "Lease", body, namespace=namespace)
         return cls(kube, namespace=namespace, job=job, lease=created, duration=duration, clock=clock)
 
+    @classmethod
+    async def take_over(cls, kube: Kube, *, namespace: str, job: int, duration: float, holder: str,
+                        clock: Callable[[], float] = time.time) -> JobLease:
+        """The Lease of job ``job``, now held by ``holder``: a detached job's next orchestration Pod
+        goes on with the job its predecessor opened. ``NotFound`` when the job has ended (or was
+        collected) in between: then nothing is taken over."""
+        now = micro_time(clock())
+        taken = await resources.patch(kube, "Lease", lease_name(job), {
+            "spec": {"holderIdentity": holder, "acquireTime": now, "renewTime": now},
+        }, namespace=namespace)
+        return cls(kube, namespace=namespace, job=job, lease=taken, duration=duration, clock=clock)
+
     @property
     def interval(self) -> float:
         return self.duration / RENEW_FRACTION
@@ -330,12 +344,29 @@ class Reaper:
 
 
 async def adopt_pod(kube: Kube, namespace: str, pod: str, *, uid: str, owner: Mapping[str, Any], job: int) -> None:
-    """Make a Pod that already runs (an in-cluster orchestration, ``levrt run --detach``) one of the
-    job's objects: owned by its Lease and labelled with its job (``levrt ps --job N`` lists it)."""
-    await resources.patch(
-        kube, "Pod", pod, {"metadata": {"uid": uid, "labels": {JOB_LABEL: str(job)}, "ownerReferences": [dict(owner)]}},
-        namespace=namespace, patch_type="strategic",
-    )
+    """Make a Pod that already runs (an attached in-cluster orchestration) one of the job's objects:
+    owned by its Lease and labelled with its job (``levrt ps --job N`` lists it)."""
+    await _adopt(kube, "Pod", namespace, pod, uid=uid, owner=owner, job=job)
+
+
+async def adopt_job(kube: Kube, namespace: str, name: str, *, uid: str, owner: Mapping[str, Any],
+                    job: int) -> None:
+    """Make the Kubernetes Job running a detached orchestration one of the job's objects: owned by
+    its Lease (it goes, with its Pod, when the job ends) and labelled with the job, which is how its
+    next Pod knows which job to take over."""
+    await _adopt(kube, "Job", namespace, name, uid=uid, owner=owner, job=job)
+
+
+async def _adopt(kube: Kube, kind: str, namespace: str, name: str, *, uid: str, owner: Mapping[str, Any],
+                 job: int) -> None:
+    # The uid makes the patch fail on a namesake made since (optimistic: never another's object).
+    body = {"metadata": {"uid": uid, "labels": {JOB_LABEL: str(job)}, "ownerReferences": [dict(owner)]}}
+    await resources.patch(kube, kind, name, body, namespace=namespace, patch_type="strategic")
+
+
+async def label_pod(kube: Kube, namespace: str, pod: str, *, job: int) -> None:
+    """Label a Pod with its job (``levrt ps --job N`` lists it) without owning it (its Job does)."""
+    await resources.patch(kube, "Pod", pod, {"metadata": {"labels": {JOB_LABEL: str(job)}}}, namespace=namespace)
 
 
 async def release_pod(kube: Kube, namespace: str, pod: str) -> None:

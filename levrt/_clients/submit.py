@@ -26,7 +26,7 @@ from levrt._clients.kube import Kube, Priority
 from levrt._shapes.build import TaskObjects
 from levrt.errors import ClusterError, LevrtError
 
-__all__ = ["create", "delete_pod", "owned_by", "submit", "with_owner"]
+__all__ = ["create", "delete_job", "delete_pod", "owned_by", "submit", "submit_job", "with_owner"]
 
 log = logging.getLogger("lev")
 
@@ -66,6 +66,21 @@ async def submit(kube: Kube, namespace: str, objects: TaskObjects, *,
         await asyncio.shield(delete_pod(kube, namespace, name))
         raise
     return dict(pod)
+
+
+async def submit_job(kube: Kube, namespace: str, objects: TaskObjects) -> dict[str, Any]:
+    """The same order for a detached orchestration (``levrt._shapes.orchestrator.detached_job``): the
+    Job created suspended (no Pod yet), ``objects.owned`` owned by it, then the Job let go."""
+    job = await create(kube, namespace, objects.pod, priority=Priority.NEW_WORK)
+    name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+    try:
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
+        await asyncio.gather(*(_create_owned(kube, namespace, owned_by(obj, owner)) for obj in objects.owned))
+        await resources.patch(kube, "Job", name, {"spec": {"suspend": False}}, namespace=namespace)
+    except BaseException:
+        await asyncio.shield(delete_job(kube, namespace, name))
+        raise
+    return dict(job)
 
 
 async def create(kube: Kube, namespace: str, body: Mapping[str, Any], *, priority: int = Priority.NORMAL) -> Any:
@@ -118,3 +133,16 @@ async def delete_pod(kube: Kube, namespace: str, name: str, *, graceful: bool = 
         pass
     except LevrtError as exc:
         log.warning("could not delete Pod %s: %s", name, exc)
+
+
+async def delete_job(kube: Kube, namespace: str, name: str) -> None:
+    """Delete an orchestration Job; its Pod follows through the garbage collector, with its own grace
+    period (SIGTERM: the orchestration sees its Job gone and ends the levrt job, not hands it over).
+    Never raises for a Job already gone; other failures are logged."""
+    try:
+        await resources.delete(kube, "Job", name, namespace=namespace, query={"propagationPolicy": "Background"},
+                               priority=Priority.CLEANUP)
+    except NotFound:
+        pass
+    except LevrtError as exc:
+        log.warning("could not delete Job %s: %s", name, exc)

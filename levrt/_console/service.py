@@ -231,9 +231,10 @@ class Console:
         return view
 
     async def cancel(self, job: int) -> str:
-        """End running job ``job``: its orchestration Pod is deleted gracefully (SIGTERM: the job ends
-        its tasks and records that it was cancelled), and its Lease after ``CANCEL_GRACE`` if still
-        there; a job run from a laptop (no such Pod) loses its Lease now. What was done, in words."""
+        """End running job ``job``: its orchestration Pod is deleted gracefully, with its Kubernetes
+        Job when it has one (SIGTERM: the job ends its tasks and records that it was cancelled), and
+        its Lease after ``CANCEL_GRACE`` if still there; a job run from a laptop (no such Pod) loses
+        its Lease now. What was done, in words."""
         record = await self._record(job)
         if not await self._live(job):
             raise Conflict(f"Job {job} is not running ({record.get('state') or 'no Lease'}): nothing to cancel.")
@@ -244,7 +245,12 @@ class Console:
             await lease.delete_lease(self.kube, ns, lease_name(job))
             return "its Lease was deleted: its Pods go with it"
         for pod in mine:
-            await submit.delete_pod(self.kube, ns, pod["metadata"]["name"], graceful=True)
+            runner = next((ref["name"] for ref in pod["metadata"].get("ownerReferences") or []
+                           if ref.get("kind") == "Job" and ref.get("controller")), None)
+            if runner is not None:  # a detached run: without its Kubernetes Job it ends rather than hands over
+                await submit.delete_job(self.kube, ns, runner)
+            else:
+                await submit.delete_pod(self.kube, ns, pod["metadata"]["name"], graceful=True)
         ending = asyncio.create_task(self._end_later(job))
         self._ending.add(ending)
         ending.add_done_callback(self._ending.discard)

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from levrt import _job, context
-from levrt._clients import pods, signals, submit
+from levrt._clients import pods, resources, signals, submit
 from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.lease import JobLease
@@ -39,10 +39,12 @@ from levrt._core.logarchive import LogArchive
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
-from levrt._shapes import podstatus
+from levrt._shapes import handover, podstatus
 from levrt._shapes.build import TaskObjects, build_task, with_attempt
 from levrt._shapes.cachekey import content_key
 from levrt._shapes.failures import failure_text, traceback_tail
+from levrt._shapes.files import FilePlan
+from levrt._shapes.handover import Inherited, LiveTask
 from levrt._shapes.names import job_selector
 from levrt.cr import Cr
 from levrt.document import Document
@@ -59,6 +61,8 @@ POLL_SECONDS = 5.0
 RETRY_BACKOFF = 2.0
 """Seconds before a task's first retry; doubled for each further one, at most ``RETRY_BACKOFF_MAX``."""
 RETRY_BACKOFF_MAX = 30.0
+HANDOVER_CHECK = 5.0
+"""Seconds a Pod told to stop waits to learn whether its job goes on (``Engine.job_goes_on``)."""
 
 
 class _ClusterEnded(Exception):
@@ -85,9 +89,12 @@ async def session(*, settings: Settings | None = None, kubeconfig: str | None = 
         raised = exc
         raise
     finally:
-        # Tasks started but never awaited would run on unobserved; a job owns its Pods to the end.
-        await asyncio.shield(engine.close(delete_pods=raised is not None or not engine.settings.keep,
-                                          outcome=raised))
+        if engine.handing_over:  # this Pod goes away; the job goes on in the next one
+            await asyncio.shield(engine.hand_over())
+        else:
+            # Tasks started but never awaited would run on unobserved; a job owns its Pods to the end.
+            await asyncio.shield(engine.close(delete_pods=raised is not None or not engine.settings.keep,
+                                              outcome=raised))
 
 
 async def resumable(store: Store, job: int) -> dict[str, int]:
@@ -105,13 +112,20 @@ class Engine:
     """One job. Create with ``await Engine.open(...)``; end with ``await engine.close()``."""
 
     def __init__(self, *, settings: Settings, kube: Kube, store: Store, watch: PodWatch, job_id: int,
-                 runtime: Decision | None = None, lease: JobLease | None = None, own_pod: str | None = None,
-                 job_record: JobRecord | None = None) -> None:
+                 runtime: Decision | None = None, claim: ownership.Claim | None = None, own_pod: str | None = None,
+                 job_record: JobRecord | None = None, inherited: Inherited | None = None) -> None:
         self.settings = settings
         self.job_record = job_record or JobRecord(store, job_id)
         """The job's record (``levrt_jobs``); its ``value`` is set by whoever awaits the orchestration."""
-        self.lease = lease
+        self.claim = claim or ownership.Claim(job_id, None)
+        """How the job was opened (or taken over) and what owns it."""
+        self.lease = self.claim.lease
         """The job's Lease, owner of its Pods (None: the apiserver refused it; logged at open)."""
+        self.inherited = inherited or Inherited()
+        """A job taken over: its tasks from the orchestration Pod before this one (``levrt._shapes.handover``)."""
+        self.handing_over = False
+        """This orchestration Pod goes away and the job goes on in the next one: from now on nothing
+        is recorded, deleted or ended here (``hand_over``)."""
         self.own_pod = own_pod
         """The orchestration Pod this job runs in, when the Lease adopted it (``levrt run --in-cluster``)."""
         self.runtime = runtime or Decision(settings.runtime_mode, "as configured")
@@ -120,7 +134,7 @@ class Engine:
         self.store = store
         self.watch = watch
         self.job_id = job_id
-        self._task_index = itertools.count()
+        self._task_index = itertools.count(self.inherited.next_task)
         self.status = StatusRecords(store, job=job_id)
         self.tasks: list[Task] = []
         self.sweeper = PayloadSweeper(kube, namespace=settings.namespace, job=job_id)
@@ -150,6 +164,7 @@ class Engine:
         store: Store | None = None
         watch: PodWatch | None = None
         lease: JobLease | None = None
+        claim: ownership.Claim | None = None
         try:
             version = await kube.server_version()
             version.require_supported()
@@ -159,15 +174,25 @@ class Engine:
             settings = await task_credentials(kube, settings)
             store = Store.connect(await resolve_uri(kube, settings), database=settings.database)
             cached = await resumable(store, resume) if resume is not None else {}
-            job_id, lease = await ownership.claim_job(kube, settings, store)
-            own_pod = await ownership.adopt_own_pod(kube, settings, job_id, lease)
-            job_record = await JobRecord.open(store, job=job_id, identity=await identify(kube, kubeconfig=kubeconfig),
-                                              what={**(what or {}), **({"resume": resume} if resume else {})},
-                                              lease=lease is not None)
+            claim = await ownership.claim_job(kube, settings, store)
+            job_id, lease = claim.job, claim.lease
+            own_pod = await ownership.adopt_own_pod(kube, settings, claim)
+            if claim.taken_over:
+                job_record = await JobRecord.take_over(store, job=job_id)
+                inherited = handover.inherited(await store.task_records(job_id))
+            else:
+                job_record = await JobRecord.open(store, job=job_id,
+                                                  identity=await identify(kube, kubeconfig=kubeconfig),
+                                                  what={**(what or {}), **({"resume": resume} if resume else {})},
+                                                  lease=lease is not None)
+                inherited = Inherited()
             watch = PodWatch(kube, namespace=settings.namespace, selector=job_selector(job_id))
             await watch.start()
         except BaseException:
-            if lease is not None:  # nothing of a job that never opened may stay (the Lease would own its Pod)
+            if lease is not None and claim is not None and claim.taken_over:
+                # The job is not this Pod's to end: the next Pod of its Kubernetes Job may go on with it.
+                await asyncio.shield(lease.stop())
+            elif lease is not None:  # nothing of a job that never opened may stay (the Lease would own its Pod)
                 await asyncio.shield(lease.close())
             if watch is not None:
                 await watch.close()
@@ -178,7 +203,11 @@ class Engine:
         log.info("job: %d", job_id)
         log.debug("runtime: %s (%s)", runtime.mode, runtime.reason)
         engine = cls(settings=settings, kube=kube, store=store, watch=watch, job_id=job_id, runtime=runtime,
-                     lease=lease, own_pod=own_pod, job_record=job_record)
+                     claim=claim, own_pod=own_pod, job_record=job_record, inherited=inherited)
+        if claim.taken_over:
+            log.info("job %d taken over: %d of its tasks are done and %d may still run; they are not run again "
+                     "if the workflow asks for them again", job_id, sum(map(len, inherited.done.values())),
+                     len(inherited.left_live()))
         engine.resumed, engine.cached = resume, cached
         if resume is not None:
             log.info("resuming job %d: %d of its tasks succeeded and are not run again if asked again", resume,
@@ -189,8 +218,11 @@ class Engine:
         """Stop watching and close connections; with ``delete_pods`` remove this job's Pods. The job's
         record ends as ``outcome`` says (what the orchestration raised; None: it succeeded)."""
         try:
-            if delete_pods:
+            for left in self.inherited.left_live():  # the workflow did not ask for them again
+                self.record(task=left.task, state="deleted", reason="not asked for again after the job was taken over")
+            if delete_pods or self.inherited.left_live():
                 await self.delete_job_pods()
+            if delete_pods:
                 for task in self.tasks:  # started, never awaited to the end: their Pods are gone now
                     if not task.ended and task.task_id not in self.start_failures:
                         self.record(task=task.task_id, state="deleted", reason="the job ended before the task")
@@ -201,10 +233,42 @@ class Engine:
             # Before the Lease goes: a record still `running` without its Lease reads as lost.
             await self.job_record.close(exc=outcome, states=task_states(self.tasks, self.start_failures),
                                         store_apart=self.upload)
-            await ownership.let_go(self.kube, self.settings, self.lease, self.own_pod)
+            await ownership.let_go(self.kube, self.settings, self.claim, self.own_pod)
             await self.watch.close()
             await self.store.close()
             await self.kube.close()
+
+    async def job_goes_on(self) -> bool:
+        """Whether this Pod, told to stop (SIGTERM), should hand the job over rather than end it: it
+        runs under a Kubernetes Job that is not being deleted, so the Pod is being deleted or evicted
+        on its own and the Job will make the next one. A cancel deletes the Job (``levrt._console``,
+        ``levrt gc --job``: the Lease takes it along). When the Job cannot be read, the job ends."""
+        runner = self.claim.runner
+        if runner is None:
+            return False
+        try:
+            found = await asyncio.wait_for(resources.get(self.kube, "Job", runner.name,
+                                                         namespace=self.settings.namespace), HANDOVER_CHECK)
+        except (LevrtError, TimeoutError) as exc:
+            log.warning("cannot tell whether job %d goes on (%s): it ends here", self.job_id, exc)
+            return False
+        return not found["metadata"].get("deletionTimestamp") and found["metadata"].get("uid") == runner.uid
+
+    async def hand_over(self) -> None:
+        """Leave the job to the next orchestration Pod: what was recorded is written, the Lease is no
+        longer renewed here (the next Pod takes it over), and the task Pods and the job's record stay
+        as they are."""
+        try:
+            await self.status.close()
+            await self.log_archive.close()
+            await self.sweeper.close()
+        finally:
+            if self.lease is not None:
+                await self.lease.stop()
+            await self.watch.close()
+            await self.store.close()
+            await self.kube.close()
+        log.info("job %d handed over: this orchestration Pod goes away and the next one goes on with it", self.job_id)
 
     async def delete_job_pods(self) -> None:
         """Delete every task Pod of this job still present (one DELETE each: the chart's Role grants
@@ -222,18 +286,28 @@ class Engine:
                 log.info("deleted %d remaining Pod(s) of job %d", len(names), self.job_id)
 
     def record(self, *, task: int, **fields: Any) -> None:
-        """Record a task's status (``levrt_tasks``), written off the hot path and in order."""
-        self.status.record(task, **fields)
+        """Record a task's status (``levrt_tasks``), written off the hot path and in order; nothing
+        once handing over (a task cancelled here goes on, as the next Pod will find it)."""
+        if not self.handing_over:
+            self.status.record(task, **fields)
 
     # -- the Runner of levrt._job ------------------------------------------------------------
 
     async def start(self, cr: Cr) -> Task:
-        index = next(self._task_index)
         collection = context.collection_name(cr.schema)
         # The local files read or hashed in a thread: a missing one fails here, before anything is created.
         plan = await asyncio.to_thread(plan_task_files, cr, hashes=self.uploads.hashes)
         key = content_key(cr, {name: {f.target: f.sha256 for f in files} for name, files in plan.containers.items()},
                           collection=collection)
+        done = self.inherited.take_done(key)
+        if done is not None:
+            return self._inherited_done(cr, done, collection)
+        live = self.inherited.take_live(key)
+        if live is not None:
+            if self.watch.get(live.pod) is not None:
+                return await self._follow(cr, live, collection, plan)
+            self.record(task=live.task, state="lost", reason="its Pod was gone when the job was taken over")
+        index = next(self._task_index)
         if key is not None and key in self.cached:
             return await self._take_cached(cr, index, collection, key)
         objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
@@ -248,13 +322,36 @@ class Engine:
         self.tasks.append(task)
         if cr.retries:
             self._first_objects[index] = objects
+        return await self._running(task)
+
+    async def _running(self, task: Task) -> Task:
         try:
             await self._wait_running(task)
         except TaskFailed as exc:  # it never ran: this is its end, not something the job's close deletes
-            self.start_failures[index] = exc
-            self.record(task=index, state="failed", reason=exc.reason)
+            self.start_failures[task.task_id] = exc
+            self.record(task=task.task_id, state="failed", reason=exc.reason)
             raise
         return task
+
+    def _inherited_done(self, cr: Cr, index: int, collection: str) -> Task:
+        """A task this job ran to success before it was taken over: its own record, nothing run."""
+        task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod="-", collection=collection)
+        task.document = Document(self.store.collection(collection), {"_id": {"job": self.job_id, "task": index}},
+                                 files=self.files)
+        self.tasks.append(task)
+        return task
+
+    async def _follow(self, cr: Cr, live: LiveTask, collection: str, plan: FilePlan) -> Task:
+        """A task whose Pod the previous orchestration Pod left running: followed to its end as if
+        this Pod had started it (a retry builds its objects afresh, as the first attempt's)."""
+        task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=live.task, pod=live.pod, collection=collection)
+        task.retries = live.retries
+        self.tasks.append(task)
+        if cr.retries:
+            self._first_objects[live.task] = build_task(cr, job=self.job_id, task=live.task, collection=collection,
+                                                        settings=self.settings, plan=plan)
+        log.debug("task %s: following its Pod %s, left running by the previous orchestration Pod", task.id, live.pod)
+        return await self._running(task)
 
     async def _take_cached(self, cr: Cr, index: int, collection: str, key: str) -> Task:
         """A task whose identical run succeeded in the resumed job: that run's record becomes this
@@ -407,6 +504,8 @@ class Engine:
         return None if self.lease is None else self.lease.reference
 
     async def delete_pod(self, name: str) -> None:
+        if self.handing_over:  # the next orchestration Pod follows it
+            return
         self._deleted.add(name)
         await submit.delete_pod(self.kube, self.settings.namespace, name)
 

@@ -102,19 +102,20 @@ def run_in_cluster(
 async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | None, detach: bool = False) -> int:
     kube = await Kube.connect(kubeconfig=kubeconfig)
     ns = settings.namespace
-    name = objects.name
     watch = _watch(kube, objects, settings)
     try:
         await watch.start()
+        if detach:
+            job = await start_detached(kube, objects, settings=settings, watch=watch, submitted=lambda: print(
+                f"progress: orchestration Job {ns}/{objects.name} submitted", file=sys.stderr, flush=True))
+            print(f"job {job}: running detached (Kubernetes Job {ns}/{objects.name}, which replaces its Pod if it "
+                  f"is deleted or evicted); follow it with `levrt ps --job {job}`, its records with "
+                  f"`levrt get SCHEMA --job {job}`, end it with `levrt gc --job {job}`.", flush=True)
+            return 0
+        name = objects.name
         try:
             await _submitted_and_started(kube, watch, objects, settings, submitted=lambda: print(
                 f"progress: orchestration Pod {ns}/{name} submitted", file=sys.stderr, flush=True))
-            if detach:
-                job = await _job_opened(kube, watch, ns, name, timeout=settings.start_timeout)
-                print(f"job {job}: running detached in Pod {ns}/{name}; follow it with `levrt ps --job {job}`, "
-                      f"its records with `levrt get SCHEMA --job {job}`, end it with `levrt gc --job {job}`.",
-                      flush=True)
-                return 0
             # Following the log of a container that already ended returns all of it, then ends.
             await pods.follow_logs(kube, ns, name, out=sys.stdout)
             pod = await watch.wait(name, podstatus.finished)
@@ -124,11 +125,8 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
                 print(f"levrt: the orchestration Pod {name} exited with code {code} "
                       f"({status.get('reason', 'Error')}); its output is above.", file=sys.stderr)
             return code
-        except BaseException:
-            detach = False  # a detached run that failed to open its job is not left behind
-            raise
         finally:
-            if not settings.keep and not detach:
+            if not settings.keep:
                 # Graceful: if we were interrupted, the orchestration gets SIGTERM and deletes the
                 # Pods of its job before it exits (levrt run maps SIGTERM to cancellation).
                 await asyncio.shield(submit.delete_pod(kube, ns, name, graceful=True))
@@ -137,39 +135,50 @@ async def _run(objects: TaskObjects, *, settings: Settings, kubeconfig: str | No
         await kube.close()
 
 
-async def start_detached(kube: Kube, objects: TaskObjects, *, settings: Settings) -> int:
-    """Submit a detached orchestration Pod (``orchestrator_objects(detach=True)``) and return the id of
-    the job it opened; on any failure the Pod is deleted again (nothing is left half-started)."""
-    watch = _watch(kube, objects, settings)
+async def start_detached(kube: Kube, objects: TaskObjects, *, settings: Settings, watch: PodWatch | None = None,
+                         submitted: Callable[[], None] | None = None) -> int:
+    """Submit a detached orchestration (``orchestrator_objects(detach=True)``: a Job) and return the id
+    of the job its Pod opened; on any failure the Job is deleted again, its Pod with it (nothing is
+    left half-started)."""
+    own_watch = watch is None
+    watch = watch or _watch(kube, objects, settings)
     try:
-        await watch.start()
+        if own_watch:
+            await watch.start()
         try:
-            await _submitted_and_started(kube, watch, objects, settings)
-            return await _job_opened(kube, watch, settings.namespace, objects.name, timeout=settings.start_timeout)
+            pod = await _submitted_and_started(kube, watch, objects, settings, submitted=submitted)
+            return await _job_opened(kube, watch, settings.namespace, pod, timeout=settings.start_timeout)
         except BaseException:
-            await asyncio.shield(submit.delete_pod(kube, settings.namespace, objects.name, graceful=True))
+            await asyncio.shield(submit.delete_job(kube, settings.namespace, objects.name))
             raise
     finally:
-        await watch.close()
+        if own_watch:
+            await watch.close()
 
 
 def _watch(kube: Kube, objects: TaskObjects, settings: Settings) -> PodWatch:
-    """The same watch-and-predicate machinery as task Pods, on this one Pod."""
-    return PodWatch(kube, namespace=settings.namespace,
-                    selector=f"{RUN_LABEL}={objects.pod['metadata']['labels'][RUN_LABEL]}")
+    """The same watch-and-predicate machinery as task Pods, on the orchestration's Pod(s)."""
+    labels = objects.pod["metadata"]["labels"]
+    return PodWatch(kube, namespace=settings.namespace, selector=f"{RUN_LABEL}={labels[RUN_LABEL]}")
 
 
 async def _submitted_and_started(kube: Kube, watch: PodWatch, objects: TaskObjects, settings: Settings, *,
-                                 submitted: Callable[[], None] | None = None) -> None:
-    """Submit the orchestration Pod (then call ``submitted``) and wait until its container started;
-    ``OrchestrationError`` saying why when it does not."""
-    ns, name = settings.namespace, objects.name
-    await submit.submit(kube, ns, objects)
+                                 submitted: Callable[[], None] | None = None) -> str:
+    """Submit the orchestration (a Pod, or a Job making one), call ``submitted``, wait until the
+    Pod's container started and return the Pod's name; ``OrchestrationError`` saying why when it does not."""
+    ns = settings.namespace
+    if objects.pod["kind"] == "Job":
+        await submit.submit_job(kube, ns, objects)
+    else:
+        await submit.submit(kube, ns, objects)
     if submitted is not None:
         submitted()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.start_timeout
+    name = objects.name if objects.pod["kind"] == "Pod" else await _first_pod(watch, objects.name, deadline=deadline)
     try:
         pod = await watch.wait(name, lambda p: podstatus.start_state(p, need_ready=False),
-                               timeout=settings.start_timeout)
+                               timeout=max(deadline - loop.time(), 0.1))
     except TimeoutError:
         raise OrchestrationError(
             f"The orchestration Pod {name} did not start within {settings.start_timeout:.0f}s; "
@@ -181,6 +190,19 @@ async def _submitted_and_started(kube: Kube, watch: PodWatch, objects: TaskObjec
             f"The orchestration Pod {name} cannot start: {state.reason} ({state.detail}). "
             f"Check that the runtime image {settings.runtime_image} is on the nodes."
         )
+    return name
+
+
+async def _first_pod(watch: PodWatch, job: str, *, deadline: float) -> str:
+    """The name of the Pod the orchestration Job ``job`` made (the watch selects by its run label)."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        made = sorted(str(pod["metadata"]["name"]) for pod in watch.pods())
+        if made:
+            return made[0]
+        await asyncio.sleep(0.2)
+    raise OrchestrationError(f"The orchestration Job {job} made no Pod within the start timeout; "
+                             f"see kubectl describe job {job}.")
 
 
 JOB_LINE = re.compile(r"^job: (\d+)$", re.MULTILINE)

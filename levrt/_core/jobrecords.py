@@ -127,6 +127,18 @@ class JobRecord:
         await record._write(fields)
         return record
 
+    @classmethod
+    async def take_over(cls, store: Store, *, job: int) -> JobRecord:
+        """The record of a detached job whose next orchestration Pod goes on with it: it stays as
+        opened, counting the handovers."""
+        record = cls(store, job)
+        try:
+            found = await store.collection(JOB_RECORDS).find_one({"_id": job}, {"handovers": 1})
+        except Exception as exc:
+            raise store.unreachable(exc) from exc
+        await record._write({"state": "running", "handovers": int((found or {}).get("handovers") or 0) + 1})
+        return record
+
     async def close(self, *, exc: BaseException | None, states: Iterable[str],
                     store_apart: Callable[[bytes], Awaitable[str]]) -> None:
         """Write how the job ended: its state from ``exc``, its task counts, its error or its value

@@ -5,12 +5,19 @@ is computed without I/O so it can be snapshot-tested and dry-run by the apiserve
 orchestration file and the modules beside it in a ConfigMap, and runs ``python -m levrt run``
 from the runtime image under the chart's ``levrt-orchestrator`` ServiceAccount. The Pod knows its
 own name and uid (downward API): the job it opens adopts it, owned by the job's Lease
-(``levrt._core.engine``); detached (``levrt run --detach``) it stays so to the job's end.
+(``levrt._core.engine``).
+
+Detached (``levrt run --detach``, a job started through the console, a scheduled run), nobody
+follows the Pod, so it runs under a Kubernetes Job (``orchestration_job_spec``): when the Pod is
+deleted or evicted mid-run the Job makes another, which takes the same levrt job over
+(``levrt._core.ownership``). A Pod handing its job over exits ``EXIT_HANDED_OVER``; any other
+failure ends the Job (a failed workflow is not run again).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
@@ -41,10 +48,14 @@ from levrt.podenv import (
 from levrt.settings import Settings
 
 __all__ = [
+    "EXIT_HANDED_OVER",
+    "HANDOVERS",
     "PUBLISHED_OPTION",
     "SERVICE_ACCOUNT",
     "SETTINGS_CONFIGMAP",
+    "detached_job",
     "new_run_id",
+    "orchestration_job_spec",
     "orchestrator_objects",
 ]
 
@@ -54,6 +65,13 @@ SOURCE_MOUNT = "/orchestration"
 PUBLISHED_OPTION = "--published"
 """``levrt run --published SHA256 TOOL:FUNC``: run the registry's copy of TOOL if its archive has SHA256."""
 MAX_SOURCE = 512 * 1024
+EXIT_HANDED_OVER = 75
+"""The exit of an orchestration Pod going away while its job goes on in the next one (EX_TEMPFAIL)."""
+HANDOVERS = 5
+"""How many times a detached job's orchestration Pod may be replaced (the Job's ``backoffLimit``)."""
+FINISHED_JOB_TTL = 600
+"""Seconds a finished orchestration Job stays (its Pod's last output readable); the job's Lease
+usually takes it along at once."""
 
 
 def orchestrator_objects(
@@ -71,8 +89,18 @@ def orchestrator_objects(
     registry and runs it only if its archive still has that sha256.
     """
     if published is not None:
-        return _published_objects(entry=entry, sha256=published, func=func, args=args, settings=settings,
-                                  run_id=run_id, env=env, detach=detach)
+        objects = _published_objects(entry=entry, sha256=published, func=func, args=args, settings=settings,
+                                     run_id=run_id, env=env, detach=detach)
+    else:
+        objects = _shipped_objects(sources=sources, entry=entry, func=func, args=args, settings=settings,
+                                   run_id=run_id, env=env, detach=detach)
+    return detached_job(objects) if detach else objects
+
+
+def _shipped_objects(
+    *, sources: Mapping[str, bytes], entry: str, func: str | None, args: Sequence[str], settings: Settings, run_id: str,
+    env: Mapping[str, str] | None, detach: bool,
+) -> TaskObjects:
     if entry not in sources:
         raise OrchestrationError(f"{entry!r} is not among the shipped files {sorted(sources)}.")
     size = sum(len(v) for v in sources.values())
@@ -142,8 +170,8 @@ def _published_objects(*, entry: str, sha256: str, func: str | None, args: Seque
                        run_id: str, env: Mapping[str, str] | None, detach: bool) -> TaskObjects:
     """The orchestration Pod of a published tool: the Pod ``orchestrator_objects`` builds for a file,
     without the ConfigMap and its volume, its ``levrt run`` told which archive to trust."""
-    shipped = orchestrator_objects(sources={"tool": b""}, entry="tool", func=func, args=args, settings=settings,
-                                   run_id=run_id, env=env, detach=detach)
+    shipped = _shipped_objects(sources={"tool": b""}, entry="tool", func=func, args=args, settings=settings,
+                               run_id=run_id, env=env, detach=detach)
     pod = shipped.pod
     container = pod["spec"]["containers"][0]
     command = container["command"]
@@ -152,6 +180,39 @@ def _published_objects(*, entry: str, sha256: str, func: str | None, args: Seque
     del container["volumeMounts"]
     del pod["spec"]["volumes"]
     return TaskObjects(pod=pod, owned=[])
+
+
+def orchestration_job_spec(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec of a Kubernetes Job running the orchestration Pod ``pod`` (its labels and spec
+    become the template). A Pod that hands its job over (``EXIT_HANDED_OVER``), is evicted or
+    preempted (``DisruptionTarget``), or is killed (137: a node lost, SIGKILL) is replaced, up to
+    ``HANDOVERS`` times; any other exit ends the Job, so a workflow that failed is not run again."""
+    spec = copy.deepcopy(dict(pod["spec"]))
+    spec.pop("schedulingGates", None)  # nothing lifts a gate on a Job's Pods: they start as made
+    return {
+        "backoffLimit": HANDOVERS,
+        "ttlSecondsAfterFinished": FINISHED_JOB_TTL,
+        "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob",
+             "onExitCodes": {"containerName": "main", "operator": "NotIn", "values": [EXIT_HANDED_OVER, 137]}},
+        ]},
+        "template": {"metadata": {"labels": dict(pod["metadata"]["labels"])}, "spec": spec},
+    }
+
+
+def detached_job(objects: TaskObjects) -> TaskObjects:
+    """``objects`` with the orchestration Pod wrapped in a Job of the same name, created suspended:
+    the Job is the Pod's gate (``levrt._clients.submit.submit_job`` creates what it owns, then lets
+    it start)."""
+    pod = objects.pod
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
+                     "labels": dict(pod["metadata"]["labels"])},
+        "spec": {**orchestration_job_spec(pod), "suspend": True},
+    }
+    return TaskObjects(pod=job, owned=copy.deepcopy(objects.owned))
 
 
 def _configmap_keys(paths: list[str]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from levrt._shapes.build import TaskObjects
 from levrt._shapes.names import MANAGED_BY, RUN_LABEL
+from levrt._shapes.orchestrator import orchestration_job_spec
 from levrt.podenv import SCHEDULE_ENV
 
 __all__ = ["MAX_NAME", "SCHEDULE_LABEL", "WHAT_ANNOTATION", "check_cron", "check_name",
@@ -87,9 +88,11 @@ def schedule_objects(name: str, orchestration: TaskObjects, *, cron: str, time_z
     ``owned`` the ConfigMap, to be created with the CronJob as its owner."""
     labels = {**MANAGED_BY, SCHEDULE_LABEL: name}
     pod = copy.deepcopy(orchestration.pod)
-    spec = pod["spec"]
-    spec.pop("schedulingGates", None)  # nothing lifts a gate on a CronJob's Pods: they start as made
-    pod_labels = {k: v for k, v in pod["metadata"]["labels"].items() if k != RUN_LABEL}
+    pod["metadata"]["labels"] = {**{k: v for k, v in pod["metadata"]["labels"].items() if k != RUN_LABEL},
+                                 SCHEDULE_LABEL: name}
+    job_spec = orchestration_job_spec(pod)
+    job_spec.pop("ttlSecondsAfterFinished")  # the CronJob keeps its last runs (its history limits)
+    spec = job_spec["template"]["spec"]
     container = spec["containers"][0]
     container["env"] = [*container.get("env", []), {"name": SCHEDULE_ENV, "value": name}]
     owned = []
@@ -112,8 +115,7 @@ def schedule_objects(name: str, orchestration: TaskObjects, *, cron: str, time_z
             "successfulJobsHistoryLimit": HISTORY, "failedJobsHistoryLimit": HISTORY,
             "jobTemplate": {
                 "metadata": {"labels": labels},
-                "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {**pod_labels, SCHEDULE_LABEL: name}},
-                                                         "spec": spec}},
+                "spec": job_spec,
             },
         },
     }

@@ -57,17 +57,19 @@ NEEDS: dict[str, dict[tuple[str, str], set[str]]] = {
         ("", "configmaps"): {"get", "list", "create", "delete", "patch"},
         ("", "secrets"): {"get", "list", "create", "delete", "deletecollection", "patch"},
         ("coordination.k8s.io", "leases"): {"get", "create", "update", "patch", "delete"},
+        ("batch", "jobs"): {"get", "patch"},
     },
     # Deletes job Leases whose holder stopped renewing them; the garbage collector does the rest.
     "levrt-reaper": {
         ("coordination.k8s.io", "leases"): {"get", "list", "delete"},
     },
     # The console's API (levrt/_console): starts published tools' orchestration Pods, reads Pods and
-    # their logs, cancels a job (its orchestration Pod, or its Lease), lists the schedules.
+    # their logs, cancels a job (its orchestration Job or Pod, or its Lease), lists the schedules.
     "levrt-console": {
         ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
         ("", "pods/log"): {"get"},
         ("coordination.k8s.io", "leases"): {"get", "list", "delete"},
+        ("batch", "jobs"): {"create", "patch", "delete"},
         ("batch", "cronjobs"): {"list"},
     },
 }
