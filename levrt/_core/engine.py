@@ -44,7 +44,7 @@ from levrt._shapes.build import TaskObjects, build_task, with_attempt
 from levrt._shapes.cachekey import content_key
 from levrt._shapes.failures import failure_text, traceback_tail
 from levrt._shapes.files import FilePlan
-from levrt._shapes.handover import Inherited, LiveTask
+from levrt._shapes.handover import DONE_STATES, Inherited, LiveTask
 from levrt._shapes.names import job_selector
 from levrt.cr import Cr
 from levrt.document import Document
@@ -98,9 +98,10 @@ async def session(*, settings: Settings | None = None, kubeconfig: str | None = 
 
 
 async def resumable(store: Store, job: int) -> dict[str, int]:
-    """The tasks of job ``job`` that succeeded, by content key (only those recorded with one)."""
+    """The tasks of job ``job`` that succeeded, by content key (only those recorded with one): run
+    there, or taken there from a job it resumed (their records are that job's too)."""
     try:
-        found = [doc async for doc in store.collection(TASKS).find({"job": job, "state": "succeeded"})]
+        found = [doc async for doc in store.collection(TASKS).find({"job": job, "state": {"$in": sorted(DONE_STATES)}})]
     except Exception as exc:
         raise store.unreachable(exc) from exc
     if not found and await store.count(TASKS, {"job": job}) == 0:

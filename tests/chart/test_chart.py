@@ -196,6 +196,8 @@ def test_role_rules_are_exactly_the_listed_ones(default: dict[tuple[str, str], d
         | {("", "secrets", "deletecollection")}  # payload Secrets swept in batches
         # each job's Lease, owner of its Pods: created, renewed, deleted (levrt._clients.lease)
         | {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update", "patch", "delete")}
+        # a detached run's Kubernetes Job: a cancel told from an eviction, labelled for the next Pod
+        | {("batch", "jobs", v) for v in ("get", "patch")}
     )
     assert granted == expected
     binding = default[("RoleBinding", SERVICE_ACCOUNT)]

@@ -114,6 +114,14 @@ async def test_a_resumed_job_does_not_run_again_what_succeeded(api: FakeApiServe
     record = mongo[journal_database("levrt")][JOB_RECORDS].find_one_now({"_id": resumed})
     assert record["what"]["resume"] == done and record["tasks"] == {"cached": 1, "done": 1}
 
+    async with session(settings=SETTINGS, resume=resumed) as third:  # a resumed job resumed: all of it is there
+        await Cr("busybox:1.36", "demo/scan@1.0", entry=scan("b"))
+        await Cr("busybox:1.36", "demo/scan@1.0", entry=scan("c"))
+        again = third.job_id
+    assert len([r for r in api.requests if r.method == "POST" and r.path.endswith("/pods")]) == created_before + 1
+    status = {d["task"]: d for d in mongo[journal_database("levrt")][TASKS].docs if d["job"] == again}
+    assert [status[0]["cachedFrom"], status[1]["cachedFrom"]] == [f"{resumed}.0", f"{resumed}.1"]
+
 
 async def test_resuming_a_job_the_store_does_not_know_is_refused(api: FakeApiServer, mongo: FakeMongo) -> None:
     with pytest.raises(levrt.LevrtError, match="--resume 77: the store has no task of job 77"):
