@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from levrt import _job
 from levrt._stored import is_sha256
 from levrt.checks import (
+    check_cache,
     check_capabilities,
     check_cmd,
     check_env,
@@ -50,7 +51,7 @@ __all__ = ["MAX_FILE_BYTES", "Cr", "Digest", "File"]
 # larger content goes through the store's file storage (levrt._shapes.files).
 MAX_FILE_BYTES = 1024 * 1024 - 1024
 # Run options a service may not carry: they belong to the whole Pod (the main Cr's).
-POD_OPTIONS = ("timeout", "retries", "node_selector", "tolerations")
+POD_OPTIONS = ("timeout", "retries", "node_selector", "tolerations", "cache")
 
 
 class Digest(str):
@@ -92,8 +93,8 @@ class Cr:
     """
 
     __slots__ = (
-        "capabilities", "cmd", "entry", "env", "files", "host", "image", "links", "node_selector", "origin", "ports",
-        "resources", "retries", "schema", "services", "timeout", "tolerations",
+        "cache", "capabilities", "cmd", "entry", "env", "files", "host", "image", "links", "node_selector", "origin",
+        "ports", "resources", "retries", "schema", "services", "timeout", "tolerations",
     )
 
     image: str
@@ -120,6 +121,9 @@ class Cr:
     retries: int
     """How many times an infrastructure failure (Pod deleted or evicted, node lost, image pull
     hiccup) submits the task again; never for the entry's own error or a timeout."""
+    cache: float | None
+    """Seconds: the newest identical run (same content key, ``levrt._shapes.cachekey``) that
+    succeeded in any job within that age is taken instead of running (``cache="24h"``); None: it runs."""
     origin: str
     """What people call this run: the mode that built it and its arguments (``tcpscan.scan(10.0.0.5,
     1-1024)``), else its entry's call, else its image. Shown by ``levrt run`` and ``levrt ps``."""
@@ -143,6 +147,7 @@ class Cr:
         node_selector: Mapping[str, str] | None = None,
         tolerations: Iterable[Mapping[str, Any]] | None = None,
         retries: int = 0,
+        cache: float | str | None = None,
     ) -> None:
         self.image = check_image(image)
         self.schema = check_schema(schema)
@@ -165,6 +170,7 @@ class Cr:
             _frozen(t) for t in check_tolerations(tolerations, what="tolerations", error=OptionError)
         )
         self.retries = check_retries(retries)
+        self.cache = check_cache(cache)
         self.services = MappingProxyType(_services(services, main=self))
         self.origin = run_origin(sys._getframe(1), self.entry, self.image)
 
@@ -210,6 +216,8 @@ class Cr:
             parts.append(f"tolerations={[dict(t) for t in self.tolerations]!r}")
         if self.retries:
             parts.append(f"retries={self.retries}")
+        if self.cache is not None:
+            parts.append(f"cache={self.cache:g}")
         return f"Cr({', '.join(parts)})"
 
 

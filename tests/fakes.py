@@ -1131,7 +1131,8 @@ def set_path(doc: Obj, path: str, value: Any) -> None:
 
 def matches(doc: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
     """MongoDB's match for what levrt sends: equality (an array field matches a value it holds),
-    ``$and``, ``$regex`` on a string or an array of strings, ``$lt`` on a number, and ``$in``."""
+    ``$and``, ``$regex`` on a string or an array of strings, ``$lt`` on a number, ``$gte`` on a
+    number or a date, ``$ne`` and ``$in``."""
     for key, want in query.items():
         if key == "$and":
             if not all(matches(doc, q) for q in want):
@@ -1143,6 +1144,12 @@ def matches(doc: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
                 return False
         elif isinstance(want, Mapping) and set(want) == {"$lt"}:
             if not (isinstance(have, int | float) and have < want["$lt"]):
+                return False
+        elif isinstance(want, Mapping) and set(want) == {"$gte"}:  # numbers or dates, as the store compares
+            if have is None or type(have) is not type(want["$gte"]) or not have >= want["$gte"]:
+                return False
+        elif isinstance(want, Mapping) and set(want) == {"$ne"}:
+            if have == want["$ne"]:
                 return False
         elif isinstance(want, Mapping) and set(want) == {"$regex"}:
             texts = have if isinstance(have, list) else [have]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import itertools
 import logging
 import os
@@ -310,7 +311,10 @@ class Engine:
             self.record(task=live.task, state="lost", reason="its Pod was gone when the job was taken over")
         index = next(self._task_index)
         if key is not None and key in self.cached:
-            return await self._take_cached(cr, index, collection, key)
+            assert self.resumed is not None
+            return await self._take_cached(cr, index, collection, key, (self.resumed, self.cached[key]))
+        if key is not None and cr.cache is not None and (hit := await self._cache_hit(key, cr.cache)) is not None:
+            return await self._take_cached(cr, index, collection, key, hit)
         objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
                              plan=plan)
         # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
@@ -354,23 +358,37 @@ class Engine:
         log.debug("task %s: following its Pod %s, left running by the previous orchestration Pod", task.id, live.pod)
         return await self._running(task)
 
-    async def _take_cached(self, cr: Cr, index: int, collection: str, key: str) -> Task:
-        """A task whose identical run succeeded in the resumed job: that run's record becomes this
-        task's (the same fields, under this job and task), and no Pod is made."""
-        assert self.resumed is not None
-        source = self.cached[key]
+    async def _cache_hit(self, key: str, age: float) -> tuple[int, int] | None:
+        """``Cr(cache=age)``: the newest task of another job with the same content key that ran and
+        succeeded less than ``age`` seconds ago, as ``(job, task)``; None when there is none. A task
+        that was itself taken from a cache does not count: its result is as old as its source."""
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age)
+        try:
+            found = [doc async for doc in self.store.collection(TASKS).find(
+                {"key": key, "state": "succeeded", "updated": {"$gte": since},
+                 "job": {"$ne": self.job_id}}).sort("updated", -1).limit(1)]
+        except Exception as exc:
+            raise self.store.unreachable(exc) from exc
+        return (int(found[0]["job"]), int(found[0]["task"])) if found else None
+
+    async def _take_cached(self, cr: Cr, index: int, collection: str, key: str, source: tuple[int, int]) -> Task:
+        """A task whose identical run succeeded before (in the resumed job, or within its ``cache``
+        age): that run's record ``source`` (job, task) becomes this task's (the same fields, under
+        this job and task), and no Pod is made."""
+        source_job, source_task = source
+        cached_from = f"{source_job}.{source_task}"
         records = self.store.collection(collection)
         try:
-            found = await records.find_one({"_id": {"job": self.resumed, "task": source}})
+            found = await records.find_one({"_id": {"job": source_job, "task": source_task}})
             if found is not None:
                 await records.replace_one({"_id": {"job": self.job_id, "task": index}},
                                           {**found, "_id": {"job": self.job_id, "task": index}}, upsert=True)
         except Exception as exc:
             raise self.store.unreachable(exc) from exc
         self.record(task=index, state="cached", pod="-", image=cr.image, collection=collection, submitted=time.time(),
-                    name=cr.origin, key=key, cachedFrom=f"{self.resumed}.{source}")
+                    name=cr.origin, key=key, cachedFrom=cached_from)
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod="-", collection=collection)
-        task.cached_from = f"{self.resumed}.{source}"
+        task.cached_from = cached_from
         task.document = Document(records, {"_id": {"job": self.job_id, "task": index}}, files=self.files)
         self.tasks.append(task)
         return task

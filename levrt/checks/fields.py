@@ -28,6 +28,7 @@ __all__ = [
     "RESERVED_CONTAINER_NAMES",
     "RESERVED_PATHS",
     "FileValue",
+    "check_cache",
     "check_capabilities",
     "check_cmd",
     "check_env",
@@ -357,6 +358,30 @@ def check_retries(retries: object) -> int:
             "again after an infrastructure failure such as an evicted or deleted Pod)."
         )
     return retries
+
+
+CACHE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_CACHE_DAYS = 366
+
+
+def check_cache(cache: object) -> float | None:
+    """``cache=``: the age in seconds of the newest identical success a run may take instead of
+    running: a number of seconds, or a text such as ``"90s"``, ``"30m"``, ``"24h"``, ``"7d"``."""
+    if cache is None:
+        return None
+    hint = ("use the age of a result it may reuse: seconds, or a text such as '30m', '24h' or '7d' "
+            "(None: always run)")
+    if isinstance(cache, bool):
+        raise OptionError(f"cache={cache!r}; {hint}.")
+    if isinstance(cache, int | float):
+        seconds = float(cache)
+    elif isinstance(cache, str) and (found := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", cache)):
+        seconds = float(found.group(1)) * CACHE_UNITS[found.group(2)]
+    else:
+        raise OptionError(f"cache={cache!r}; {hint}.")
+    if not 0 < seconds <= MAX_CACHE_DAYS * 86400:
+        raise OptionError(f"cache={cache!r} is out of range; {hint}, at most {MAX_CACHE_DAYS}d.")
+    return seconds
 
 
 def check_capabilities(capabilities: object) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ On the fake apiserver and store; on the real cluster: ``tests/e2e/test_resumed_j
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -128,3 +129,41 @@ async def test_resuming_a_job_the_store_does_not_know_is_refused(api: FakeApiSer
         async with session(settings=SETTINGS, resume=77):
             pass
     assert api.names("pods") == []
+
+
+async def test_a_cr_with_cache_takes_the_newest_identical_success_within_its_age(
+        api: FakeApiServer, mongo: FakeMongo) -> None:
+    api.autorun(exit_code=0)
+
+    @levrt.remote
+    def lookup(host: str) -> None:
+        pass
+
+    def cr(host: str, cache: str | None = "1h") -> Cr:
+        return Cr("busybox:1.36", "demo/lookup@1.0", entry=lookup(host), cache=cache)
+
+    async with session(settings=SETTINGS) as first:
+        await cr("a")
+        ran = first.job_id
+    async with session(settings=SETTINGS) as second:
+        await cr("a")  # the same within the hour: taken
+        await cr("b")  # another: runs
+        await cr("a", cache=None)  # no cache: runs
+        cached = second.job_id
+    status = {d["task"]: d for d in mongo[journal_database("levrt")][TASKS].docs if d["job"] == cached}
+    assert status[0]["state"] == "cached" and status[0]["cachedFrom"] == f"{ran}.0"
+    assert status[1]["state"] == status[2]["state"] == "succeeded"
+    for doc in mongo[journal_database("levrt")][TASKS].docs:  # make every success two hours old
+        doc["updated"] -= dt.timedelta(hours=2)
+    async with session(settings=SETTINGS) as third:
+        await cr("a")  # older than its cache: runs again
+        late = third.job_id
+    status = {d["task"]: d for d in mongo[journal_database("levrt")][TASKS].docs if d["job"] == late}
+    assert status[0]["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("bad", ["tomorrow", "-5m", 0, True, "400d", [1]])
+def test_a_bad_cache_age_is_refused_when_the_cr_is_made(bad: object) -> None:
+    with pytest.raises(levrt.LevrtError, match=r"cache="):
+        Cr("busybox:1.36", cache=bad)  # type: ignore[arg-type]
+    assert Cr("busybox:1.36", cache="24h").cache == 86400 and Cr("busybox:1.36", cache=90).cache == 90
