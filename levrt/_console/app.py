@@ -158,6 +158,11 @@ async def cancel_job(request: Request, console: Console, caller: Caller) -> Resp
     return _json({"job": job, "cancelling": True, "detail": f"Job {job} is ending: {done}."}, status=202)
 
 
+async def resume_job(request: Request, console: Console, caller: Caller) -> Response:
+    job = await console.resume(caller, request.path_params["job"])
+    return _json({"job": job, "owner": caller.name, "resumes": request.path_params["job"]}, status=201)
+
+
 async def task_logs(request: Request, console: Console, caller: Caller) -> Response:
     follow = (_text_query(request, "follow") or "false").lower() in ("1", "true", "yes")
     found = await console.logs(request.path_params["job"], request.path_params["task"],
@@ -223,6 +228,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "Schedules (CronJobs made by levrt schedule) with their last runs"),
     Endpoint("GET", "/jobs/{job:int}", get_job, ("get", "jobs"), "A job's record and its tasks"),
     Endpoint("DELETE", "/jobs/{job:int}", cancel_job, ("delete", "jobs"), "Cancel a running job", status=202),
+    Endpoint("POST", "/jobs/{job:int}/resume", resume_job, ("create", "jobs"),
+             "Run an ended job of a published tool again, its succeeded tasks taken, not run", status=201),
     Endpoint("GET", "/jobs/{job:int}/tasks/{task:int}/logs", task_logs, ("get", "jobs"),
              "A task's output: from its Pod while there (follow=true streams it), then its archive",
              (Query("container", about="main (default), a service's name, levrt-files"),

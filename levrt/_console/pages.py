@@ -324,15 +324,21 @@ def task_row(row: Mapping[str, Any], job: int) -> str:
 def job_page(view: Mapping[str, Any], *, results: str, user: str, csrf: str, notice: str | None = None) -> str:
     job = int(view["job"])
     running = view["state"] == "running"
-    cancel = (f'<form method="post" action="/jobs/{job}/cancel" class=inline><input type="hidden" name="csrf" '
+    action = (f'<form method="post" action="/jobs/{job}/cancel" class=inline><input type="hidden" name="csrf" '
               f'value="{esc(csrf)}"><button type="submit" class=danger>Cancel job</button></form>' if running else "")
+    what = view.get("what")
+    if view["state"] in ENDED - {"succeeded"} and isinstance(what, Mapping) and what.get("sha256"):
+        # Only a published tool's job: its code is in the registry (a file's job resumes where its file is).
+        action = (f'<form method="post" action="/jobs/{job}/resume" class=inline><input type="hidden" name="csrf" '
+                  f'value="{esc(csrf)}"><button type="submit">Resume job</button></form>'
+                  '<span class=hint> runs it again as a new job; its succeeded tasks are taken, not run</span>')
     rows = "".join(task_row(row, job) for row in view.get("taskList") or ())
     alert = f'<p class="error" role="alert">{esc(notice)}</p>' if notice else ""
     body = (f'<h1>Job {job} {_state(view["state"])}</h1>{alert}'
             f'<dl class=facts><dt>What</dt><dd>{esc(view.get("what") and _what(view))}</dd>'
             f'<dt>Owner</dt><dd>{esc(view.get("owner"))}</dd><dt>Where</dt><dd>{esc(view.get("where"))}</dd>'
             f'<dt>Started</dt><dd>{esc(view.get("started") or "-")}</dd>'
-            f'<dt>Duration</dt><dd id="duration">{_seconds(view.get("duration"))}</dd></dl>{cancel}'
+            f'<dt>Duration</dt><dd id="duration">{_seconds(view.get("duration"))}</dd></dl>{action}'
             f'<table class=tasks id="tasks" data-job="{job}" data-live="{"1" if running else "0"}">'
             "<caption>Tasks</caption><thead><tr><th scope=col>Task</th><th scope=col>Name</th>"
             "<th scope=col>State</th><th scope=col>Elapsed</th><th scope=col>Retries</th><th scope=col>Logs</th>"

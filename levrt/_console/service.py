@@ -39,7 +39,7 @@ from levrt._shapes.registry import ToolName, parse_tool
 from levrt._shapes.schedules import SCHEDULE_LABEL, schedule_row
 from levrt._stored import is_sha256
 from levrt.errors import LevrtError, RecordNotFound
-from levrt.podenv import OWNER_ENV
+from levrt.podenv import OWNER_ENV, RESUME_ENV
 from levrt.settings import Settings
 
 __all__ = ["Conflict", "Console", "Invalid", "LogStream", "StartRequest", "read_start"]
@@ -160,11 +160,35 @@ class Console:
             words = json_tokens(call.get("params") or [], request.params, target=f"{pinned}:{named}")
         except CallError as exc:
             raise Invalid(f"params.{exc.field}" if exc.field else "params", str(exc)) from None
+        return await self._start(caller, record, named, words)
+
+    async def _start(self, caller: Caller, record: Mapping[str, Any], named: str, words: list[str], *,
+                     resume: int | None = None) -> int:
         objects = orchestrator_objects(
-            sources={}, entry=pinned, func=named, args=words, settings=self.settings,
-            run_id=new_run_id(str(record["sha256"]).encode()), env={OWNER_ENV: caller.name}, detach=True,
+            sources={}, entry=f"{record['name']}@{record['version']}", func=named, args=words,
+            settings=self.settings, run_id=new_run_id(str(record["sha256"]).encode()), detach=True,
+            env={OWNER_ENV: caller.name, **({RESUME_ENV: str(resume)} if resume is not None else {})},
             published=str(record["sha256"]))
         return await start_detached(self.kube, objects, settings=self.settings)
+
+    async def resume(self, caller: Caller, job: int) -> int:
+        """Run ended job ``job`` again as a new detached job owned by ``caller``: the same published
+        tool (the very archive), mode and parameters, with its succeeded tasks taken, not run
+        (``levrt run --resume``). A job that still runs, or that ran a file rather than a published
+        tool (its file is not here), cannot be resumed here (``Conflict`` saying what to do)."""
+        what = (await self._record(job)).get("what") or {}
+        if await self._live(job):
+            raise Conflict(f"Job {job} is still running: resume it once it has ended (or cancel it first).")
+        target = str(what.get("target") or "")
+        if not what.get("sha256") or not what.get("tool") or ":" not in target:
+            raise Conflict(f"Job {job} ran {target or 'a file'}, not a published tool, so its code is not in the "
+                           f"registry: resume it where its file is, with `levrt run FILE --resume {job}`.")
+        record = await self.registry.get(parse_tool(f"{what['tool']}@{what.get('version')}"))
+        if record.get("sha256") != what["sha256"]:
+            raise Conflict(f"{what['tool']}@{what.get('version')} was published again with other content since "
+                           f"job {job} ran: resuming would run other code. Start it anew instead.")
+        return await self._start(caller, record, target.rpartition(":")[2], [str(a) for a in what.get("args") or ()],
+                                 resume=job)
 
     # -- jobs --------------------------------------------------------------------------------------
 

@@ -267,6 +267,18 @@ async def cancel(request: Request, console: Console, reviewer: Reviewer, session
     return RedirectResponse(f"/jobs/{number}", status_code=303)
 
 
+async def resume(request: Request, console: Console, reviewer: Reviewer, session: Session) -> Response:
+    await reviewer.require(session.caller, "create", "jobs")
+    number = request.path_params["job"]
+    try:
+        started = await console.resume(session.caller, number)
+    except Conflict as exc:
+        view = await console.job(number)
+        return _html(pages.job_page(view, results=await _results(console, number, view), user=session.caller.name,
+                                    csrf=session.csrf, notice=str(exc)), 409)
+    return RedirectResponse(f"/jobs/{started}", status_code=303)
+
+
 async def logs(request: Request, console: Console, reviewer: Reviewer, session: Session) -> Response:
     await reviewer.require(session.caller, "get", "jobs")
     number, task = request.path_params["job"], request.path_params["task"]
@@ -297,6 +309,7 @@ def page_routes() -> list[Route]:
         Route("/jobs", _page(jobs)), Route("/jobs/{job:int}", _page(job)), Route("/schedules", _page(schedules)),
         Route("/jobs/{job:int}/results", _page(job_results)),
         Route("/jobs/{job:int}/cancel", _page(cancel, changes=True), methods=["POST"]),
+        Route("/jobs/{job:int}/resume", _page(resume, changes=True), methods=["POST"]),
         Route("/jobs/{job:int}/tasks/{task:int}/logs", _page(logs)),
     ]
 

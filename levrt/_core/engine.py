@@ -301,7 +301,10 @@ class Engine:
         plan = await asyncio.to_thread(plan_task_files, cr, hashes=self.uploads.hashes)
         key = content_key(cr, {name: {f.target: f.sha256 for f in files} for name, files in plan.containers.items()},
                           collection=collection)
-        done = self.inherited.take_done(key)
+        # A run with ports is something other tasks connect to while it runs (a target, a service):
+        # what it is for is being up, not its record, so it is never taken from an earlier run.
+        reusable = key if not cr.ports else None
+        done = self.inherited.take_done(reusable)
         if done is not None:
             return self._inherited_done(cr, done, collection)
         live = self.inherited.take_live(key)
@@ -310,11 +313,11 @@ class Engine:
                 return await self._follow(cr, live, collection, plan)
             self.record(task=live.task, state="lost", reason="its Pod was gone when the job was taken over")
         index = next(self._task_index)
-        if key is not None and key in self.cached:
+        if reusable is not None and reusable in self.cached:
             assert self.resumed is not None
-            return await self._take_cached(cr, index, collection, key, (self.resumed, self.cached[key]))
-        if key is not None and cr.cache is not None and (hit := await self._cache_hit(key, cr.cache)) is not None:
-            return await self._take_cached(cr, index, collection, key, hit)
+            return await self._take_cached(cr, index, collection, reusable, (self.resumed, self.cached[reusable]))
+        if reusable is not None and cr.cache is not None and (hit := await self._cache_hit(reusable, cr.cache)):
+            return await self._take_cached(cr, index, collection, reusable, hit)
         objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
                              plan=plan)
         # Large files and Digests: in the store before anything is created (an unknown Digest fails here).

@@ -46,6 +46,7 @@ MATRIX: list[tuple[str, str, Any, str]] = [
     ("GET", "/jobs", None, "list jobs"),
     ("GET", "/jobs/999999", None, "get jobs"),
     ("DELETE", "/jobs/999999", None, "delete jobs"),
+    ("POST", "/jobs/999999/resume", None, "create jobs"),
     ("GET", "/jobs/999999/tasks/0/logs", None, "get jobs"),
     ("GET", "/jobs/999999/records", None, "get jobs"),
     ("GET", "/jobs/999999/events", None, "get jobs"),
@@ -216,6 +217,25 @@ async def test_a_workflow_and_a_mode_run_through_the_api_and_their_results_read_
     assert mode_events[-1][1]["state"] == "succeeded", mode_events[-3:]
     mode_record = (await console.get(f"{API}/jobs/{mode.json()['job']}", headers=bearer(viewer))).json()
     assert mode_record["args"] == ["target=127.0.0.1", "ports=1-20", "workers=4"]
+
+
+async def test_an_ended_job_is_resumed_taking_what_succeeded(console: httpx.AsyncClient, tokens: dict[str, str],
+                                                            published: Any) -> None:
+    runner, viewer = tokens["runner"], tokens["viewer"]
+    started = await console.post(f"{API}/jobs", headers=bearer(runner),
+                                 json={"tool": "ctest/sleepy", "mode": "nap", "params": {"seconds": 1}})
+    assert started.status_code == 201, started.text
+    job = started.json()["job"]
+    assert (await events_until_end(console, job, viewer))[-1][1]["state"] == "succeeded"
+    refused = await console.post(f"{API}/jobs/{job}/resume", headers=bearer(viewer))
+    assert refused.status_code == 403, refused.text
+    resumed = await console.post(f"{API}/jobs/{job}/resume", headers=bearer(runner))
+    assert resumed.status_code == 201 and resumed.json()["resumes"] == job, resumed.text
+    again = resumed.json()["job"]
+    assert (await events_until_end(console, again, viewer))[-1][1]["state"] == "succeeded"
+    record = (await console.get(f"{API}/jobs/{again}", headers=bearer(viewer))).json()
+    assert record["what"]["resume"] == job and record["what"]["tool"] == "ctest/sleepy", record["what"]
+    assert [t["state"] for t in record["taskList"]] == ["cached"], record["taskList"]
 
 
 async def test_a_long_job_is_cancelled(console: httpx.AsyncClient, tokens: dict[str, str], published: Any,

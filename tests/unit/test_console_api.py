@@ -125,6 +125,25 @@ async def test_jobs_are_listed_filtered_and_read_with_their_records(
     assert ended.status_code == 409 and "not running" in ended.json()["detail"]
 
 
+async def test_only_an_ended_job_of_a_published_tool_with_the_same_archive_is_resumed(
+        client: httpx.AsyncClient, api: FakeApiServer, mongo: FakeMongo) -> None:
+    tool = (await client.get(f"{API_PREFIX}/tools/demo/portscan", headers=as_("viewer"))).json()
+    jobs = mongo["levrt_journal"][JOB_RECORDS]
+    published = {"target": f"demo/portscan@{tool['version']}:sweep", "args": [], "tool": "demo/portscan",
+                 "version": tool["version"]}
+    jobs.insert_one_now({"_id": 4, "owner": "alice", "state": "failed", "started": 1.0, "ended": 2.0,
+                         "what": {"target": "flows.py:main", "args": []}})
+    jobs.insert_one_now({"_id": 5, "owner": "alice", "state": "failed", "started": 1.0, "ended": 2.0,
+                         "what": {**published, "sha256": "0" * 64}})
+    answer = await client.post(f"{API_PREFIX}/jobs/4/resume", headers=as_("runner"))
+    assert answer.status_code == 409 and "levrt run FILE --resume 4" in answer.json()["detail"]
+    answer = await client.post(f"{API_PREFIX}/jobs/5/resume", headers=as_("runner"))
+    assert answer.status_code == 409 and "published again with other content" in answer.json()["detail"]
+    assert (await client.post(f"{API_PREFIX}/jobs/9/resume", headers=as_("runner"))).status_code == 404
+    assert (await client.post(f"{API_PREFIX}/jobs/4/resume", headers=as_("viewer"))).status_code == 403
+    assert created(api) == []
+
+
 async def test_a_stored_file_downloads_whole_and_a_bad_name_is_refused(
         client: httpx.AsyncClient, mongo: FakeMongo) -> None:
     from levrt._clients.blobs import FileStore

@@ -116,6 +116,11 @@ async def test_jobs_are_yours_by_default_and_a_job_shows_its_records(browser: ht
     assert "Records: demo/scan@1.0" in page and "&lt;b&gt;ssh&lt;/b&gt;" in page  # nested, escaped
     assert f'href="/api/v1/files/{"a" * 64}" download="report.xml"' in page and "2.0 KiB" in page
     assert "&quot;open&quot;: [" in page and "Cancel job" not in page  # ended: no cancel
+    assert "Resume job" not in page  # succeeded, and not a published tool's job (no archive named)
+    journal[JOB_RECORDS].insert_one_now({"_id": 3, "owner": "viewer", "state": "failed", "started": 10.0, "ended": 12.5,
+                                         "what": {"target": "demo/portscan@1:sweep", "args": [], "sha256": "c" * 64,
+                                                  "tool": "demo/portscan", "version": "1"}})
+    assert 'action="/jobs/3/resume"' in (await browser.get("/jobs/3")).text
 
 
 def test_results_show_a_value_stored_apart_as_a_download() -> None:
