@@ -144,6 +144,7 @@ class FakeApiServer:
         self.exec_protocol = "v5.channel.k8s.io"
         """The exec subprotocol the server agrees to: with v4 stdin cannot be closed."""
         self.on_ungated: Callable[[Obj], None] | None = None
+        """Called with each Pod that may start: created without a gate through the API, or ungated."""
         """Called with the Pod when its scheduling gates are lifted (a stand-in kubelet)."""
         self.closed = 0
         self.watches: list[WatchStream] = []
@@ -426,7 +427,10 @@ class FakeApiServer:
         if name is None and method == "POST":
             if self.namespaces is not None and ns not in self.namespaces:
                 raise Reject(404, f'namespaces "{ns}" not found', name=ns, kind="namespaces")
-            return Response(201, self._create(plural, ns, json.loads(request.body or b"{}")))
+            created = self._create(plural, ns, json.loads(request.body or b"{}"))
+            if plural == "pods" and not created["spec"].get("schedulingGates") and self.on_ungated is not None:
+                self.on_ungated(copy.deepcopy(created))  # created without a gate: the kubelet may start it now
+            return Response(201, created)
         if name is not None and method == "GET":
             return Response(200, copy.deepcopy(self._get(plural, ns, name)))
         if name is not None and method == "DELETE":

@@ -152,7 +152,8 @@ async def delete(kube: Kube, kind: str, name: str, *, namespace: str | None = No
 
 
 async def delete_collection(kube: Kube, kind: str, *, namespace: str, labels: str,
-                            priority: int = Priority.NORMAL) -> Any:
-    """Delete every object of ``kind`` in ``namespace`` that matches the label selector ``labels``."""
-    return await send(kube, prepare("deletecollection", kind, namespace=namespace, query={"labelSelector": labels}),
-                      priority=priority)
+                            query: Mapping[str, Any] | None = None, priority: int = Priority.NORMAL) -> Any:
+    """Delete every object of ``kind`` in ``namespace`` that matches the label selector ``labels``
+    (``query``: ``gracePeriodSeconds``)."""
+    return await send(kube, prepare("deletecollection", kind, namespace=namespace,
+                                    query={"labelSelector": labels, **(query or {})}), priority=priority)

@@ -1,11 +1,15 @@
-"""Gated submit: create a Pod and the objects it owns so that nothing half-created remains.
+"""Submit: create a Pod and the objects it mounts so that nothing half-created remains.
 
 Why a module of its own: task Pods (the engine) and orchestration Pods (in-cluster runs) are
-submitted the same way (DESIGN.md, "Submit order"): the Pod is created behind a scheduling gate,
-its ConfigMaps/Secrets are created with an ownerReference to it, then the gate is lifted. A
-failure in between deletes the Pod and the garbage collector removes what it owned. The Pod
-itself is created owned by its job's Lease (``levrt._clients.lease``), so ending the job's Lease
-removes the Pod and, through it, the rest.
+submitted the same way (DESIGN.md, "Submit order"). Two orders:
+
+- With an owner (a task of a job with a Lease): the ConfigMaps/Secrets first, owned by the job's
+  Lease, then the Pod, owned by it too. The Pod needs no gate: what it mounts exists before it
+  does. Two requests for a task with a payload. A Pod that cannot be made takes its payload Secret
+  with it; shared file ConfigMaps stay the job's, and go with its Lease.
+- Without one (an orchestration Pod, the probe, a job the apiserver gave no Lease): the Pod is
+  created behind a scheduling gate, its objects with an ownerReference to it, then the gate is
+  lifted. A failure in between deletes the Pod and the garbage collector removes what it owned.
 
 Under the client's rate limit (``levrt._clients.kube.Limiter``) creating a task's Pod is new work
 and waits behind the later steps of submits already under way and behind deletions, so a fan-out
@@ -24,6 +28,7 @@ from levrt._clients import resources
 from levrt._clients.api import Conflict, Forbidden, NotFound
 from levrt._clients.kube import Kube, Priority
 from levrt._shapes.build import TaskObjects
+from levrt._shapes.names import GATE
 from levrt.errors import ClusterError, LevrtError
 
 __all__ = ["create", "delete_job", "delete_pod", "owned_by", "submit", "submit_job", "with_owner"]
@@ -52,9 +57,12 @@ def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]
 
 async def submit(kube: Kube, namespace: str, objects: TaskObjects, *,
                  owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Create ``objects.pod`` gated (owned by ``owner``, the job's Lease, when given), then
-    ``objects.owned`` owned by the Pod, then lift the gate."""
-    body = objects.pod if owner is None else owned_by(objects.pod, owner)
+    """Create ``objects``: with ``owner`` (the job's Lease), ``objects.owned`` then the Pod, all
+    owned by it; without, the Pod gated, ``objects.owned`` owned by the Pod, then the gate lifted."""
+    if owner is not None:
+        return await _submit_owned(kube, namespace, objects, owner)
+    body = copy.deepcopy(objects.pod)
+    body["spec"]["schedulingGates"] = [{"name": GATE}]
     pod = await create(kube, namespace, body, priority=Priority.NEW_WORK)
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
     try:
@@ -66,6 +74,33 @@ async def submit(kube: Kube, namespace: str, objects: TaskObjects, *,
         await asyncio.shield(delete_pod(kube, namespace, name))
         raise
     return dict(pod)
+
+
+async def _submit_owned(kube: Kube, namespace: str, objects: TaskObjects, owner: Mapping[str, Any]) -> dict[str, Any]:
+    owned = [owned_by(obj, owner) for obj in objects.owned]
+    # The first request of a task is new work: under the rate limit, submits under way finish first.
+    made = await asyncio.gather(*(_create_owned(kube, namespace, obj, priority=Priority.NEW_WORK) for obj in owned),
+                                return_exceptions=True)
+    try:
+        failed = next((m for m in made if isinstance(m, BaseException)), None)
+        if failed is not None:
+            raise failed
+        return dict(await create(kube, namespace, owned_by(objects.pod, owner)))
+    except BaseException:
+        # Its payload is the task's own; shared file ConfigMaps may serve other tasks (the Lease takes them).
+        mine = [obj for obj, m in zip(owned, made, strict=True) if obj["kind"] == "Secret" and m is True]
+        await asyncio.shield(asyncio.gather(*(_delete_quietly(kube, namespace, obj) for obj in mine)))
+        raise
+
+
+async def _delete_quietly(kube: Kube, namespace: str, obj: Mapping[str, Any]) -> None:
+    try:
+        await resources.delete(kube, obj["kind"], obj["metadata"]["name"], namespace=namespace,
+                               priority=Priority.CLEANUP)
+    except NotFound:
+        pass
+    except LevrtError as exc:
+        log.warning("could not delete %s %s: %s", obj["kind"], obj["metadata"]["name"], exc)
 
 
 async def submit_job(kube: Kube, namespace: str, objects: TaskObjects) -> dict[str, Any]:
@@ -108,18 +143,23 @@ async def create(kube: Kube, namespace: str, body: Mapping[str, Any], *, priorit
         ) from exc
 
 
-async def _create_owned(kube: Kube, namespace: str, obj: Mapping[str, Any]) -> None:
+async def _create_owned(kube: Kube, namespace: str, obj: Mapping[str, Any], *,
+                        priority: int = Priority.NORMAL) -> bool:
+    """Create ``obj``; True when this call made it, False when it was there and is now shared."""
     try:
-        await create(kube, namespace, obj)
+        await create(kube, namespace, obj, priority=priority)
+        return True
     except Conflict:
-        # A content-addressed file stored by an earlier task: share it, owned by both Pods.
+        # A content-addressed file stored by an earlier task: share it, owned by each of its owners.
         patch = {"metadata": {"ownerReferences": obj["metadata"]["ownerReferences"]}}
         try:
             await resources.patch(kube, obj["kind"], obj["metadata"]["name"], patch, namespace=namespace,
                                   patch_type="strategic")
+            return False
         except NotFound:
             # Collected between our create and patch: create it afresh.
             await create(kube, namespace, obj)
+            return True
 
 
 async def delete_pod(kube: Kube, namespace: str, name: str, *, graceful: bool = False) -> None:

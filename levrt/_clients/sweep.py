@@ -1,18 +1,20 @@
-"""Delete finished tasks' payload Secrets in batches, so cleanup keeps up with dispatch.
+"""Delete finished tasks' Pods and payload Secrets in batches, so cleanup keeps up with dispatch.
 
-Why: a payload Secret is owned by its Pod, so the garbage collector would delete it after the Pod;
-but the collector shares the controller manager's small request budget (20 QPS by default), and a
-fan-out of thousands of tasks would leave it a growing queue. Deleting the Secrets ourselves, one
-``deletecollection`` for every task that finished since the last sweep, costs one request per
-batch instead of one per task, and ownership stays as the backstop when a client dies.
+Why: one DELETE per task is a request per task that a raw create loop does not spend, and the
+garbage collector (for a payload Secret owned by the job's Lease, or by its Pod) shares the
+controller manager's small request budget (20 QPS by default), so a fan-out of thousands would
+leave it a growing queue. One ``deletecollection`` for every task that finished since the last
+sweep costs one request per batch instead, and ownership stays as the backstop when a client dies.
 
-The sweep is best effort: a Secret it cannot delete (no ``deletecollection`` right, an error) is
-still removed by the garbage collector with its Pod. A refusal is logged once and sweeping stops.
+A sweep is best effort. Payload Secrets it cannot delete (no ``deletecollection`` right, an error)
+go with the job's Lease; Pods it may not delete by collection are deleted one by one
+(``refused``), as before this module existed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from levrt._clients import resources
@@ -22,7 +24,7 @@ from levrt._clients.kube import Kube, Priority
 from levrt._shapes.names import JOB_LABEL, MANAGED_SELECTOR, PAYLOAD_ROLE, ROLE_LABEL, TASK_LABEL
 from levrt.errors import LevrtError
 
-__all__ = ["PayloadSweeper", "payload_selector"]
+__all__ = ["PayloadSweeper", "PodSweeper", "Sweeper", "payload_selector", "pod_selector"]
 
 log = logging.getLogger("lev")
 
@@ -33,43 +35,72 @@ CLOSE_TIMEOUT = 60.0
 """Seconds the end of a job waits for the last sweep."""
 
 
+def _tasks(tasks: list[int]) -> str:
+    return ",".join(str(task) for task in sorted(tasks))
+
+
 def payload_selector(job: int, tasks: list[int]) -> str:
     """The label selector of the payload Secrets of some tasks of one job."""
-    listed = ",".join(str(task) for task in sorted(tasks))
-    return f"{MANAGED_SELECTOR},{ROLE_LABEL}={PAYLOAD_ROLE},{JOB_LABEL}={job},{TASK_LABEL} in ({listed})"
+    return f"{MANAGED_SELECTOR},{ROLE_LABEL}={PAYLOAD_ROLE},{JOB_LABEL}={job},{TASK_LABEL} in ({_tasks(tasks)})"
 
 
-class PayloadSweeper:
-    """Collects finished tasks and deletes their payload Secrets, ``linger`` seconds apart at most."""
+def pod_selector(job: int, tasks: list[int]) -> str:
+    """The label selector of the Pods of some tasks of one job (every attempt of each; never the
+    orchestration Pod, which has no task)."""
+    return f"{MANAGED_SELECTOR},{JOB_LABEL}={job},{TASK_LABEL} in ({_tasks(tasks)})"
 
-    def __init__(self, kube: Kube, *, namespace: str, job: int, linger: float = 0.5) -> None:
+
+Refused = Callable[[Mapping[int, Mapping[str, Any]]], Awaitable[None]]
+
+
+class Sweeper:
+    """Collects finished tasks and deletes their objects of one kind, ``linger`` seconds apart at most."""
+
+    def __init__(self, kube: Kube, *, namespace: str, job: int, kind: str, selector: Callable[[int, list[int]], str],
+                 what: str, query: Mapping[str, Any] | None = None, refused: Refused | None = None,
+                 linger: float = 0.5) -> None:
         self._kube = kube
         self._namespace = namespace
         self._job = job
+        self._kind = kind
+        self._selector = selector
+        self._what = what
+        self._query = dict(query or {})
+        self._on_refused = refused
         self._batches = Batches(self._delete, linger=linger)
         self._refused = False
         self.requests = 0
         self.swept = 0
 
-    def add(self, task: int) -> None:
-        """Queue the payload Secret of a task whose Pod is done with it."""
-        if not self._refused:
-            self._batches.add(task)
+    def add(self, task: int, **fields: Any) -> None:
+        """Queue the objects of a task that is done with them (``fields``: what ``refused`` needs)."""
+        if self._refused and self._on_refused is None:
+            return
+        self._batches.add(task, **fields)
 
     async def _delete(self, batch: dict[int, dict[str, Any]]) -> None:
+        if self._refused:
+            assert self._on_refused is not None
+            await self._on_refused(batch)
+            return
         tasks = sorted(batch)
         for start in range(0, len(tasks), BATCH):
             chunk = tasks[start:start + BATCH]
             try:
-                await resources.delete_collection(self._kube, "Secret", namespace=self._namespace,
-                                                  labels=payload_selector(self._job, chunk), priority=Priority.CLEANUP)
+                await resources.delete_collection(self._kube, self._kind, namespace=self._namespace,
+                                                  labels=self._selector(self._job, chunk), query=self._query,
+                                                  priority=Priority.CLEANUP)
             except Forbidden as exc:
                 self._refused = True
-                self._batches.drop()
-                log.info("payload Secrets are left to the garbage collector (no deletecollection right: %s)", exc)
+                if self._on_refused is None:
+                    self._batches.drop()
+                    log.info("%s are left to the garbage collector (no deletecollection right: %s)", self._what, exc)
+                    return
+                log.info("%s are deleted one by one (no deletecollection right: %s)", self._what, exc)
+                await self._on_refused({task: batch[task] for task in tasks[start:]})
                 return
             except LevrtError as exc:
-                log.debug("could not sweep %d payload Secret(s): %s; the garbage collector will", len(chunk), exc)
+                log.debug("could not sweep the %s of %d task(s): %s", self._what, len(chunk), exc)
             else:
                 self.requests += 1
                 self.swept += len(chunk)
@@ -77,3 +108,20 @@ class PayloadSweeper:
     async def close(self) -> None:
         """Sweep what is left and stop (a sweep that outlasts ``CLOSE_TIMEOUT`` is left to the collector)."""
         await self._batches.close(timeout=CLOSE_TIMEOUT)
+
+
+class PayloadSweeper(Sweeper):
+    """The payload Secrets of finished tasks."""
+
+    def __init__(self, kube: Kube, *, namespace: str, job: int, linger: float = 0.5) -> None:
+        super().__init__(kube, namespace=namespace, job=job, kind="Secret", selector=payload_selector,
+                         what="payload Secrets", linger=linger)
+
+
+class PodSweeper(Sweeper):
+    """The Pods of finished tasks, deleted at once (no grace: they have ended); ``refused`` deletes
+    them one by one (each task queued with its ``pod=NAME``)."""
+
+    def __init__(self, kube: Kube, *, namespace: str, job: int, refused: Refused, linger: float = 0.5) -> None:
+        super().__init__(kube, namespace=namespace, job=job, kind="Pod", selector=pod_selector, what="finished Pods",
+                         query={"gracePeriodSeconds": 0}, refused=refused, linger=linger)

@@ -12,8 +12,9 @@ runtime reaches it (``delivery.py``), its files (``files.py``); what stays here 
 
 The shape follows DESIGN.md "Pod shape" and SPEC 2:
 
-- Pod ``lev-j{job}-t{task}``, ``restartPolicy: Never``, behind the scheduling gate
-  ``levrt.io/objects`` until the objects it owns exist (the engine lifts it).
+- Pod ``lev-j{job}-t{task}``, ``restartPolicy: Never``, without a gate: the objects it mounts
+  are created before it (``levrt._clients.submit``; the gated order is submit's, for a Pod whose
+  objects it must own).
 - Entry → init container ``levrt-runtime`` copies the runtime bundle (``/levrt`` in the runtime
   image) into the emptyDir ``levrt-runtime``, mounted at ``/levrt`` read-only in each container
   that runs an entry; such a container's command is ``/levrt/bin/python3 -m levrt.runtime`` and
@@ -195,9 +196,9 @@ def _payloads(cr: Cr, name: str) -> dict[str, bytes]:
 
 
 def _pod_spec(cr: Cr, settings: Settings, *, timeout: int | None) -> dict[str, Any]:
-    """The Pod's own fields, before its containers: the gate, network, deadline and scheduling."""
+    """The Pod's own fields, before its containers: network, deadline and scheduling (no gate: what
+    it mounts is created first, ``levrt._clients.submit``)."""
     spec: dict[str, Any] = {
-        "schedulingGates": [{"name": GATE}],
         "restartPolicy": "Never",
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,

@@ -146,3 +146,51 @@ async def test_delete_pod_ignores_a_missing_pod_and_only_logs_other_failures(cap
         await delete_pod(kube, "levrt", "lev-j1-t0")
     assert "could not delete Pod lev-j1-t0" in caplog.text and "etcd timeout" in caplog.text
     assert dict(api.requests[-1].query) == {"gracePeriodSeconds": "0"}
+
+
+def lease(api: FakeApiServer) -> dict[str, Any]:
+    """The job's Lease in the fake, as an ownerReference (an object whose owner is gone is collected)."""
+    made = api.put({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "levrt-job-1"}})
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": "levrt-job-1",
+            "uid": made["metadata"]["uid"], "blockOwnerDeletion": False}
+
+
+async def test_with_a_lease_the_objects_come_first_then_the_pod_ungated_all_owned_by_the_lease() -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    objs = objects(0)
+    owner = lease(api)
+    await submit(Kube(api), "levrt", objs, owner=owner)
+    assert sorted(calls(api)[:2]) == [("POST", CONFIGMAPS), ("POST", SECRETS)]
+    assert calls(api)[2:] == [("POST", PODS)]  # three requests: no gate to lift
+    pod = api.get("pods", "lev-j1-t0")
+    assert pod is not None and "schedulingGates" not in pod["spec"]
+    for plural, name in (("pods", "lev-j1-t0"), ("secrets", "lev-j1-t0-payload"), ("configmaps", config_map(objs))):
+        assert api.get(plural, name)["metadata"]["ownerReferences"] == [owner]  # type: ignore[index]
+
+
+async def test_with_a_lease_a_task_with_only_a_payload_costs_two_requests() -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    plain = build_task(Cr("busybox:1.36", entry=entry()), job=1, task=3, collection="default",
+                       settings=Settings(runtime_image="levrt.local/runtime:t"))
+    await submit(Kube(api), "levrt", plain, owner=lease(api))
+    assert calls(api) == [("POST", SECRETS), ("POST", PODS)]
+
+
+@pytest.mark.parametrize(("method", "path", "code", "error"), [
+    ("POST", PODS, 403, ClusterError),
+    ("POST", PODS, 422, ApiError),
+    ("POST", CONFIGMAPS, 422, ApiError),
+    ("POST", PODS, 0, asyncio.CancelledError),
+], ids=["pod-forbidden", "pod-invalid", "configmap-invalid", "cancelled"])
+async def test_with_a_lease_a_pod_that_cannot_be_made_takes_its_payload_along(
+        method: str, path: str, code: int, error: type[BaseException]) -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    if code:
+        api.fail(method, path, code)
+    else:
+        api.before(method, path, cancel)
+    with pytest.raises(error):
+        await submit(Kube(api), "levrt", objects(0), owner=lease(api))
+    assert api.get("secrets", "lev-j1-t0-payload") is None and api.get("pods", "lev-j1-t0") is None
+    # A file ConfigMap may be shared by the job's other tasks: its Lease takes it at the end.
+    assert set(api.names("configmaps")) <= {config_map(objects(0))}
