@@ -296,6 +296,9 @@ class Engine:
     # -- the Runner of levrt._job ------------------------------------------------------------
 
     async def start(self, cr: Cr) -> Task:
+        # Task ids follow the order the Crs were started in (before anything is awaited); a job taken
+        # over gives one only to a Cr that is not one of its inherited tasks.
+        index = None if self.inherited.pending() else next(self._task_index)
         collection = context.collection_name(cr.schema)
         # The local files read or hashed in a thread: a missing one fails here, before anything is created.
         plan = await asyncio.to_thread(plan_task_files, cr, hashes=self.uploads.hashes)
@@ -312,7 +315,8 @@ class Engine:
             if self.watch.get(live.pod) is not None:
                 return await self._follow(cr, live, collection, plan)
             self.record(task=live.task, state="lost", reason="its Pod was gone when the job was taken over")
-        index = next(self._task_index)
+        if index is None:
+            index = next(self._task_index)
         if reusable is not None and reusable in self.cached:
             assert self.resumed is not None
             return await self._take_cached(cr, index, collection, reusable, (self.resumed, self.cached[reusable]))
