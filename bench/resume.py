@@ -97,8 +97,7 @@ def raw_cached_reads(db: Any, schema: str, source: int, tasks: int) -> float:
     for task in range(tasks):
         found = records.find_one({"_id": {"job": source, "task": task}})
         if found is not None:
-            records.replace_one({"_id": {"job": target, "task": task}}, {**found, "_id": {"job": target, "task": task}},
-                                upsert=True)
+            records.insert_one({**found, "_id": {"job": target, "task": task}})
     took = time.monotonic() - started
     records.delete_many({"_id.job": target})
     return took

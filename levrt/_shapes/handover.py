@@ -49,6 +49,10 @@ class Inherited:
         found = self.live.get(key or "")
         return found.pop(0) if found else None
 
+    def pending(self) -> bool:
+        """Whether some inherited task was not asked for yet."""
+        return any(self.done.values()) or any(self.live.values())
+
     def left_live(self) -> list[LiveTask]:
         """Live tasks nobody asked for again (the workflow took another path this time)."""
         return [task for tasks in self.live.values() for task in tasks]
