@@ -428,7 +428,7 @@ class FakeApiServer:
             if self.namespaces is not None and ns not in self.namespaces:
                 raise Reject(404, f'namespaces "{ns}" not found', name=ns, kind="namespaces")
             created = self._create(plural, ns, json.loads(request.body or b"{}"))
-            if plural == "pods" and not created["spec"].get("schedulingGates") and self.on_ungated is not None:
+            if plural == "pods" and not created.get("spec", {}).get("schedulingGates") and self.on_ungated is not None:
                 self.on_ungated(copy.deepcopy(created))  # created without a gate: the kubelet may start it now
             return Response(201, created)
         if name is not None and method == "GET":

@@ -31,7 +31,7 @@ from levrt._clients.blobs import FileStore
 from levrt._clients.kube import Kube
 from levrt._clients.lease import JobLease
 from levrt._clients.store import JOBS, TASKS, Store, resolve_uri, task_credentials
-from levrt._clients.sweep import PayloadSweeper
+from levrt._clients.sweep import PayloadSweeper, PodSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import ownership, runtime_mode
 from levrt._core.jobrecords import JobRecord, identify, task_states
@@ -140,6 +140,8 @@ class Engine:
         self.status = StatusRecords(store, job=job_id)
         self.tasks: list[Task] = []
         self.sweeper = PayloadSweeper(kube, namespace=settings.namespace, job=job_id)
+        self.pod_sweeper = PodSweeper(kube, namespace=settings.namespace, job=job_id, refused=self._delete_one_by_one)
+        """Deletes finished tasks' Pods in batches (one request for every task that ended since the last)."""
         """Deletes finished tasks' payload Secrets in batches (the Pods' garbage collection is the backstop)."""
         self.files = FileStore.of(store)
         self.uploads = Uploads(self.files)
@@ -222,6 +224,7 @@ class Engine:
         try:
             for left in self.inherited.left_live():  # the workflow did not ask for them again
                 self.record(task=left.task, state="deleted", reason="not asked for again after the job was taken over")
+            await self.pod_sweeper.close()  # the ended tasks' Pods, before what is left is deleted one by one
             if delete_pods or self.inherited.left_live():
                 await self.delete_job_pods()
             if delete_pods:
@@ -231,6 +234,7 @@ class Engine:
             await self.log_archive.close()
             await self.status.close()
             await self.sweeper.close()
+            await self.pod_sweeper.close()
         finally:
             # Before the Lease goes: a record still `running` without its Lease reads as lost.
             await self.job_record.close(exc=outcome, states=task_states(self.tasks, self.start_failures),
@@ -264,6 +268,7 @@ class Engine:
             await self.status.close()
             await self.log_archive.close()
             await self.sweeper.close()
+            await self.pod_sweeper.close()  # tasks that ended here: their Pods are done with
         finally:
             if self.lease is not None:
                 await self.lease.stop()
@@ -475,8 +480,9 @@ class Engine:
             await self.log_archive.wait_read(logs_read)
             if self.settings.keep:
                 self._kept.add(task.pod)
-            else:
-                await self.delete_pod(task.pod)
+            elif not self.handing_over:  # ended: deleted with the others that ended about now
+                self._deleted.add(task.pod)
+                self.pod_sweeper.add(task.task_id, pod=task.pod)
             self._ended(task)
         return Document(self.store.collection(task.collection), {"_id": {"job": task.job_id, "task": task.task_id}},
                         timed_out=task.timed_out, files=self.files)
@@ -529,6 +535,10 @@ class Engine:
 
     def _owner(self) -> dict[str, Any] | None:
         return None if self.lease is None else self.lease.reference
+
+    async def _delete_one_by_one(self, batch: Mapping[int, Mapping[str, Any]]) -> None:
+        """The Pods of ended tasks, where the account may not delete them by collection."""
+        await asyncio.gather(*(self.delete_pod(str(fields["pod"])) for fields in batch.values() if fields.get("pod")))
 
     async def delete_pod(self, name: str) -> None:
         if self.handing_over:  # the next orchestration Pod follows it

@@ -188,7 +188,7 @@ def test_role_rules_are_exactly_the_listed_ones(default: dict[tuple[str, str], d
     assert not any("*" in part for triple in granted for part in triple)
     assert all(set(rule) == {"apiGroups", "resources", "verbs"} for rule in role["rules"])  # no resourceNames
     expected = (
-        {("", "pods", v) for v in ("get", "list", "watch", "create", "delete", "patch")}
+        {("", "pods", v) for v in ("get", "list", "watch", "create", "delete", "deletecollection", "patch")}
         | {("", "pods/exec", v) for v in ("create", "get")}
         | {("", "pods/log", "get")}
         | {("", "events", "list")}  # a failure message quotes the Pod's events

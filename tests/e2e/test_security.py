@@ -50,7 +50,7 @@ NEEDS: dict[str, dict[tuple[str, str], set[str]]] = {
     # An orchestration run in a Pod does what the engine does (levrt/_core, levrt/_clients/submit.py,
     # sweep.py, signals.py, the job Lease).
     "levrt-orchestrator": {
-        ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
+        ("", "pods"): {"get", "list", "watch", "create", "delete", "deletecollection", "patch"},
         ("", "pods/exec"): {"create", "get"},
         ("", "pods/log"): {"get"},
         ("", "events"): {"list"},

@@ -29,7 +29,7 @@ def entry(x: int = 1) -> int:
     return x * 2
 
 
-def test_names_labels_gate_and_pod_basics() -> None:
+def test_names_labels_and_pod_basics_without_a_gate() -> None:
     objs = build(Cr(IMG, entry=entry(21)), job=3, task=4, collection="ns|ts/x@1.0")
     pod = objs.pod
     assert pod["metadata"]["name"] == "lev-j3-t4" == objs.name
@@ -39,7 +39,7 @@ def test_names_labels_gate_and_pod_basics() -> None:
         "levrt.io/task": "4",
     }
     spec = pod["spec"]
-    assert spec["schedulingGates"] == [{"name": "levrt.io/objects"}]
+    assert "schedulingGates" not in spec  # what it mounts is created before it (levrt._clients.submit)
     assert spec["restartPolicy"] == "Never" and spec["enableServiceLinks"] is False
     assert spec["automountServiceAccountToken"] is False and "hostNetwork" not in spec
     env = {e["name"]: e for e in spec["containers"][-1]["env"]}

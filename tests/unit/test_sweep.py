@@ -12,7 +12,7 @@ import levrt
 from levrt import Cr
 from levrt._clients.kube import Kube, use_transport
 from levrt._clients.store import use_client
-from levrt._clients.sweep import BATCH, PayloadSweeper, payload_selector
+from levrt._clients.sweep import BATCH, PayloadSweeper, PodSweeper, payload_selector, pod_selector
 from levrt.run import session
 from levrt.settings import Settings
 from tests.fakes import FakeApiServer, FakeMongo
@@ -99,3 +99,50 @@ async def test_a_job_sweeps_the_payloads_of_its_finished_tasks() -> None:
     assert swept and all("levrt.io/job=1," in s and "levrt.io/role=payload" in s for s in swept)
     named = {t for s in swept for t in s.split("in (")[1].rstrip(")").split(",")}
     assert named == {"0", "1", "2"}
+
+
+PODS = "/api/v1/namespaces/levrt/pods"
+
+
+def task_pod(job: int, task: int, attempt: str = "") -> dict[str, object]:
+    return {"kind": "Pod", "metadata": {"name": f"lev-j{job}-t{task}{attempt}", "labels": {
+        "app.kubernetes.io/managed-by": "levrt", "levrt.io/job": str(job), "levrt.io/task": str(task)}}, "spec": {}}
+
+
+async def test_ended_pods_go_in_one_request_every_attempt_of_them_never_the_orchestration_pod() -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    for task in range(3):
+        api.put(task_pod(1, task))
+    api.put(task_pod(1, 1, "-r1"))
+    api.put({"kind": "Pod", "metadata": {"name": "lev-orch", "labels": {
+        "app.kubernetes.io/managed-by": "levrt", "levrt.io/job": "1", "levrt.io/role": "orchestrator"}}, "spec": {}})
+
+    async def one_by_one(batch: object) -> None:
+        raise AssertionError("not refused: no one-by-one deletes")
+
+    sweeper = PodSweeper(Kube(api), namespace="levrt", job=1, refused=one_by_one, linger=0.01)
+    sweeper.add(0, pod="lev-j1-t0")
+    sweeper.add(1, pod="lev-j1-t1-r1")
+    await sweeper.close()
+    assert sorted(api.names("pods")) == ["lev-j1-t2", "lev-orch"]
+    (swept,) = [r for r in api.requests if r.method == "DELETE" and r.path == PODS]
+    assert dict(swept.query)["labelSelector"] == pod_selector(1, [0, 1]) and dict(swept.query)["gracePeriodSeconds"] == "0"
+
+
+async def test_without_the_right_ended_pods_are_deleted_one_by_one() -> None:
+    api = FakeApiServer(namespaces=["levrt"])
+    for task in range(3):
+        api.put(task_pod(1, task))
+    api.fail("DELETE", PODS, 403, "pods is forbidden: cannot deletecollection")
+    deleted: list[str] = []
+
+    async def one_by_one(batch: dict[int, dict[str, object]]) -> None:
+        deleted.extend(str(fields["pod"]) for fields in batch.values())
+
+    sweeper = PodSweeper(Kube(api), namespace="levrt", job=1, refused=one_by_one, linger=0.01)
+    sweeper.add(0, pod="lev-j1-t0")
+    await sweeper.close()
+    sweeper.add(2, pod="lev-j1-t2")  # refused once: one by one from then on, no more collection requests
+    await sweeper.close()
+    assert deleted == ["lev-j1-t0", "lev-j1-t2"]
+    assert len([r for r in api.requests if r.method == "DELETE" and r.path == PODS]) == 1
