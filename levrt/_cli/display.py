@@ -38,9 +38,9 @@ __all__ = ["REFRESH_SECONDS", "Row", "TaskClock", "job_table", "left_as", "live_
            "short_reason", "stop_ticker", "summary_lines", "task_rows"]
 
 T = TypeVar("T")
-STATES = ("pending", "running", "done", "timed-out", "failed", "cancelled", "deleted")
+STATES = ("pending", "running", "done", "cached", "timed-out", "failed", "cancelled", "deleted")
 """The state words counted in the caption; a ``pending(...)`` or ``failed(...)`` counts as its word."""
-SETTLED = ("done", "timed-out", "failed")
+SETTLED = ("done", "cached", "timed-out", "failed")
 """The words of a task that ended by itself; any other word at the end of a run is what the run left."""
 REFRESH_SECONDS = 0.25
 FIXED_LINES = 8

@@ -126,7 +126,9 @@ def ps_rows(records: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, An
         rows.append({
             "task": f"{job}.{task}", "job": job, "name": record.get("name") or record.get("image") or "-",
             "state": state, "retries": record.get("retries") or 0, "maxRetries": record.get("maxRetries"),
-            "elapsed": None if submitted is None else round((end if end is not None else now) - submitted, 1),
+            # A cached task ran nothing: no time of its own to show.
+            "elapsed": None if submitted is None or recorded == "cached"
+            else round((end if end is not None else now) - submitted, 1),
             "submitted": submitted, "pod": pod_name or "-", "image": record.get("image") or "-",
             "host": record.get("host") or _pod_ip(pod), "node": record.get("node") or _pod_node(pod),
             "reason": record.get("reason") or record.get("retryReason") or "",

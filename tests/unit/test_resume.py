@@ -167,3 +167,21 @@ def test_a_bad_cache_age_is_refused_when_the_cr_is_made(bad: object) -> None:
     with pytest.raises(levrt.LevrtError, match=r"cache="):
         Cr("busybox:1.36", cache=bad)  # type: ignore[arg-type]
     assert Cr("busybox:1.36", cache="24h").cache == 86400 and Cr("busybox:1.36", cache=90).cache == 90
+
+
+async def test_the_summary_counts_cached_tasks_as_cached_not_deleted(api: FakeApiServer, mongo: FakeMongo) -> None:
+    from levrt._cli.display import TaskClock, left_as, task_rows
+
+    api.autorun(exit_code=0)
+
+    @levrt.remote
+    def scan(host: str) -> None:
+        pass
+
+    async with session(settings=SETTINGS) as first:
+        await Cr("busybox:1.36", "demo/scan@1.0", entry=scan("a"))
+        done = first.job_id
+    async with session(settings=SETTINGS, resume=done) as second:
+        await Cr("busybox:1.36", "demo/scan@1.0", entry=scan("a"))
+        rows = task_rows(second, TaskClock(), left=left_as(second, None))
+    assert [row.state for row in rows] == ["cached"]
