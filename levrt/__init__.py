@@ -19,35 +19,51 @@ runtime ships this package); Kubernetes, YAML and display libraries load lazily 
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from levrt import annot, errors
+from levrt import errors
 from levrt._version import __version__ as __version__
-from levrt.argv import cli
-from levrt.context import ctx, lev
-from levrt.cr import Cr, Digest, File
-from levrt.document import Document
 from levrt.errors import *  # noqa: F403  (the error classes, listed once in errors.__all__)
+
+# Eager, and cheap: a submodule of the same name imported later would otherwise shadow them.
 from levrt.remote import remote
 from levrt.run import run
-from levrt.storage import upload
-from levrt.task import Task
 
 if TYPE_CHECKING:
+    from levrt import annot
+    from levrt.argv import cli
     from levrt.concurrent import Concurrent
+    from levrt.context import ctx, lev
+    from levrt.cr import Cr, Digest, File
+    from levrt.document import Document
     from levrt.history import Changes, Job, changes, job
+    from levrt.storage import upload
+    from levrt.task import Task
+
+_LAZY = {
+    "annot": "levrt.annot", "cli": "levrt.argv", "Concurrent": "levrt.concurrent", "ctx": "levrt.context",
+    "lev": "levrt.context", "Cr": "levrt.cr", "Digest": "levrt.cr", "File": "levrt.cr",
+    "Document": "levrt.document", "Changes": "levrt.history", "Job": "levrt.history", "changes": "levrt.history",
+    "job": "levrt.history", "upload": "levrt.storage", "Task": "levrt.task",
+}
+"""Where each name of the package lives. Loaded on first use: a task container's runtime imports
+``levrt`` for ``lev`` alone and must not pay for the SDK's surface (the start of every task)."""
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Concurrent":
-        from levrt.concurrent import Concurrent  # needs asyncio, which a task container does without
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'levrt' has no attribute {name!r}")
+    module = importlib.import_module(where)
+    value = module if name == "annot" else getattr(module, name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
 
-        return Concurrent
-    if name in ("job", "Job", "changes", "Changes"):
-        from levrt import history  # reads the store: its client loads on first use
 
-        return getattr(history, name)
-    raise AttributeError(f"module 'levrt' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Changes",
