@@ -13,10 +13,10 @@ Both sides run in worker processes of their own, with the same client (``Kube``,
 limit), at most ``--inflight`` tasks at once, one watch each:
 
 - levrt: ``session()`` + ``Concurrent(limit=inflight)`` over N ``Cr(busybox, entry=trivial())``
-  with ``Settings(node_selector=..., tolerations=...)`` (gated Pod, payload Secret, gate lifted;
-  Pod deleted at the end, payload Secrets swept in batches; three status changes per task, written
-  to the store in batches);
-- raw: plain POSTs of the same Pod (the builder's Pod, without the gate), its end seen on one
+  with ``Settings(node_selector=..., tolerations=...)`` (payload Secret, then the Pod; ended Pods
+  and their payload Secrets swept in batches; three status changes per task, written to the store
+  in batches);
+- raw: plain POSTs of the same Pod (the builder's Pod), its end seen on one
   ``PodWatch``, then a DELETE: the least a client must do for the same outcome.
 
 Reported: tasks/s overall (N / wall) and sustained (between 10% and 90% of tasks done), the
@@ -356,7 +356,6 @@ async def raw_side(n: int, inflight: int) -> dict[str, Any]:
     job = random.randrange(10**8, 10**9)  # no real job has such an id: its own selector
     template = build_task(Cr(BUSYBOX, entry=trivial()), job=job, task=0, collection="default",
                           settings=settings).pod
-    template["spec"].pop("schedulingGates", None)
     selector = job_selector(job)
     common.announce_cleanup(selector)
     progress = Progress()
