@@ -495,9 +495,12 @@ def _install_addons() -> None:
     progress("installing the chart (store, runtime node cache)")
     _install_chart()
     if changed:
-        # Same tag, new content (this checkout's levrt changed): refill the node cache.
-        kubectl("-n", NAMESPACE, "rollout", "restart", "daemonset/levrt-runtime-cache")
-        kubectl("-n", NAMESPACE, "rollout", "status", "daemonset/levrt-runtime-cache", "--timeout=120s")
+        # Same tag, new content (this checkout's levrt changed): refill the node cache, and restart
+        # what runs levrt from the image for good (the console, the reaper), or they keep the old code.
+        for workload in ("daemonset/levrt-runtime-cache", "deployment/levrt-console", "deployment/levrt-reaper"):
+            kubectl("-n", NAMESPACE, "rollout", "restart", workload)
+        for workload in ("daemonset/levrt-runtime-cache", "deployment/levrt-console", "deployment/levrt-reaper"):
+            kubectl("-n", NAMESPACE, "rollout", "status", workload, "--timeout=120s")
     kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
 
 
