@@ -18,6 +18,7 @@ import pytest
 
 import levrt
 from levrt import Concurrent, Cr, lev
+from levrt._shapes.names import lease_name
 from levrt.errors import TaskFailed
 from tests.e2e.conftest import BUSYBOX, REDIS
 from tests.unit.golden_cases import hello
@@ -110,7 +111,7 @@ async def test_tasks_share_one_file_object(job: Any) -> None:
     )
     assert len(listing["items"]) == 1
     owners = {ref["name"] for ref in listing["items"][0]["metadata"]["ownerReferences"]}
-    assert owners == {a.pod, b.pod}
+    assert owners == {lease_name(job.job_id)}  # the job's, made before either Pod (DESIGN "Submit order")
     assert (await (await a.done()).get())["held"] == 4
     assert (await (await b.done()).get())["held"] == 4
 

@@ -126,7 +126,8 @@ async def test_ended_pods_go_in_one_request_every_attempt_of_them_never_the_orch
     await sweeper.close()
     assert sorted(api.names("pods")) == ["lev-j1-t2", "lev-orch"]
     (swept,) = [r for r in api.requests if r.method == "DELETE" and r.path == PODS]
-    assert dict(swept.query)["labelSelector"] == pod_selector(1, [0, 1]) and dict(swept.query)["gracePeriodSeconds"] == "0"
+    query = dict(swept.query)
+    assert query["labelSelector"] == pod_selector(1, [0, 1]) and query["gracePeriodSeconds"] == "0"
 
 
 async def test_without_the_right_ended_pods_are_deleted_one_by_one() -> None:
