@@ -100,6 +100,16 @@ def cancel() -> Response:
     raise asyncio.CancelledError  # Ctrl-C while the objects are being created
 
 
+def failing_at(method: str, path: str, code: int) -> FakeApiServer:
+    """An apiserver answering ``code`` to ``method path`` (0: the client is cancelled right then)."""
+    api = FakeApiServer(namespaces=["levrt"])
+    if code:
+        api.fail(method, path, code)
+    else:
+        api.before(method, path, cancel)
+    return api
+
+
 @pytest.mark.parametrize(("method", "path", "code", "error"), [
     ("POST", SECRETS, 403, ClusterError),
     ("POST", CONFIGMAPS, 422, ApiError),
@@ -108,11 +118,7 @@ def cancel() -> Response:
 ], ids=["secret-forbidden", "configmap-invalid", "gate-lift-fails", "cancelled"])
 async def test_a_failure_after_the_pod_was_created_deletes_it_and_nothing_remains(
         method: str, path: str, code: int, error: type[BaseException]) -> None:
-    api = FakeApiServer(namespaces=["levrt"])
-    if code:
-        api.fail(method, path, code)
-    else:
-        api.before(method, path, cancel)
+    api = failing_at(method, path, code)
     with pytest.raises(error):
         await submit(Kube(api), "levrt", objects(0))
     assert ("DELETE", f"{PODS}/lev-j1-t0") in calls(api)
@@ -184,11 +190,7 @@ async def test_with_a_lease_a_task_with_only_a_payload_costs_two_requests() -> N
 ], ids=["pod-forbidden", "pod-invalid", "configmap-invalid", "cancelled"])
 async def test_with_a_lease_a_pod_that_cannot_be_made_takes_its_payload_along(
         method: str, path: str, code: int, error: type[BaseException]) -> None:
-    api = FakeApiServer(namespaces=["levrt"])
-    if code:
-        api.fail(method, path, code)
-    else:
-        api.before(method, path, cancel)
+    api = failing_at(method, path, code)
     with pytest.raises(error):
         await submit(Kube(api), "levrt", objects(0), owner=lease(api))
     assert api.get("secrets", "lev-j1-t0-payload") is None and api.get("pods", "lev-j1-t0") is None
