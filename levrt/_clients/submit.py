@@ -79,16 +79,18 @@ async def submit(kube: Kube, namespace: str, objects: TaskObjects, *,
 async def _submit_owned(kube: Kube, namespace: str, objects: TaskObjects, owner: Mapping[str, Any]) -> dict[str, Any]:
     owned = [owned_by(obj, owner) for obj in objects.owned]
     # The first request of a task is new work: under the rate limit, submits under way finish first.
-    made = await asyncio.gather(*(_create_owned(kube, namespace, obj, priority=Priority.NEW_WORK) for obj in owned),
-                                return_exceptions=True)
+    creating = [asyncio.ensure_future(_create_owned(kube, namespace, obj, priority=Priority.NEW_WORK))
+                for obj in owned]
     try:
-        failed = next((m for m in made if isinstance(m, BaseException)), None)
-        if failed is not None:
-            raise failed
+        await asyncio.gather(*creating)
         return dict(await create(kube, namespace, owned_by(objects.pod, owner)))
     except BaseException:
-        # Its payload is the task's own; shared file ConfigMaps may serve other tasks (the Lease takes them).
-        mine = [obj for obj, m in zip(owned, made, strict=True) if obj["kind"] == "Secret" and m is True]
+        for step in creating:  # a sibling still in flight could create its object after the cleanup
+            step.cancel()
+        await asyncio.shield(asyncio.gather(*creating, return_exceptions=True))
+        # The Pod (a cancelled create may have reached the apiserver) and its payload are the task's
+        # own, deleted by name; shared file ConfigMaps may serve other tasks (the Lease takes them).
+        mine = [objects.pod, *(obj for obj in owned if obj["kind"] == "Secret")]
         await asyncio.shield(asyncio.gather(*(_delete_quietly(kube, namespace, obj) for obj in mine)))
         raise
 
@@ -96,6 +98,7 @@ async def _submit_owned(kube: Kube, namespace: str, objects: TaskObjects, owner:
 async def _delete_quietly(kube: Kube, namespace: str, obj: Mapping[str, Any]) -> None:
     try:
         await resources.delete(kube, obj["kind"], obj["metadata"]["name"], namespace=namespace,
+                               query={"gracePeriodSeconds": 0} if obj["kind"] == "Pod" else None,
                                priority=Priority.CLEANUP)
     except NotFound:
         pass
@@ -144,22 +147,19 @@ async def create(kube: Kube, namespace: str, body: Mapping[str, Any], *, priorit
 
 
 async def _create_owned(kube: Kube, namespace: str, obj: Mapping[str, Any], *,
-                        priority: int = Priority.NORMAL) -> bool:
-    """Create ``obj``; True when this call made it, False when it was there and is now shared."""
+                        priority: int = Priority.NORMAL) -> None:
+    """Create ``obj``, or share it when it is there already (content-addressed)."""
     try:
         await create(kube, namespace, obj, priority=priority)
-        return True
     except Conflict:
         # A content-addressed file stored by an earlier task: share it, owned by each of its owners.
         patch = {"metadata": {"ownerReferences": obj["metadata"]["ownerReferences"]}}
         try:
             await resources.patch(kube, obj["kind"], obj["metadata"]["name"], patch, namespace=namespace,
                                   patch_type="strategic")
-            return False
         except NotFound:
             # Collected between our create and patch: create it afresh.
             await create(kube, namespace, obj)
-            return True
 
 
 async def delete_pod(kube: Kube, namespace: str, name: str, *, graceful: bool = False) -> None:

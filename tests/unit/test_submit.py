@@ -187,7 +187,8 @@ async def test_with_a_lease_a_task_with_only_a_payload_costs_two_requests() -> N
     ("POST", PODS, 422, ApiError),
     ("POST", CONFIGMAPS, 422, ApiError),
     ("POST", PODS, 0, asyncio.CancelledError),
-], ids=["pod-forbidden", "pod-invalid", "configmap-invalid", "cancelled"])
+    ("POST", CONFIGMAPS, 0, asyncio.CancelledError),
+], ids=["pod-forbidden", "pod-invalid", "configmap-invalid", "cancelled", "cancelled-beside-the-secret"])
 async def test_with_a_lease_a_pod_that_cannot_be_made_takes_its_payload_along(
         method: str, path: str, code: int, error: type[BaseException]) -> None:
     api = failing_at(method, path, code)
