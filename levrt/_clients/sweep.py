@@ -22,7 +22,6 @@ from levrt._clients.api import Forbidden
 from levrt._clients.batches import Batches
 from levrt._clients.kube import Kube, Priority
 from levrt._shapes.names import JOB_LABEL, MANAGED_SELECTOR, PAYLOAD_ROLE, ROLE_LABEL, TASK_LABEL
-from levrt.errors import LevrtError
 
 __all__ = ["PayloadSweeper", "PodSweeper", "Sweeper", "payload_selector", "pod_selector"]
 
@@ -30,6 +29,10 @@ log = logging.getLogger("lev")
 
 BATCH = 100
 """Tasks per request: keeps the label selector (and the URL) short."""
+
+POD_BATCH = 25
+"""Pods per request: the apiserver deletes a collection one object after another, and a request
+that outlasts the client's timeout under load would let the next batch grow behind it."""
 
 CLOSE_TIMEOUT = 60.0
 """Seconds the end of a job waits for the last sweep."""
@@ -58,7 +61,7 @@ class Sweeper:
 
     def __init__(self, kube: Kube, *, namespace: str, job: int, kind: str, selector: Callable[[int, list[int]], str],
                  what: str, query: Mapping[str, Any] | None = None, refused: Refused | None = None,
-                 linger: float = 0.5) -> None:
+                 linger: float = 0.5, batch: int = BATCH) -> None:
         self._kube = kube
         self._namespace = namespace
         self._job = job
@@ -67,6 +70,7 @@ class Sweeper:
         self._what = what
         self._query = dict(query or {})
         self._on_refused = refused
+        self._batch = batch
         self._batches = Batches(self._delete, linger=linger)
         self._refused = False
         self.requests = 0
@@ -84,8 +88,8 @@ class Sweeper:
             await self._on_refused(batch)
             return
         tasks = sorted(batch)
-        for start in range(0, len(tasks), BATCH):
-            chunk = tasks[start:start + BATCH]
+        for start in range(0, len(tasks), self._batch):
+            chunk = tasks[start:start + self._batch]
             try:
                 await resources.delete_collection(self._kube, self._kind, namespace=self._namespace,
                                                   labels=self._selector(self._job, chunk), query=self._query,
@@ -99,7 +103,7 @@ class Sweeper:
                 log.info("%s are deleted one by one (no deletecollection right: %s)", self._what, exc)
                 await self._on_refused({task: batch[task] for task in tasks[start:]})
                 return
-            except LevrtError as exc:
+            except Exception as exc:  # best effort (an error, a timeout under load): never the end of the job
                 log.debug("could not sweep the %s of %d task(s): %s", self._what, len(chunk), exc)
             else:
                 self.requests += 1
@@ -124,4 +128,4 @@ class PodSweeper(Sweeper):
 
     def __init__(self, kube: Kube, *, namespace: str, job: int, refused: Refused, linger: float = 0.5) -> None:
         super().__init__(kube, namespace=namespace, job=job, kind="Pod", selector=pod_selector, what="finished Pods",
-                         query={"gracePeriodSeconds": 0}, refused=refused, linger=linger)
+                         query={"gracePeriodSeconds": 0}, refused=refused, linger=linger, batch=POD_BATCH)
