@@ -34,7 +34,7 @@ from levrt._core.incluster import start_detached
 from levrt._core.registry import Registry
 from levrt._shapes import jobrecord
 from levrt._shapes.names import ROLE_LABEL, TASK_LABEL, lease_name
-from levrt._shapes.orchestrator import new_run_id, orchestrator_objects
+from levrt._shapes.orchestrator import controller_job, new_run_id, orchestrator_objects
 from levrt._shapes.registry import ToolName, parse_tool
 from levrt._shapes.schedules import SCHEDULE_LABEL, schedule_row
 from levrt._stored import is_sha256
@@ -269,10 +269,9 @@ class Console:
             await lease.delete_lease(self.kube, ns, lease_name(job))
             return "its Lease was deleted: its Pods go with it"
         for pod in mine:
-            runner = next((ref["name"] for ref in pod["metadata"].get("ownerReferences") or []
-                           if ref.get("kind") == "Job" and ref.get("controller")), None)
+            runner = controller_job(pod)
             if runner is not None:  # a detached run: without its Kubernetes Job it ends rather than hands over
-                await submit.delete_job(self.kube, ns, runner)
+                await submit.delete_job(self.kube, ns, str(runner["name"]))
             else:
                 await submit.delete_pod(self.kube, ns, pod["metadata"]["name"], graceful=True)
         ending = asyncio.create_task(self._end_later(job))

@@ -140,9 +140,9 @@ class Engine:
         self.status = StatusRecords(store, job=job_id)
         self.tasks: list[Task] = []
         self.sweeper = PayloadSweeper(kube, namespace=settings.namespace, job=job_id)
+        """Deletes finished tasks' payload Secrets in batches (the job's Lease is the backstop)."""
         self.pod_sweeper = PodSweeper(kube, namespace=settings.namespace, job=job_id, refused=self._delete_one_by_one)
         """Deletes finished tasks' Pods in batches (one request for every task that ended since the last)."""
-        """Deletes finished tasks' payload Secrets in batches (the Pods' garbage collection is the backstop)."""
         self.files = FileStore.of(store)
         self.uploads = Uploads(self.files)
         """Content tasks need in the store's file storage, uploaded once per job (``levrt._core.uploads``)."""
@@ -222,10 +222,11 @@ class Engine:
         """Stop watching and close connections; with ``delete_pods`` remove this job's Pods. The job's
         record ends as ``outcome`` says (what the orchestration raised; None: it succeeded)."""
         try:
-            for left in self.inherited.left_live():  # the workflow did not ask for them again
+            left_live = self.inherited.left_live()  # the workflow did not ask for them again
+            for left in left_live:
                 self.record(task=left.task, state="deleted", reason="not asked for again after the job was taken over")
             await self.pod_sweeper.close()  # the ended tasks' Pods, before what is left is deleted one by one
-            if delete_pods or self.inherited.left_live():
+            if delete_pods or left_live:
                 await self.delete_job_pods()
             if delete_pods:
                 for task in self.tasks:  # started, never awaited to the end: their Pods are gone now
@@ -234,7 +235,6 @@ class Engine:
             await self.log_archive.close()
             await self.status.close()
             await self.sweeper.close()
-            await self.pod_sweeper.close()
         finally:
             # Before the Lease goes: a record still `running` without its Lease reads as lost.
             await self.job_record.close(exc=outcome, states=task_states(self.tasks, self.start_failures),

@@ -26,6 +26,7 @@ from levrt._clients.kube import Kube
 from levrt._clients.lease import JobLease, adopt_job, adopt_pod, label_pod, release_pod
 from levrt._clients.store import Store
 from levrt._shapes.names import JOB_LABEL
+from levrt._shapes.orchestrator import controller_job
 from levrt.errors import ClusterError, LevrtError, OrchestrationError
 from levrt.podenv import DETACHED_ENV, POD_NAME_ENV, POD_UID_ENV
 from levrt.settings import Settings
@@ -93,8 +94,7 @@ async def _runner(kube: Kube, settings: Settings) -> Runner | None:
         return None
     try:
         pod = await resources.get(kube, "Pod", name, namespace=settings.namespace)
-        ref = next((r for r in pod["metadata"].get("ownerReferences") or []
-                    if r.get("kind") == "Job" and r.get("controller")), None)
+        ref = controller_job(pod)
         if ref is None:
             return None
         found = await resources.get(kube, "Job", ref["name"], namespace=settings.namespace)

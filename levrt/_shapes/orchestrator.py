@@ -53,6 +53,7 @@ __all__ = [
     "PUBLISHED_OPTION",
     "SERVICE_ACCOUNT",
     "SETTINGS_CONFIGMAP",
+    "controller_job",
     "detached_job",
     "new_run_id",
     "orchestration_job_spec",
@@ -199,6 +200,13 @@ def orchestration_job_spec(pod: Mapping[str, Any]) -> dict[str, Any]:
         ]},
         "template": {"metadata": {"labels": dict(pod["metadata"]["labels"])}, "spec": spec},
     }
+
+
+def controller_job(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ownerReference of the Kubernetes Job running ``pod`` (a detached or scheduled
+    orchestration), or None."""
+    return next((ref for ref in pod.get("metadata", {}).get("ownerReferences") or []
+                 if ref.get("kind") == "Job" and ref.get("controller")), None)
 
 
 def detached_job(objects: TaskObjects) -> TaskObjects:
