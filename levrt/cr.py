@@ -36,6 +36,7 @@ from levrt.checks import (
     check_service_name,
     check_timeout,
     check_tolerations,
+    check_warm,
 )
 from levrt.errors import CrError, FileSpecError, OptionError, PortError, ServiceError
 from levrt.naming import run_origin
@@ -51,7 +52,8 @@ __all__ = ["MAX_FILE_BYTES", "Cr", "Digest", "File"]
 # larger content goes through the store's file storage (levrt._shapes.files).
 MAX_FILE_BYTES = 1024 * 1024 - 1024
 # Run options a service may not carry: they belong to the whole Pod (the main Cr's).
-POD_OPTIONS = ("timeout", "retries", "node_selector", "tolerations", "cache")
+RUN_OPTIONS = ("timeout", "resources", "capabilities", "node_selector", "tolerations", "retries", "cache", "warm")
+POD_OPTIONS = ("timeout", "retries", "node_selector", "tolerations", "cache", "warm")
 
 
 class Digest(str):
@@ -94,7 +96,7 @@ class Cr:
 
     __slots__ = (
         "cache", "capabilities", "cmd", "entry", "env", "files", "host", "image", "links", "node_selector", "origin",
-        "ports", "resources", "retries", "schema", "services", "timeout", "tolerations",
+        "ports", "resources", "retries", "schema", "services", "timeout", "tolerations", "warm",
     )
 
     image: str
@@ -124,6 +126,9 @@ class Cr:
     cache: float | None
     """Seconds: the newest identical run (same content key, ``levrt._shapes.cachekey``) that
     succeeded in any job within that age is taken instead of running (``cache="24h"``); None: it runs."""
+    warm: int | None
+    """At most this many warm Pods run this Cr's entries, one after another in each, with the other
+    warm Crs of the same Pod shape (``levrt._shapes.warm``); None: the run gets a Pod of its own."""
     origin: str
     """What people call this run: the mode that built it and its arguments (``tcpscan.scan(10.0.0.5,
     1-1024)``), else its entry's call, else its image. Shown by ``levrt run`` and ``levrt ps``."""
@@ -148,6 +153,7 @@ class Cr:
         tolerations: Iterable[Mapping[str, Any]] | None = None,
         retries: int = 0,
         cache: float | str | None = None,
+        warm: bool | int | None = None,
     ) -> None:
         self.image = check_image(image)
         self.schema = check_schema(schema)
@@ -172,6 +178,7 @@ class Cr:
         self.retries = check_retries(retries)
         self.cache = check_cache(cache)
         self.services = MappingProxyType(_services(services, main=self))
+        self.warm = check_warm(warm, self)
         self.origin = run_origin(sys._getframe(1), self.entry, self.image)
 
     # -- running (through the current job's engine) ---------------------------------------------
@@ -187,6 +194,27 @@ class Cr:
 
     def __await__(self) -> Generator[Any, None, Document]:
         return self.done().__await__()
+
+    def options(self, **changes: Any) -> Cr:
+        """This run with other run options (``timeout``, ``resources``, ``capabilities``,
+        ``node_selector``, ``tolerations``, ``retries``, ``cache``, ``warm``), checked as ``Cr(...)``
+        checks them: ``scan.tcp(ip).options(warm=True)`` runs a mode's Cr in warm Pods."""
+        unknown = sorted(set(changes) - set(RUN_OPTIONS))
+        if unknown:
+            raise OptionError(f"Cr.options({', '.join(unknown)}=...): the run options are {', '.join(RUN_OPTIONS)}.")
+        given: dict[str, Any] = {
+            "image": self.image, "schema": self.schema, "host": self.host, "entry": self.entry, "cmd": self.cmd,
+            "env": self.env, "files": dict(self.files), "links": dict(self.links), "ports": self.ports,
+            "services": dict(self.services),
+            **{name: getattr(self, name) for name in RUN_OPTIONS},
+        }
+        for name in ("resources", "node_selector"):
+            if given[name] is not None:
+                given[name] = _thawed(given[name])
+        given["tolerations"] = [_thawed(t) for t in self.tolerations]
+        changed = Cr(**{**given, **changes})
+        changed.origin = self.origin
+        return changed
 
     # -- description --------------------------------------------------------------------------------
 
@@ -218,6 +246,8 @@ class Cr:
             parts.append(f"retries={self.retries}")
         if self.cache is not None:
             parts.append(f"cache={self.cache:g}")
+        if self.warm is not None:
+            parts.append(f"warm={self.warm}")
         return f"Cr({', '.join(parts)})"
 
 

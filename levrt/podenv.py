@@ -70,6 +70,9 @@ __all__ = [
     "TIMEOUT_ENV",
     "TIMEOUT_GRACE",
     "TOLERATIONS_ENV",
+    "WARM_COMMAND",
+    "WARM_MODULE",
+    "WARM_WORKER_ENV",
 ]
 
 # -- Paths: the runtime bundle and the mounts of a task Pod ---------------------------------------
@@ -82,6 +85,9 @@ PYTHON = f"{RUNTIME_MOUNT}/bin/python3"
 RUNTIME_MODULE = "levrt.runtime"
 RUNTIME_COMMAND = (PYTHON, "-m", RUNTIME_MODULE)
 """The command of a container that runs an entry; its args are the Cr's ``cmd``."""
+WARM_MODULE = "levrt.runtime.warm"
+WARM_COMMAND = (PYTHON, "-m", WARM_MODULE)
+"""The command of a warm Pod's container (``Cr(warm=...)``): it runs the entries addressed to it."""
 FETCH_MODULE = "levrt.runtime.fetch"
 """Run by the ``levrt-files`` init container: ``PYTHON -m FETCH_MODULE FILES_MOUNT SHA256...``."""
 RUNTIME_TARGET = "/levrt-target"
@@ -117,6 +123,8 @@ JOB_ENV = "LEVRT_JOB"
 TASK_ENV = "LEVRT_TASK"
 TIMEOUT_ENV = "LEVRT_TIMEOUT"
 """Seconds from the entry's start to its interrupt (``Cr(timeout=...)``); also ``Settings.timeout``."""
+WARM_WORKER_ENV = "LEVRT_WARM_WORKER"
+"""In a warm Pod: its own name, which the entries addressed to it carry (``levrt.warmqueue``)."""
 DEBUG_WAIT_ENV = "LEVRT_DEBUG_WAIT"
 """Seconds a breakpoint waits for ``levrt attach``; also ``Settings.debug_wait``."""
 DEFAULT_DEBUG_WAIT = 300.0

@@ -45,6 +45,8 @@ class Task:
         names the latest Pod."""
         self.cached_from: str | None = None
         """``JOB.TASK`` whose identical run's record this task took instead of running (``--resume``)."""
+        self.warm = False
+        """Whether it runs in a warm Pod (``Cr(warm=...)``): ``pod`` names that Pod once the entry runs."""
         self._failure: BaseException | None = None
 
     @property

@@ -40,13 +40,14 @@ from levrt._core.logarchive import LogArchive
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
+from levrt._core.warm import WarmPools
 from levrt._shapes import handover, podstatus
 from levrt._shapes.build import TaskObjects, build_task, with_attempt
 from levrt._shapes.cachekey import content_key
 from levrt._shapes.failures import failure_text, traceback_tail
 from levrt._shapes.files import FilePlan
 from levrt._shapes.handover import DONE_STATES, Inherited, LiveTask
-from levrt._shapes.names import job_selector
+from levrt._shapes.names import job_selector, task_of_pod
 from levrt.cr import Cr
 from levrt.document import Document
 from levrt.errors import LevrtError, TaskFailed
@@ -148,6 +149,10 @@ class Engine:
         """Content tasks need in the store's file storage, uploaded once per job (``levrt._core.uploads``)."""
         self.log_archive = LogArchive(kube, store, self.files, namespace=settings.namespace, job=job_id)
         """Each ended task's container logs, kept in the store once its Pod is gone (``levrt._core.logarchive``)."""
+        self.warm = WarmPools(kube=kube, store=store, watch=watch, settings=settings, job=job_id, owner=self._owner,
+                              record=self.record, archive=self.log_archive, delete_pod=self.delete_pod,
+                              wait_started=lambda name: self._wait_started(name, need_ready=False))
+        """The job's warm Pods and the entries out in them (``Cr(warm=...)``, ``levrt._core.warm``)."""
         self._kept: set[str] = set()
         """Pods of ended tasks that ``keep`` keeps, also when the job fails (``delete_job_pods`` spares them)."""
         self._deleted: set[str] = set()
@@ -225,6 +230,7 @@ class Engine:
             left_live = self.inherited.left_live()  # the workflow did not ask for them again
             for left in left_live:
                 self.record(task=left.task, state="deleted", reason="not asked for again after the job was taken over")
+            await self.warm.close()
             await self.pod_sweeper.close()  # the ended tasks' Pods, before what is left is deleted one by one
             if delete_pods or left_live:
                 await self.delete_job_pods()
@@ -265,6 +271,7 @@ class Engine:
         longer renewed here (the next Pod takes it over), and the task Pods and the job's record stay
         as they are."""
         try:
+            await self.warm.close()  # its entries run again under the next Pod (warm Pods are not followed)
             await self.status.close()
             await self.log_archive.close()
             await self.sweeper.close()
@@ -286,7 +293,7 @@ class Engine:
             doomed = [pod for pod in found
                       if pod["metadata"]["name"] != self.own_pod and pod["metadata"]["name"] not in self._kept]
             await self.log_archive.cut_short(doomed, {task.pod: task.task_id for task in self.tasks
-                                                      if not task.ended and task.pod})
+                                                      if not task.ended and task.pod and not task.warm})
             names = [pod["metadata"]["name"] for pod in doomed]
             await asyncio.gather(*(self.delete_pod(name) for name in names))
             if names:
@@ -317,7 +324,7 @@ class Engine:
             return self._inherited_done(cr, done, collection)
         live = self.inherited.take_live(key)
         if live is not None:
-            if self.watch.get(live.pod) is not None:
+            if self.watch.get(live.pod) is not None and task_of_pod(live.pod) is not None:  # not a warm Pod's
                 return await self._follow(cr, live, collection, plan)
             self.record(task=live.task, state="lost", reason="its Pod was gone when the job was taken over")
         if index is None:
@@ -327,6 +334,8 @@ class Engine:
             return await self._take_cached(cr, index, collection, reusable, (self.resumed, self.cached[reusable]))
         if reusable is not None and cr.cache is not None and (hit := await self._cache_hit(reusable, cr.cache)):
             return await self._take_cached(cr, index, collection, reusable, hit)
+        if cr.warm is not None:
+            return self._start_warm(cr, index, collection, key)
         objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
                              plan=plan)
         # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
@@ -340,6 +349,21 @@ class Engine:
         if cr.retries:
             self._first_objects[index] = objects
         return await self._running(task)
+
+    def _start_warm(self, cr: Cr, index: int, collection: str, key: str | None) -> Task:
+        """A warm entry: handed to a warm Pod of its pool, through the store (``levrt._core.warm``)."""
+        task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod="-", collection=collection)
+        task.warm = True
+        self.record(task=index, state="submitting", pod="-", image=cr.image, collection=collection,
+                    submitted=time.time(), name=cr.origin, maxRetries=cr.retries, key=key, warm=True)
+        try:
+            self.warm.start(cr, task=task)
+        except TaskFailed as exc:
+            self.start_failures[index] = exc
+            self.record(task=index, state="failed", reason=exc.reason)
+            raise
+        self.tasks.append(task)
+        return task
 
     async def _running(self, task: Task) -> Task:
         try:
@@ -444,6 +468,8 @@ class Engine:
     async def finish(self, task: Task) -> Document:
         """Wait for the end; a non-zero exit is a failure unless the caller signalled the task or it
         reached its timeout. A Pod the cluster ended is replaced while ``task.cr.retries`` allow."""
+        if task.warm:
+            return await self.warm.finish(task)
         while True:
             pod = await self.watch.wait(task.pod, podstatus.finished)
             cause = podstatus.infrastructure_failure(pod, deleted_by_us=task.pod in self._deleted)
@@ -505,6 +531,9 @@ class Engine:
 
     async def signal(self, task: Task, signal: str | int) -> None:
         signum = signals.signal_number(signal)
+        if task.warm:
+            await self.warm.signal(task, signum)
+            return
         pod = self.watch.get(task.pod)
         # None: finish() has forgotten it (the task ended and its Pod was deleted).
         if pod is None or "terminated" in podstatus.main_state(pod) or pod.get(podstatus.DELETED):
@@ -522,6 +551,8 @@ class Engine:
             )
 
     async def logs(self, task: Task, *, tail: int | None = None) -> str:
+        if task.warm:
+            return await self.warm.logs(task, tail=tail)
         return await self.pod_logs(task.pod, tail=tail)
 
     def job_document(self) -> Document:

@@ -142,6 +142,19 @@ class LogArchive:
         work.add_done_callback(self._pending.discard)
         return read
 
+    def keep(self, task: int, pod: str, logs: Mapping[str, str], cuts: Mapping[str, str]) -> None:
+        """Archive logs read elsewhere (a warm Pod's entry brings its own output), in the background."""
+        async def write() -> None:
+            try:
+                async with asyncio.timeout(self.write_seconds):
+                    await self._write(task, pod, dict(logs), dict(cuts))
+            except Exception as exc:  # the archive is a courtesy: never the task's failure
+                log.warning("the logs of task %d.%d were not archived: %s", self.job, task, exc)
+
+        work = asyncio.get_running_loop().create_task(write(), name=f"levrt-logs-{self.job}.{task}")
+        self._pending.add(work)
+        work.add_done_callback(self._pending.discard)
+
     async def cut_short(self, doomed: list[dict[str, Any]], unfinished: Mapping[str, int]) -> None:
         """Read the logs of the Pods in ``doomed`` whose tasks did not end (``unfinished``: Pod name
         to task) before the job's end deletes them: a cancelled scan's output so far is evidence too.

@@ -33,6 +33,7 @@ from levrt.checks.fields import (
     check_retries,
     check_schema,
     check_service_name,
+    check_warm,
 )
 from levrt.checks.options import check_node_selector, check_resources, check_timeout, check_tolerations, quantity
 
@@ -58,5 +59,6 @@ __all__ = [
     "check_service_name",
     "check_timeout",
     "check_tolerations",
+    "check_warm",
     "quantity",
 ]

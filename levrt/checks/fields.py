@@ -20,11 +20,13 @@ from levrt.errors import CrError, EnvError, FileSpecError, LinkError, OptionErro
 from levrt.podenv import RESERVED_PATHS
 
 __all__ = [
+    "DEFAULT_WARM_PODS",
     "LINUX_CAPABILITIES",
     "MAX_CMD_BYTES",
     "MAX_ENV_BYTES",
     "MAX_RETRIES",
     "MAX_SCHEMA_LENGTH",
+    "MAX_WARM_PODS",
     "RESERVED_CONTAINER_NAMES",
     "RESERVED_PATHS",
     "FileValue",
@@ -41,6 +43,7 @@ __all__ = [
     "check_retries",
     "check_schema",
     "check_service_name",
+    "check_warm",
 ]
 
 MAX_CMD_BYTES = 128 * 1024
@@ -382,6 +385,37 @@ def check_cache(cache: object) -> float | None:
     if not 0 < seconds <= MAX_CACHE_DAYS * 86400:
         raise OptionError(f"cache={cache!r} is out of range; {hint}, at most {MAX_CACHE_DAYS}d.")
     return seconds
+
+
+DEFAULT_WARM_PODS = 4
+MAX_WARM_PODS = 32
+
+
+def check_warm(warm: object, run: Any) -> int | None:
+    """``warm=``: True (``DEFAULT_WARM_PODS`` Pods) or how many warm Pods at most; None/False: a Pod
+    of its own. ``run`` is the Cr being made: what cannot hold in a Pod its entries share is refused."""
+    if warm is None or warm is False:
+        return None
+    if warm is True:
+        pods = DEFAULT_WARM_PODS
+    elif isinstance(warm, int) and 1 <= warm <= MAX_WARM_PODS:
+        pods = warm
+    else:
+        raise OptionError(f"warm={warm!r}: True, or the most warm Pods its entries may use "
+                          f"(1 to {MAX_WARM_PODS}); None or False for a Pod of its own.")
+    why = "entries in a warm Pod share its filesystem, network and processes, one after another"
+    if run.entry is None:
+        raise OptionError(f"warm={warm!r} needs an entry: a warm Pod runs Python entries ({why}); "
+                          "a Cr that runs its image's command gets a Pod of its own.")
+    shared = [(name, "runs beside each task in its own Pod") if name == "services" else
+              (name, "is mounted at fixed paths in each task's own Pod") if name == "files" else
+              (name, "is a Pod's network: its ports, links and host network are the Pod's") for name in
+              ("services", "files", "ports", "links", "host") if getattr(run, name)]
+    if shared:
+        name, reason = shared[0]
+        raise OptionError(f"warm={warm!r} with {name}=: {name} {reason}, which a shared Pod cannot give each "
+                          f"entry ({why}). Drop warm= or {name}=.")
+    return pods
 
 
 def check_capabilities(capabilities: object) -> tuple[str, ...]:

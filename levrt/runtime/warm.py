@@ -1,0 +1,251 @@
+"""The warm Pod's worker: ``python -m levrt.runtime.warm`` runs the entries its job addresses to this Pod.
+
+Why a long-lived worker: a tiny entry costs a Pod's creation, scheduling, sandbox and runtime start
+(about a second here) for milliseconds of work. A warm Pod pays that once; the job then hands it
+entries through the store (``levrt.warmqueue``), and each runs in a child process forked from this
+one, the task runtime (``levrt.runtime.process``) already imported. So each entry keeps what a task
+promises: its own process, record (``LEVRT_TASK``), output, deadline, signals and exit code; an
+entry that fails or crashes ends its child, never the worker. Entries run one after another; they
+share the container's filesystem and whatever processes an entry leaves behind.
+
+The worker takes only documents addressed to it (``worker`` = ``LEVRT_WARM_WORKER``), so two Pods
+never race for an entry. It never decides it is done: the job deletes its warm Pods when they idle
+(``levrt._core.warm``), and the job's Lease owns them. SIGTERM ends the running entry (SIGTERM to
+it, as a Pod's deletion would) and then the worker; the job runs that entry again elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from levrt.podenv import (
+    COLLECTION_ENV,
+    DATABASE_ENV,
+    DEFAULT_DATABASE,
+    JOB_ENV,
+    PAYLOAD_ENV,
+    STORE_URI_ENV,
+    TASK_ENV,
+    TERMINATION_LOG_ENV,
+    TIMEOUT_ENV,
+    TIMEOUT_GRACE,
+    WARM_WORKER_ENV,
+)
+from levrt.warmqueue import ENDED, QUEUED, RUNNING, log_field
+
+__all__ = ["Worker", "main"]
+
+IDLE_POLL = (0.005, 0.25)
+"""Seconds between looks for the next entry: the first after an entry, and the longest when idle."""
+SIGNAL_POLL = 0.5
+"""Seconds between looks for a signal the job asks to deliver to the running entry."""
+TAIL_EVERY = 2.0
+"""Seconds between copies of a running entry's output to its document (``levrt logs`` while it runs)."""
+TAIL_BYTES = 64 * 1024
+HARD_END_MARGIN = 15.0
+"""Seconds past an entry's timeout and grace after which the worker kills what is left of it."""
+EXIT_SIGNALLED_BASE = 128
+
+
+class Worker:
+    """The loop of one warm Pod over ``queue`` (a pymongo collection, or anything with its methods)."""
+
+    def __init__(self, queue: Any, *, name: str, env: Mapping[str, str],
+                 run_child: Callable[[Mapping[str, Any], dict[str, str]], int] | None = None) -> None:
+        self.queue = queue
+        self.name = name
+        self.env = {k: v for k, v in env.items() if k != WARM_WORKER_ENV}
+        self.run_child = run_child or _child_main
+        self.stopping = False
+        self._child: int | None = None
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop after the running entry, which gets ``signum`` now."""
+        self.stopping = True
+        if self._child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._child, signum)
+
+    def run(self) -> int:
+        pause = IDLE_POLL[0]
+        while not self.stopping:
+            try:
+                found = self.queue.find_one({"worker": self.name, "state": QUEUED}, sort=[("queued", 1)])
+            except Exception as exc:  # the store is away: the job's entries wait for it
+                print(f"levrt warm: cannot read the queue ({_short(exc)}); trying again", file=sys.stderr, flush=True)
+                time.sleep(1.0)
+                continue
+            if found is None:
+                time.sleep(pause)
+                pause = min(pause * 2, IDLE_POLL[1])
+                continue
+            pause = IDLE_POLL[0]
+            self.run_entry(found)
+        return 0
+
+    def run_entry(self, doc: Mapping[str, Any]) -> None:
+        """Run one entry in a child process and write its end to its document."""
+        key = doc["_id"]
+        claimed = self.queue.update_one({"_id": key, "state": QUEUED, "worker": self.name},
+                                        {"$set": {"state": RUNNING, "started": time.time()}})
+        if getattr(claimed, "modified_count", 1) != 1:
+            return  # the job took it back (its task was ended, or given to another Pod)
+        workdir = tempfile.mkdtemp(prefix="levrt-entry-")
+        started = time.monotonic()
+        try:
+            env = self._entry_env(doc, workdir)
+            with open(env[PAYLOAD_ENV], "wb") as fh:
+                fh.write(bytes(doc["payload"]))
+            log_path = os.path.join(workdir, "output")
+            code = self._supervise(doc, env, log_path)
+            if self.stopping:  # this Pod is going away: the job runs the entry again elsewhere
+                print(f"entry {key}: ended by this Pod's end (exit {code}); left to the job", flush=True)
+                return
+            reason = _read(env[TERMINATION_LOG_ENV]).decode("utf-8", errors="replace").strip()
+            output = _read(log_path)
+            self.queue.update_one({"_id": key}, {"$set": {
+                "state": ENDED, "exit": code, "reason": reason, "ended": time.time(), **log_field(output)}})
+            print(f"entry {key}: exit {code} in {time.monotonic() - started:.3f} s", flush=True)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _entry_env(self, doc: Mapping[str, Any], workdir: str) -> dict[str, str]:
+        env = dict(self.env)
+        env.update({str(k): str(v) for k, v in (doc.get("env") or {}).items()})
+        env[PAYLOAD_ENV] = os.path.join(workdir, "payload")
+        env[TERMINATION_LOG_ENV] = os.path.join(workdir, "reason")
+        env[TASK_ENV] = str(doc["task"])
+        env[COLLECTION_ENV] = str(doc["collection"])
+        if doc.get("timeout") is not None:
+            env[TIMEOUT_ENV] = str(doc["timeout"])
+        return env
+
+    def _supervise(self, doc: Mapping[str, Any], env: dict[str, str], log_path: str) -> int:
+        """Fork the entry's process, deliver the signals the job asks for, end it past its deadline;
+        its exit code (128 + N when a signal N ended it)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 2
+            try:
+                os.setpgid(0, 0)  # the entry's own group: a hard end also reaches what it started
+                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+                code = self.run_child(doc, env)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    print(f"levrt warm: the entry's process failed: {exc!r}", file=sys.stderr, flush=True)
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        self._child = pid
+        timeout = doc.get("timeout")
+        hard_end = None if timeout is None else time.monotonic() + float(timeout) + TIMEOUT_GRACE + HARD_END_MARGIN
+        now = time.monotonic()
+        pause, next_signal, next_tail, tail_size, delivered = 0.001, now + SIGNAL_POLL, now + TAIL_EVERY, 0, 0
+        try:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return _exit_code(status)
+                now = time.monotonic()
+                if hard_end is not None and now > hard_end:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                if now >= next_signal:
+                    next_signal = now + SIGNAL_POLL
+                    delivered = self._deliver(doc["_id"], pid, delivered)
+                if now >= next_tail:
+                    next_tail = now + TAIL_EVERY
+                    tail_size = self._copy_tail(doc["_id"], log_path, tail_size)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        finally:
+            self._child = None
+
+    def _deliver(self, key: str, pid: int, delivered: int) -> int:
+        """Send the signals the job asked for since the last look (``signal``: [signum, count])."""
+        with contextlib.suppress(Exception):
+            found = self.queue.find_one({"_id": key}, {"signal": 1})
+            asked = (found or {}).get("signal")
+            if asked and int(asked[1]) > delivered:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, int(asked[0]))
+                return int(asked[1])
+        return delivered
+
+    def _copy_tail(self, key: str, log_path: str, last: int) -> int:
+        with contextlib.suppress(Exception):
+            size = os.path.getsize(log_path)
+            if size != last:
+                with open(log_path, "rb") as fh:
+                    fh.seek(max(0, size - TAIL_BYTES))
+                    self.queue.update_one({"_id": key}, {"$set": {"tail": fh.read().decode("utf-8", errors="replace")}})
+                return size
+        return last
+
+
+def _child_main(doc: Mapping[str, Any], env: dict[str, str]) -> int:
+    """In the forked child: the task runtime's own main, as a task Pod's container runs it."""
+    from levrt.runtime import process
+
+    os.environ.clear()
+    os.environ.update(env)
+    return process.main(list(doc.get("argv") or []), os.environ)
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return EXIT_SIGNALLED_BASE - code if code < 0 else code
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    name, uri = env.get(WARM_WORKER_ENV), env.get(STORE_URI_ENV)
+    if not name or not uri or not env.get(JOB_ENV):
+        print(f"levrt warm: {WARM_WORKER_ENV}, {STORE_URI_ENV} and {JOB_ENV} must be set: a warm Pod is made by "
+              "its job (Cr(warm=...)).", file=sys.stderr)
+        return 2
+    import pymongo
+
+    from levrt.runtime import process  # noqa: F401 - imported once here, so that each forked entry starts warm
+    from levrt.warmqueue import QUEUE
+
+    client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000, connect=False)
+    worker = Worker(client[env.get(DATABASE_ENV) or DEFAULT_DATABASE][QUEUE], name=name, env=env)
+    signal.signal(signal.SIGTERM, lambda signum, frame: worker.stop(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: worker.stop(signum))
+    print(f"levrt warm Pod {name}: waiting for entries", flush=True)
+    try:
+        return worker.run()
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
