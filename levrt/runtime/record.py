@@ -40,6 +40,10 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Pauses between the background attempts to write buffered updates (the last one repeats)."""
 
 
+DUPLICATE_KEY = 11000
+"""The store's error code for an insert whose ``_id`` exists."""
+
+
 @dataclass
 class StoreBinding:
     """``lev`` inside the entry: ``set`` upserts into this task's record with a lazily made client.
@@ -86,6 +90,8 @@ class StoreBinding:
     """Each ``$set`` this binding wrote, as written (placeholders for values stored apart): what
     ``get`` answers from while the store is unreachable."""
     _stop: threading.Event = field(default_factory=threading.Event)
+    _exists: bool = False
+    """Whether this task's record is known to exist (written here, or found by a refused insert)."""
 
     @property
     def job_id(self) -> int:
@@ -152,13 +158,29 @@ class StoreBinding:
                       "and writes them when it is back", file=sys.stderr, flush=True)
                 threading.Thread(target=self._write_buffered, name="levrt-store-writer", daemon=True).start()
 
+    def _insert_first(self, collection: Any, update: Mapping[str, Any]) -> bool:
+        """The task's first write as an insert: the same record as the upsert would make, but found
+        by one index probe where FerretDB on SQLite scans the collection (twice) for an upsert by a
+        document ``_id``. False when the record exists already (a retried Pod's task)."""
+        if any("." in key or key.startswith("$") for key in update):
+            return False  # a dotted $set reaches into a sub-document; an insert would not
+        try:
+            collection.insert_one({"_id": self.record_id, **update})
+        except Exception as exc:
+            if getattr(exc, "code", None) == DUPLICATE_KEY or "E11000" in str(exc):
+                return False
+            raise
+        return True
+
     def _write(self, fields: Mapping[str, Any], encoded: Mapping[str, bytes]) -> None:
         """One ``$set`` of ``fields`` (large values stored apart first); raises what the driver raised."""
         collection = self._collection()
         for attempt in (1, 2):
             update, sizes = self._inline(fields, encoded)
             try:
-                collection.update_one({"_id": self.record_id}, {"$set": update}, upsert=True)
+                if self._exists or not self._insert_first(collection, update):
+                    collection.update_one({"_id": self.record_id}, {"$set": update}, upsert=True)
+                self._exists = True
                 break
             except Exception as exc:
                 if attempt == 1 and _too_large(exc):

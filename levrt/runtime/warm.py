@@ -39,11 +39,12 @@ from levrt.podenv import (
     TIMEOUT_GRACE,
     WARM_WORKER_ENV,
 )
-from levrt.warmqueue import ENDED, QUEUED, RUNNING, log_field
+from levrt.runtime import process
+from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, log_field
 
 __all__ = ["Worker", "main"]
 
-IDLE_POLL = (0.005, 0.25)
+IDLE_POLL = (0.005, 0.05)
 """Seconds between looks for the next entry: the first after an entry, and the longest when idle."""
 SIGNAL_POLL = 0.5
 """Seconds between looks for a signal the job asks to deliver to the running entry."""
@@ -200,8 +201,6 @@ class Worker:
 
 def _child_main(doc: Mapping[str, Any], env: dict[str, str]) -> int:
     """In the forked child: the task runtime's own main, as a task Pod's container runs it."""
-    from levrt.runtime import process
-
     os.environ.clear()
     os.environ.update(env)
     return process.main(list(doc.get("argv") or []), os.environ)
@@ -231,10 +230,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         print(f"levrt warm: {WARM_WORKER_ENV}, {STORE_URI_ENV} and {JOB_ENV} must be set: a warm Pod is made by "
               "its job (Cr(warm=...)).", file=sys.stderr)
         return 2
-    import pymongo
-
-    from levrt.runtime import process  # noqa: F401 - imported once here, so that each forked entry starts warm
-    from levrt.warmqueue import QUEUE
+    import pymongo  # the worker's own client; a task process loads it only when its entry writes
 
     client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000, connect=False)
     worker = Worker(client[env.get(DATABASE_ENV) or DEFAULT_DATABASE][QUEUE], name=name, env=env)

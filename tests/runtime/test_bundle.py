@@ -113,9 +113,20 @@ def test_a_second_build_is_a_cache_hit(bundle: Path) -> None:
 # -- levrt.runtime in-process --------------------------------------------------------------------
 
 
+class DuplicateKey(Exception):
+    code = 11000
+
+
 class FakeCollection:
-    def __init__(self) -> None:
+    def __init__(self, *, exists: bool = False) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.exists = exists
+
+    def insert_one(self, doc: dict[str, Any]) -> None:
+        if self.exists:
+            raise DuplicateKey("E11000 duplicate key error")
+        self.exists = True
+        self.calls.append(("insert", doc))
 
     def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> None:
         self.calls.append((query, update, upsert))
@@ -155,10 +166,27 @@ def test_binding_connects_lazily_and_upserts_the_task_record() -> None:
         context.bind_task(previous)
     binding.close()
     assert uris == ["mongodb://store:27017/"] and client.closed
+    # The first write inserts (one index probe on any store); the next ones update the record.
     assert collection.calls == [
-        ({"_id": {"job": 7, "task": 3}}, {"$set": {"port": 22}}, True),
+        ("insert", {"_id": {"job": 7, "task": 3}, "port": 22}),
         ({"_id": {"job": 7, "task": 3}}, {"$set": {"banner": "ssh", "state": "open"}}, True),
     ]
+
+
+def test_binding_upserts_a_record_that_exists_already() -> None:
+    """A retried Pod's task finds its record written by the Pod before: the insert is refused, the
+    update merges into it."""
+    collection = FakeCollection(exists=True)
+    binding = StoreBinding(CONFIG, connect=lambda uri: FakeClient(levrt={"example|issues@1": collection}))
+    previous = context.bind_task(binding)
+    try:
+        lev.set(port=22)
+        lev.set(state="open")
+    finally:
+        context.bind_task(previous)
+    binding.close()
+    assert collection.calls == [({"_id": {"job": 7, "task": 3}}, {"$set": {"port": 22}}, True),
+                                ({"_id": {"job": 7, "task": 3}}, {"$set": {"state": "open"}}, True)]
 
 
 def test_config_defaults_and_termination_log_override() -> None:

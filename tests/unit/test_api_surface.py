@@ -111,5 +111,6 @@ def test_cr_signature_matches_the_seeds() -> None:
         "tolerations",
         "retries",
         "cache",  # reuse an identical success of the last so long (issue 25)
+        "warm",  # run the entry in a few long-lived Pods of its shape (issue 26)
     ]
     assert params["schema"].default is None and params["host"].default is False

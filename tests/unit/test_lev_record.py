@@ -25,6 +25,10 @@ class BsonCollection:
     def __init__(self) -> None:
         self.record: dict[str, Any] = {}
 
+    def insert_one(self, doc: dict[str, Any]) -> None:
+        bson.encode(doc)
+        self.record.update({k: v for k, v in doc.items() if k != "_id"})
+
     def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> None:
         bson.encode(update)
         self.record.update(update["$set"])
