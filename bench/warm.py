@@ -1,4 +1,4 @@
-"""Warm Pods: N trivial entries in a few warm Pods (``Cr(warm=...)``) against N bare Pods, and one entry's latency once warm.
+"""Warm Pods: N trivial entries in a few warm Pods (``Cr(warm=...)``) against N bare Pods; latency once warm.
 
 Why: a trivial task in a Pod of its own costs about a second of the node's work however fast levrt
 submits it; warm Pods (``levrt._core.warm``) pay that once per Pod and hand each entry over through

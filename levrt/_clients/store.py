@@ -235,6 +235,21 @@ class Store:
         except Exception as exc:
             raise self.unreachable(exc) from exc
 
+    async def put_logs_many(self, docs: Mapping[tuple[int, int], Mapping[str, Any]]) -> None:
+        """Write the log archives of several tasks (by ``(job, task)``) in one request; one whose
+        archive exists (a retried task's) replaces it."""
+        from levrt._stored import left_over
+
+        batch = [{**doc, "_id": task_key(job, task)} for (job, task), doc in docs.items()]
+        try:
+            await self.collection(LOGS).insert_many(batch, ordered=False)
+        except Exception as exc:
+            refused = left_over(exc, batch)
+            if refused is None:
+                raise self.unreachable(exc) from exc
+            for doc in refused:
+                await self.put_logs(int(doc["job"]), int(doc["task"]), doc)
+
     async def get_logs(self, job: int, task: int) -> dict[str, Any] | None:
         """The log archive of task ``job.task``, or None when there is none."""
         try:

@@ -142,16 +142,29 @@ class LogArchive:
         work.add_done_callback(self._pending.discard)
         return read
 
-    def keep(self, task: int, pod: str, logs: Mapping[str, str], cuts: Mapping[str, str]) -> None:
-        """Archive logs read elsewhere (a warm Pod's entry brings its own output), in the background."""
+    def keep(self, ended: Mapping[int, tuple[str, Mapping[str, str], Mapping[str, str]]]) -> None:
+        """Archive logs read elsewhere (warm Pods' entries bring their own output), in the background:
+        ``ended`` is ``{task: (pod, logs, cuts)}``, written in one request (a log too large to keep
+        inline goes through the file storage, as a Pod's does)."""
         async def write() -> None:
+            inline: dict[tuple[int, int], dict[str, Any]] = {}
+            for task, (pod, logs, cuts) in ended.items():
+                doc, overflow = archive_document(self.job, task, pod, logs, cuts=cuts, inline_bytes=self.inline_bytes)
+                if overflow:
+                    await self._write(task, pod, dict(logs), dict(cuts))
+                else:
+                    inline[(self.job, task)] = doc
+            if inline:
+                await self.store.put_logs_many(inline)
+
+        async def bounded() -> None:
             try:
                 async with asyncio.timeout(self.write_seconds):
-                    await self._write(task, pod, dict(logs), dict(cuts))
+                    await write()
             except Exception as exc:  # the archive is a courtesy: never the task's failure
-                log.warning("the logs of task %d.%d were not archived: %s", self.job, task, exc)
+                log.warning("the logs of tasks %s of job %d were not archived: %s", sorted(ended), self.job, exc)
 
-        work = asyncio.get_running_loop().create_task(write(), name=f"levrt-logs-{self.job}.{task}")
+        work = asyncio.get_running_loop().create_task(bounded(), name=f"levrt-logs-{self.job}")
         self._pending.add(work)
         work.add_done_callback(self._pending.discard)
 

@@ -116,6 +116,8 @@ class WarmPools:
         self.pools: dict[str, _Pool] = {}
         self.entries: dict[int, _Entry] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._outbox: list[_Entry] = []
+        """Entries addressed to a Pod, to be inserted together."""
         self._poller: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -211,18 +213,28 @@ class WarmPools:
             entry = pool.waiting.popleft()
             entry.pod = pod
             pod.entries.add(entry.task.task_id)
-            self._spawn(self._send(entry, pod), f"levrt-warm-send-{entry.task.id}")
+            if not self._outbox:  # one insert for all the entries addressed before the loop's next turn
+                asyncio.get_running_loop().call_soon(lambda: self._spawn(self._send(), f"levrt-warm-send-{self.job}"))
+            self._outbox.append(entry)
 
-    async def _send(self, entry: _Entry, pod: _WarmPod) -> None:
-        doc = {**entry.body, "_id": entry.key, "attempt": entry.attempt, "worker": pod.name, "state": QUEUED,
-               "queued": time.time()}
-        if entry.signal:
-            doc["signal"] = entry.signal
+    async def _send(self) -> None:
+        batch, self._outbox = self._outbox, []
+        docs = []
+        for entry in batch:
+            assert entry.pod is not None
+            doc = {**entry.body, "_id": entry.key, "attempt": entry.attempt, "worker": entry.pod.name,
+                   "state": QUEUED, "queued": time.time()}
+            if entry.signal:
+                doc["signal"] = entry.signal
+            docs.append(doc)
         try:
-            await self.queue.insert_one(doc)
+            await self.queue.insert_many(docs, ordered=False)
         except Exception as exc:
-            self._fail(entry, TaskFailed(f"Task {entry.task.id} could not be handed to its warm Pod: the store "
-                                         f"refused it ({exc})", reason="StoreError", task=entry.task))
+            refused = {e.get("index") for e in (getattr(exc, "details", None) or {}).get("writeErrors") or []}
+            for index, entry in enumerate(batch):
+                if not refused or index in refused:
+                    self._fail(entry, TaskFailed(f"Task {entry.task.id} could not be handed to its warm Pod: the "
+                                                 f"store refused it ({exc})", reason="StoreError", task=entry.task))
 
     def _new_pod(self, pool: _Pool) -> _WarmPod:
         index = pool.made
@@ -321,6 +333,7 @@ class WarmPools:
         found = [doc async for doc in self.queue.find({"job": self.job, "state": {"$in": [RUNNING, ENDED]}},
                                                       {"payload": 0, "tail": 0})]
         ended: list[str] = []
+        logs: dict[int, tuple[str, dict[str, str], dict[str, str]]] = {}
         for doc in found:
             entry = self.entries.get(int(doc.get("task", -1)))
             if entry is None or doc["_id"] != entry.key or entry.result.done():
@@ -334,7 +347,11 @@ class WarmPools:
                             node=pod.node if pod else None)
             if doc["state"] == ENDED:
                 ended.append(doc["_id"])
+                cuts = {"main": str(doc["logCut"])} if doc.get("logCut") else {}
+                logs[entry.task.task_id] = (entry.task.pod, {"main": str(doc.get("log") or "")}, cuts)
                 self._end(entry, doc)
+        if logs:
+            self.archive.keep(logs)
         if ended:
             await self.queue.delete_many({"_id": {"$in": ended}})
 
@@ -344,8 +361,6 @@ class WarmPools:
         reason = str(doc.get("reason") or "")
         end = entry_end(code, reason, signalled=task.signalled)
         text = str(doc.get("log") or "")
-        cuts = {"main": str(doc["logCut"])} if doc.get("logCut") else {}
-        self.archive.keep(task.task_id, task.pod, {"main": text}, cuts)
         self._release(entry)
         if end.state == "failed":
             self.record(task=task.task_id, state="failed", exitCode=code, reason=end.reason)

@@ -101,7 +101,10 @@ def run_entry(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     return result
 
 
-def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, *,
+         connect: Callable[[str], Any] | None = None) -> int:
+    """Run the entry the environment names; its exit code. ``connect``: how ``lev.set`` gets its store
+    client (a warm Pod's entry process is handed one connected beforehand, ``levrt.runtime.warm``)."""
     env = os.environ if env is None else env
     reason_file = termination_log(env)
     try:
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         write_reason(config.termination_log, short_reason(exc))
         return EXIT_PAYLOAD
 
-    binding = StoreBinding(config)
+    binding = StoreBinding(config, connect=connect)
 
     def hard_end(reason: str) -> None:
         # The entry ignored the interrupt and the process ends now: writes buffered during a store

@@ -21,6 +21,7 @@ from typing import Any
 
 from levrt._stored import (
     ARTIFACTS,
+    DUPLICATE_KEY,
     RECORD_BUDGET,
     SPILL_BYTES,
     check_field_name,
@@ -34,14 +35,10 @@ from levrt.runtime import blobs
 from levrt.runtime.config import RuntimeConfig, SetupError
 from levrt.runtime.termination import short_reason
 
-__all__ = ["RETRY_DELAYS", "StoreBinding"]
+__all__ = ["RETRY_DELAYS", "StoreBinding", "mongo_client"]
 
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Pauses between the background attempts to write buffered updates (the last one repeats)."""
-
-
-DUPLICATE_KEY = 11000
-"""The store's error code for an insert whose ``_id`` exists."""
 
 
 @dataclass
@@ -113,7 +110,7 @@ class StoreBinding:
                         f"lev.set needs the store, but {STORE_URI_ENV} is empty. The levrt-store Secret "
                         "(key uri) must exist in the task's namespace: install the levrt chart."
                     )
-                connect = self.connect or _mongo_client
+                connect = self.connect or mongo_client
                 self._client = connect(self.config.store_uri)
             return self._client[self.config.database]
 
@@ -433,7 +430,7 @@ def _skip_pymongo_exit_hook() -> None:
         atexit.unregister(hook)
 
 
-def _mongo_client(uri: str) -> Any:
+def mongo_client(uri: str) -> Any:
     # Imported on the first write: an entry that stores nothing never pays for pymongo.
     from pymongo import MongoClient
 

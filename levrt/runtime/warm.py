@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from levrt.podenv import (
@@ -40,6 +42,7 @@ from levrt.podenv import (
     WARM_WORKER_ENV,
 )
 from levrt.runtime import process
+from levrt.runtime.record import mongo_client
 from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, log_field
 
 __all__ = ["Worker", "main"]
@@ -56,20 +59,40 @@ HARD_END_MARGIN = 15.0
 EXIT_SIGNALLED_BASE = 128
 
 
+@dataclass
+class _Spare:
+    """A forked child waiting for its entry on a pipe."""
+
+    pid: int
+    pipe: int
+
+    def send(self, message: bytes) -> None:
+        try:
+            view = memoryview(message)
+            while view:
+                view = view[os.write(self.pipe, view):]
+        finally:
+            os.close(self.pipe)
+
+
 class Worker:
     """The loop of one warm Pod over ``queue`` (a pymongo collection, or anything with its methods)."""
 
     def __init__(self, queue: Any, *, name: str, env: Mapping[str, str],
-                 run_child: Callable[[Mapping[str, Any], dict[str, str]], int] | None = None) -> None:
+                 connect: Callable[[Mapping[str, str]], Any] | None = None,
+                 run_child: Callable[[Mapping[str, Any], dict[str, str], Any], int] | None = None) -> None:
         self.queue = queue
         self.name = name
         self.env = {k: v for k, v in env.items() if k != WARM_WORKER_ENV}
+        self.connect = connect
+        """Called in each entry's process before its entry comes: the store client ``lev.set`` uses."""
         self.run_child = run_child or _child_main
         self.stopping = False
         self._child: int | None = None
+        self._spare: _Spare | None = None
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Stop after the running entry, which gets ``signum`` now."""
+        """Stop after the running entry, which gets ``signum`` now (the waiting child ends with the worker)."""
         self.stopping = True
         if self._child is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -78,8 +101,10 @@ class Worker:
     def run(self) -> int:
         pause = IDLE_POLL[0]
         while not self.stopping:
-            try:
-                found = self.queue.find_one({"worker": self.name, "state": QUEUED}, sort=[("queued", 1)])
+            try:  # the oldest entry addressed here, taken (only this Pod takes its own: no race)
+                found = self.queue.find_one_and_update(
+                    {"worker": self.name, "state": QUEUED}, {"$set": {"state": RUNNING, "started": time.time()}},
+                    sort=[("queued", 1)])
             except Exception as exc:  # the store is away: the job's entries wait for it
                 print(f"levrt warm: cannot read the queue ({_short(exc)}); trying again", file=sys.stderr, flush=True)
                 time.sleep(1.0)
@@ -93,12 +118,8 @@ class Worker:
         return 0
 
     def run_entry(self, doc: Mapping[str, Any]) -> None:
-        """Run one entry in a child process and write its end to its document."""
+        """Run one entry (its document taken, ``running``) in a child process and write its end."""
         key = doc["_id"]
-        claimed = self.queue.update_one({"_id": key, "state": QUEUED, "worker": self.name},
-                                        {"$set": {"state": RUNNING, "started": time.time()}})
-        if getattr(claimed, "modified_count", 1) != 1:
-            return  # the job took it back (its task was ended, or given to another Pod)
         workdir = tempfile.mkdtemp(prefix="levrt-entry-")
         started = time.monotonic()
         try:
@@ -130,29 +151,17 @@ class Worker:
         return env
 
     def _supervise(self, doc: Mapping[str, Any], env: dict[str, str], log_path: str) -> int:
-        """Fork the entry's process, deliver the signals the job asks for, end it past its deadline;
-        its exit code (128 + N when a signal N ended it)."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            code = 2
-            try:
-                os.setpgid(0, 0)  # the entry's own group: a hard end also reaches what it started
-                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                os.close(fd)
-                code = self.run_child(doc, env)
-            except BaseException as exc:
-                with contextlib.suppress(Exception):
-                    print(f"levrt warm: the entry's process failed: {exc!r}", file=sys.stderr, flush=True)
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+        """Hand the entry to the waiting child process, deliver the signals the job asks for, end it
+        past its deadline; its exit code (128 + N when a signal N ended it)."""
+        spare = self._spare if self._spare is not None else self._fork_spare()
+        self._spare = None
+        pid = spare.pid
         self._child = pid
+        try:
+            spare.send(pickle.dumps((dict(doc), env, log_path)))
+        except OSError:  # it died waiting (killed by hand?): its exit says so
+            pass
+        self._spare = self._fork_spare()  # the next entry's process connects while this one runs
         timeout = doc.get("timeout")
         hard_end = None if timeout is None else time.monotonic() + float(timeout) + TIMEOUT_GRACE + HARD_END_MARGIN
         now = time.monotonic()
@@ -177,6 +186,50 @@ class Worker:
         finally:
             self._child = None
 
+    def _fork_spare(self) -> _Spare:
+        """A child process that connects to the store now and then waits for its entry: the entry
+        starts with its process made and its connection open (the runtime already imported)."""
+        read, write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 2
+            try:
+                os.close(write)
+                os.setpgid(0, 0)  # the entry's own group: a hard end also reaches what it started
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the worker's handlers are not the entry's
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                client = self.connect(self.env) if self.connect is not None else None
+                message = _read_until_closed(read)
+                if not message:  # the worker ended without an entry for it
+                    os._exit(0)
+                doc, env, log_path = pickle.loads(message)
+                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+                code = self.run_child(doc, env, client)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    print(f"levrt warm: the entry's process failed: {exc!r}", file=sys.stderr, flush=True)
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        os.close(read)
+        return _Spare(pid, write)
+
+    def close(self) -> None:
+        """End the waiting child (it has no entry), and reap it."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with contextlib.suppress(OSError):
+                os.close(spare.pipe)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(spare.pid, 0)
+
     def _deliver(self, key: str, pid: int, delivered: int) -> int:
         """Send the signals the job asked for since the last look (``signal``: [signum, count])."""
         with contextlib.suppress(Exception):
@@ -199,11 +252,28 @@ class Worker:
         return last
 
 
-def _child_main(doc: Mapping[str, Any], env: dict[str, str]) -> int:
+def _child_main(doc: Mapping[str, Any], env: dict[str, str], client: Any) -> int:
     """In the forked child: the task runtime's own main, as a task Pod's container runs it."""
     os.environ.clear()
     os.environ.update(env)
-    return process.main(list(doc.get("argv") or []), os.environ)
+    return process.main(list(doc.get("argv") or []), os.environ,
+                        connect=None if client is None else (lambda uri: client))
+
+
+def _connected(env: Mapping[str, str]) -> Any:
+    """A store client with its connection made (a failure is left to the entry's first write)."""
+    client = mongo_client(env[STORE_URI_ENV])
+    with contextlib.suppress(Exception):
+        client.admin.command("ping")
+    return client
+
+
+def _read_until_closed(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    os.close(fd)
+    return b"".join(parts)
 
 
 def _exit_code(status: int) -> int:
@@ -233,13 +303,14 @@ def main(env: Mapping[str, str] | None = None) -> int:
     import pymongo  # the worker's own client; a task process loads it only when its entry writes
 
     client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000, connect=False)
-    worker = Worker(client[env.get(DATABASE_ENV) or DEFAULT_DATABASE][QUEUE], name=name, env=env)
+    worker = Worker(client[env.get(DATABASE_ENV) or DEFAULT_DATABASE][QUEUE], name=name, env=env, connect=_connected)
     signal.signal(signal.SIGTERM, lambda signum, frame: worker.stop(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: worker.stop(signum))
     print(f"levrt warm Pod {name}: waiting for entries", flush=True)
     try:
         return worker.run()
     finally:
+        worker.close()
         client.close()
 
 
