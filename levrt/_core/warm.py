@@ -48,7 +48,7 @@ from levrt.settings import Settings
 from levrt.task import Task
 from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, entry_id
 
-__all__ = ["DEPTH", "IDLE", "POLL", "WarmPools"]
+__all__ = ["DEPTH", "IDLE", "POLL", "POLL_BUSY", "WarmPools"]
 
 log = logging.getLogger("lev")
 
@@ -56,7 +56,10 @@ DEPTH = 2
 """Entries addressed to one warm Pod at a time: the running one and the next, so a Pod never waits
 for the engine's next look between two entries."""
 POLL = 0.02
-"""Seconds between two looks at the ends of a job's entries while any is out."""
+"""Seconds between two looks at the ends of a job's entries while each waits in a Pod of its own."""
+POLL_BUSY = 0.1
+"""Seconds between two looks while more entries are out than Pods run them: a store that commits
+each write on its own (FerretDB on SQLite) gets fewer, larger batches of ends, logs and statuses."""
 IDLE = 30.0
 """Seconds a warm Pod may have nothing to do before it is deleted."""
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
@@ -327,7 +330,9 @@ class WarmPools:
                 log.warning("cannot read the ends of job %d's warm entries: %s", self.job, exc)
                 await asyncio.sleep(1.0)
             await self._retire_idle(force=False)
-            await asyncio.sleep(POLL)
+            out = sum(1 for e in self.entries.values() if not e.result.done())
+            pods = sum(len(pool.pods) for pool in self.pools.values())
+            await asyncio.sleep(POLL if out <= pods else POLL_BUSY)
 
     async def _read_ends(self) -> None:
         found = [doc async for doc in self.queue.find({"job": self.job, "state": {"$in": [RUNNING, ENDED]}},

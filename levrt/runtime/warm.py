@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import shutil
 import signal
 import sys
@@ -57,6 +58,34 @@ TAIL_BYTES = 64 * 1024
 HARD_END_MARGIN = 15.0
 """Seconds past an entry's timeout and grace after which the worker kills what is left of it."""
 EXIT_SIGNALLED_BASE = 128
+
+
+class _EndWatch:
+    """Waits for a child's end: woken by the kernel the moment it exits (a pidfd), not by polling."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self._fd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # a kernel before 5.3: look every few milliseconds
+            self._fd = None
+
+    def wait(self, seconds: float) -> int | None:
+        """The child's wait status once it ended within ``seconds``, else None."""
+        deadline = time.monotonic() + max(seconds, 0.0)
+        if self._fd is not None:
+            select.select([self._fd], [], [], max(seconds, 0.0))
+        while True:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                return status
+            if self._fd is not None or time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
 
 
 @dataclass
@@ -101,25 +130,28 @@ class Worker:
     def run(self) -> int:
         pause = IDLE_POLL[0]
         while not self.stopping:
-            try:  # the oldest entry addressed here, taken (only this Pod takes its own: no race)
-                found = self.queue.find_one_and_update(
-                    {"worker": self.name, "state": QUEUED}, {"$set": {"state": RUNNING, "started": time.time()}},
-                    sort=[("queued", 1)])
+            try:  # the entries addressed here, oldest first (only this Pod runs its own: no race)
+                found = list(self.queue.find({"worker": self.name, "state": QUEUED}, sort=[("queued", 1)]))
             except Exception as exc:  # the store is away: the job's entries wait for it
                 print(f"levrt warm: cannot read the queue ({_short(exc)}); trying again", file=sys.stderr, flush=True)
                 time.sleep(1.0)
                 continue
-            if found is None:
+            if not found:
                 time.sleep(pause)
                 pause = min(pause * 2, IDLE_POLL[1])
                 continue
             pause = IDLE_POLL[0]
-            self.run_entry(found)
+            for doc in found:
+                if self.stopping:
+                    break
+                self.run_entry(doc)
         return 0
 
     def run_entry(self, doc: Mapping[str, Any]) -> None:
-        """Run one entry (its document taken, ``running``) in a child process and write its end."""
+        """Run one entry in a child process and write its end. Its document says ``running`` only once it
+        has run ``SIGNAL_POLL`` seconds: a tiny entry's one write to the queue is its end."""
         key = doc["_id"]
+        started_at = time.time()
         workdir = tempfile.mkdtemp(prefix="levrt-entry-")
         started = time.monotonic()
         try:
@@ -134,7 +166,8 @@ class Worker:
             reason = _read(env[TERMINATION_LOG_ENV]).decode("utf-8", errors="replace").strip()
             output = _read(log_path)
             self.queue.update_one({"_id": key}, {"$set": {
-                "state": ENDED, "exit": code, "reason": reason, "ended": time.time(), **log_field(output)}})
+                "state": ENDED, "exit": code, "reason": reason, "started": started_at, "ended": time.time(),
+                **log_field(output)}})
             print(f"entry {key}: exit {code} in {time.monotonic() - started:.3f} s", flush=True)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -165,11 +198,12 @@ class Worker:
         timeout = doc.get("timeout")
         hard_end = None if timeout is None else time.monotonic() + float(timeout) + TIMEOUT_GRACE + HARD_END_MARGIN
         now = time.monotonic()
-        pause, next_signal, next_tail, tail_size, delivered = 0.001, now + SIGNAL_POLL, now + TAIL_EVERY, 0, 0
+        next_signal, next_tail, tail_size, delivered = now + SIGNAL_POLL, now + TAIL_EVERY, 0, -1
+        ended = _EndWatch(pid)
         try:
             while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
+                status = ended.wait(min(next_signal, next_tail, hard_end or next_tail) - time.monotonic())
+                if status is not None:
                     return _exit_code(status)
                 now = time.monotonic()
                 if hard_end is not None and now > hard_end:
@@ -177,13 +211,12 @@ class Worker:
                         os.killpg(pid, signal.SIGKILL)
                 if now >= next_signal:
                     next_signal = now + SIGNAL_POLL
-                    delivered = self._deliver(doc["_id"], pid, delivered)
+                    delivered = self._deliver(doc["_id"], pid, delivered, first=delivered < 0)
                 if now >= next_tail:
                     next_tail = now + TAIL_EVERY
                     tail_size = self._copy_tail(doc["_id"], log_path, tail_size)
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
         finally:
+            ended.close()
             self._child = None
 
     def _fork_spare(self) -> _Spare:
@@ -230,10 +263,16 @@ class Worker:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(spare.pid, 0)
 
-    def _deliver(self, key: str, pid: int, delivered: int) -> int:
-        """Send the signals the job asked for since the last look (``signal``: [signum, count])."""
+    def _deliver(self, key: str, pid: int, delivered: int, *, first: bool) -> int:
+        """Send the signals the job asked for since the last look (``signal``: [signum, count]); the
+        first look also says the entry runs. The count of signals delivered so far."""
+        delivered = max(delivered, 0)
         with contextlib.suppress(Exception):
-            found = self.queue.find_one({"_id": key}, {"signal": 1})
+            if first:
+                found = self.queue.find_one_and_update({"_id": key}, {"$set": {"state": RUNNING}},
+                                                       projection={"signal": 1})
+            else:
+                found = self.queue.find_one({"_id": key}, {"signal": 1})
             asked = (found or {}).get("signal")
             if asked and int(asked[1]) > delivered:
                 with contextlib.suppress(ProcessLookupError):
