@@ -1070,8 +1070,18 @@ class SyncFakeCollection:
         return self.coll.find_one_now(query, projection)
 
     def find(self, query: Mapping[str, Any] | None = None, projection: Any = None,
-             batch_size: int = 0) -> Iterator[Obj]:
-        return iter(self.coll.find_now(query, projection))
+             batch_size: int = 0, sort: list[tuple[str, int]] | None = None) -> Iterator[Obj]:
+        found = self.coll.find_now(query, projection)
+        for key, direction in reversed(sort or []):
+            found.sort(key=lambda d: (get_path(d, key) is not None, get_path(d, key)), reverse=direction < 0)
+        return iter(found)
+
+    def find_one_and_update(self, query: Mapping[str, Any], update: Mapping[str, Any],
+                            projection: Any = None) -> Obj | None:
+        """The document before the update (pymongo's default), projected."""
+        found = self.coll.find_one_now(query)
+        self.coll.update_one_now(query, update)
+        return None if found is None else project(found, projection)
 
     def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False) -> None:
         bson_encode(update)  # a value the driver cannot encode fails as it would for real

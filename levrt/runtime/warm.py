@@ -96,8 +96,10 @@ class _Spare:
     pipe: int
 
     def send(self, message: bytes) -> None:
+        """The message, after its length: a child reads that much, not up to the pipe's end (another
+        child forked meanwhile may hold a copy of this pipe's end open)."""
         try:
-            view = memoryview(message)
+            view = memoryview(len(message).to_bytes(8, "big") + message)
             while view:
                 view = view[os.write(self.pipe, view):]
         finally:
@@ -234,7 +236,7 @@ class Worker:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the worker's handlers are not the entry's
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 client = self.connect(self.env) if self.connect is not None else None
-                message = _read_until_closed(read)
+                message = _read_message(read)
                 if not message:  # the worker ended without an entry for it
                     os._exit(0)
                 doc, env, log_path = pickle.loads(message)
@@ -242,6 +244,9 @@ class Worker:
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
                 os.close(fd)
+                # Python's own streams onto those descriptors (the worker's may have been replaced).
+                sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+                sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
                 code = self.run_child(doc, env, client)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
@@ -260,6 +265,8 @@ class Worker:
         if spare is not None:
             with contextlib.suppress(OSError):
                 os.close(spare.pipe)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(spare.pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(spare.pid, 0)
 
@@ -307,12 +314,19 @@ def _connected(env: Mapping[str, str]) -> Any:
     return client
 
 
-def _read_until_closed(fd: int) -> bytes:
-    parts = []
-    while chunk := os.read(fd, 1 << 20):
-        parts.append(chunk)
+def _read_message(fd: int) -> bytes:
+    """What ``_Spare.send`` sent (empty when the pipe closed first: the worker ended)."""
+    def exactly(size: int) -> bytes:
+        parts: list[bytes] = []
+        while size and (chunk := os.read(fd, min(size, 1 << 20))):
+            parts.append(chunk)
+            size -= len(chunk)
+        return b"".join(parts)
+
+    head = exactly(8)
+    message = exactly(int.from_bytes(head, "big")) if len(head) == 8 else b""
     os.close(fd)
-    return b"".join(parts)
+    return message
 
 
 def _exit_code(status: int) -> int:
