@@ -1076,12 +1076,11 @@ class SyncFakeCollection:
             found.sort(key=lambda d: (get_path(d, key) is not None, get_path(d, key)), reverse=direction < 0)
         return iter(found)
 
-    def find_one_and_update(self, query: Mapping[str, Any], update: Mapping[str, Any],
-                            projection: Any = None) -> Obj | None:
-        """The document before the update (pymongo's default), projected."""
+    def find_one_and_update(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> Obj | None:
+        """The document before the update (pymongo's default). No projection: FerretDB takes none."""
         found = self.coll.find_one_now(query)
         self.coll.update_one_now(query, update)
-        return None if found is None else project(found, projection)
+        return found
 
     def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False) -> None:
         bson_encode(update)  # a value the driver cannot encode fails as it would for real

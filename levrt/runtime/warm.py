@@ -274,17 +274,20 @@ class Worker:
         """Send the signals the job asked for since the last look (``signal``: [signum, count]); the
         first look also says the entry runs. The count of signals delivered so far."""
         delivered = max(delivered, 0)
-        with contextlib.suppress(Exception):
+        try:
             if first:
-                found = self.queue.find_one_and_update({"_id": key}, {"$set": {"state": RUNNING}},
-                                                       projection={"signal": 1})
+                # No projection: FerretDB's findAndModify takes none (``fields``).
+                found = self.queue.find_one_and_update({"_id": key}, {"$set": {"state": RUNNING}})
             else:
                 found = self.queue.find_one({"_id": key}, {"signal": 1})
-            asked = (found or {}).get("signal")
-            if asked and int(asked[1]) > delivered:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, int(asked[0]))
-                return int(asked[1])
+        except Exception as exc:  # the store is away a moment: the next look asks again
+            print(f"levrt warm: cannot read entry {key} ({_short(exc)})", file=sys.stderr, flush=True)
+            return delivered
+        asked = (found or {}).get("signal")
+        if asked and int(asked[1]) > delivered:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, int(asked[0]))
+            return int(asked[1])
         return delivered
 
     def _copy_tail(self, key: str, log_path: str, last: int) -> int:

@@ -19,7 +19,7 @@ import pytest
 import levrt
 from levrt import Cr, TaskFailed, lev
 from levrt._shapes.names import ROLE_LABEL
-from levrt._shapes.warm import WARM_ROLE
+from levrt._shapes.warm import WARM_ROLE, worker_name
 from tests.e2e.conftest import BUSYBOX
 from tests.e2e.test_nmap import HTTPD, nmap  # noqa: F401 - the fixture
 
@@ -56,7 +56,7 @@ def interruptible() -> None:
     import time
 
     try:
-        time.sleep(60)
+        time.sleep(300)
     except KeyboardInterrupt:
         lev.set(interrupted=True)
 
@@ -79,14 +79,19 @@ async def test_entries_share_three_pods_and_each_keeps_what_a_task_promises(job:
     failing = asyncio.ensure_future(Cr(BUSYBOX, SCHEMA, entry=boom(), warm=3).done())
     late = asyncio.ensure_future(Cr(BUSYBOX, SCHEMA, entry=sleeps(60), warm=3, timeout=2).done())
     signalled = await Cr(BUSYBOX, SCHEMA, entry=interruptible(), warm=3).start()
-    seen = await warm_pods(job)
+    await until(lambda: signalled.host is not None)  # said once it ran half a second
+    await signalled.signal("SIGINT")
+    assert await (await asyncio.wait_for(signalled.done(), 60)).get() == {"interrupted": True}
+
     docs = await asyncio.wait_for(asyncio.gather(*runs), 180)
-    seen += await warm_pods(job)
+    listed = await warm_pods(job)
+    (pool,) = job.warm.pools.values()
+    made = {worker_name(job.job_id, pool.key, i) for i in range(pool.made)}
     records = [await doc.get() for doc in docs]
     assert [r["i"] for r in records] == list(range(40))
-    assert len({r["pid"] for r in records}) == 40  # a process each
+    assert len({(r["pod"], r["pid"]) for r in records}) == 40  # a process each (pids count per Pod)
     pods = {r["pod"] for r in records}
-    assert 1 <= len(pods) <= 3 and pods <= set(seen), (pods, seen)  # not a Pod each
+    assert pool.made <= 3 and pods <= made and set(listed) <= made, (pods, made, listed)  # not a Pod each
 
     with pytest.raises(TaskFailed) as failed:
         await asyncio.wait_for(failing, 60)
@@ -94,10 +99,6 @@ async def test_entries_share_three_pods_and_each_keeps_what_a_task_promises(job:
 
     timed_out = await asyncio.wait_for(late, 60)
     assert timed_out.timed_out and await timed_out.get() == {"began": True}  # what it stored until then
-
-    await until(lambda: signalled.host is not None)  # said once it ran half a second
-    await signalled.signal("SIGINT")
-    assert await (await asyncio.wait_for(signalled.done(), 60)).get() == {"interrupted": True}
 
     # Each entry's output is its own in the log archive, after the Pods are gone too.
     await job.log_archive.close()
