@@ -238,8 +238,6 @@ class Store:
     async def put_logs_many(self, docs: Mapping[tuple[int, int], Mapping[str, Any]]) -> None:
         """Write the log archives of several tasks (by ``(job, task)``) in one request; one whose
         archive exists (a retried task's) replaces it."""
-        from levrt._stored import left_over
-
         batch = [{**doc, "_id": task_key(job, task)} for (job, task), doc in docs.items()]
         try:
             await self.collection(LOGS).insert_many(batch, ordered=False)

@@ -21,10 +21,10 @@ from typing import Any
 
 from levrt._stored import (
     ARTIFACTS,
-    DUPLICATE_KEY,
     RECORD_BUDGET,
     SPILL_BYTES,
     check_field_name,
+    is_duplicate,
     placeholder,
     put_back,
     stored_apart,
@@ -164,7 +164,7 @@ class StoreBinding:
         try:
             collection.insert_one({"_id": self.record_id, **update})
         except Exception as exc:
-            if getattr(exc, "code", None) == DUPLICATE_KEY or "E11000" in str(exc):
+            if is_duplicate(exc):
                 return False
             raise
         return True
