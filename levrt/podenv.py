@@ -71,6 +71,7 @@ __all__ = [
     "TIMEOUT_GRACE",
     "TOLERATIONS_ENV",
     "WARM_COMMAND",
+    "WARM_KEY_ENV",
     "WARM_MODULE",
     "WARM_WORKER_ENV",
 ]
@@ -123,6 +124,8 @@ JOB_ENV = "LEVRT_JOB"
 TASK_ENV = "LEVRT_TASK"
 TIMEOUT_ENV = "LEVRT_TIMEOUT"
 """Seconds from the entry's start to its interrupt (``Cr(timeout=...)``); also ``Settings.timeout``."""
+WARM_KEY_ENV = "LEVRT_WARM_KEY"
+"""In a warm Pod: its pool's key, under which the job signs each entry (``levrt.warmqueue.entry_mac``)."""
 WARM_WORKER_ENV = "LEVRT_WARM_WORKER"
 """In a warm Pod: its own name, which the entries addressed to it carry (``levrt.warmqueue``)."""
 DEBUG_WAIT_ENV = "LEVRT_DEBUG_WAIT"

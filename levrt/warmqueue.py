@@ -8,8 +8,8 @@ so neither can drift from the other. Standard library only: the worker runs insi
 One document per entry, ``_id`` = ``"job.task"``, in collection ``QUEUE`` of the task database
 (the task user writes it, as it writes records)::
 
-    {_id, job, task, attempt, worker, state, payload, argv, env, collection, timeout,
-     queued, started?, ended?, exit?, reason?, log?, logBytes?, logCut?, signal?}
+    {_id, job, task, attempt, worker, state, payload, argv, env, collection, timeout, mac,
+     queued, started?, ended?, exit?, reason?, log?, logBytes?, logCut?, signal?, tail?}
 
 The engine inserts it ``queued`` and addressed to one worker Pod (``worker``): each worker only
 takes its own, so two workers never race for an entry. The worker sets ``running``, then ``ended``
@@ -20,6 +20,10 @@ the worker to deliver a signal to a running entry.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -28,7 +32,9 @@ __all__ = [
     "QUEUE",
     "QUEUED",
     "RUNNING",
+    "SIGNED",
     "entry_id",
+    "entry_mac",
     "log_field",
 ]
 
@@ -39,6 +45,20 @@ RUNNING = "running"
 ENDED = "ended"
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 """The most of one entry's output kept (its end: where a traceback is); the rest is named as cut."""
+
+
+SIGNED = ("_id", "job", "task", "attempt", "worker", "argv", "env", "collection", "timeout")
+"""The fields of an entry its ``mac`` covers, with its payload."""
+
+
+def entry_mac(key: str, doc: Mapping[str, Any]) -> str:
+    """The HMAC-SHA256 of an entry under its pool's key (which only the job and that pool's Pods
+    know). The queue is in the task database, which every task may write: a Pod runs only entries
+    its job signed, so a task cannot hand code to another job's warm Pods."""
+    fields = json.dumps({name: doc.get(name) for name in SIGNED}, sort_keys=True, default=str).encode()
+    digest = hmac.new(key.encode(), fields, hashlib.sha256)
+    digest.update(bytes(doc.get("payload") or b""))
+    return digest.hexdigest()
 
 
 def entry_id(job: int, task: int) -> str:

@@ -27,6 +27,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -46,7 +47,7 @@ from levrt.document import Document
 from levrt.errors import LevrtError, PayloadError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
-from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, entry_id
+from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, entry_id, entry_mac
 
 __all__ = ["DEPTH", "IDLE", "POLL", "POLL_BUSY", "WarmPools"]
 
@@ -86,6 +87,8 @@ class _Pool:
     waiting: collections.deque[_Entry] = dataclasses.field(default_factory=collections.deque)
     made: int = 0
     broken: TaskFailed | None = None
+    secret: str = dataclasses.field(default_factory=lambda: secrets.token_hex(32))
+    """The key its Pods check each entry's signature with (``levrt.warmqueue.entry_mac``)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -229,6 +232,7 @@ class WarmPools:
                    "state": QUEUED, "queued": time.time()}
             if entry.signal:
                 doc["signal"] = entry.signal
+            doc["mac"] = entry_mac(entry.pool.secret, doc)
             docs.append(doc)
         try:
             await self.queue.insert_many(docs, ordered=False)
@@ -242,7 +246,8 @@ class WarmPools:
     def _new_pod(self, pool: _Pool) -> _WarmPod:
         index = pool.made
         pool.made += 1
-        body = worker_pod(pool.cr, job=self.job, pool=pool.key, index=index, settings=self.settings)
+        body = worker_pod(pool.cr, job=self.job, pool=pool.key, index=index, settings=self.settings,
+                          key=pool.secret)
         pod = _WarmPod(name=body["metadata"]["name"], pool=pool)
         pool.pods[pod.name] = pod
         self._spawn(self._tend(pod, body), f"levrt-warm-pod-{pod.name}")

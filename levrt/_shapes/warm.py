@@ -29,6 +29,7 @@ from levrt.podenv import (
     TASK_ENV,
     TIMEOUT_ENV,
     WARM_COMMAND,
+    WARM_KEY_ENV,
     WARM_WORKER_ENV,
 )
 from levrt.settings import Settings
@@ -61,16 +62,17 @@ def worker_name(job: int, pool: str, index: int) -> str:
     return f"lev-j{job}-w{pool}-{index}"
 
 
-def worker_pod(cr: Cr, *, job: int, pool: str, index: int, settings: Settings) -> dict[str, Any]:
-    """The warm Pod ``index`` of pool ``pool``, shaped by ``cr`` (one of the pool's Crs)."""
+def worker_pod(cr: Cr, *, job: int, pool: str, index: int, settings: Settings, key: str) -> dict[str, Any]:
+    """The warm Pod ``index`` of pool ``pool``, shaped by ``cr`` (one of the pool's Crs); ``key``:
+    the pool's signing key (``levrt.warmqueue.entry_mac``)."""
     built = build_task(cr, job=job, task=0, collection="-", settings=settings).pod
     pod = copy.deepcopy(built)
     name = worker_name(job, pool, index)
     meta = pod["metadata"]
     meta["name"] = name
     meta["labels"] = {**MANAGED_BY, JOB_LABEL: str(job), ROLE_LABEL: WARM_ROLE, POOL_LABEL: pool}
-    for key in (COLLECTION_ANNOTATION, ENTRY_ANNOTATION):
-        meta.get("annotations", {}).pop(key, None)
+    for annotation in (COLLECTION_ANNOTATION, ENTRY_ANNOTATION):
+        meta.get("annotations", {}).pop(annotation, None)
     spec = pod["spec"]
     spec.pop("activeDeadlineSeconds", None)  # each entry has its own deadline, kept by the worker
     spec["volumes"] = [v for v in spec.get("volumes", []) if v["name"] != PAYLOAD_VOLUME]
@@ -81,7 +83,7 @@ def worker_pod(cr: Cr, *, job: int, pool: str, index: int, settings: Settings) -
     main.pop("args", None)
     own = {item.partition("=")[0] for item in cr.env}
     env = [e for e in main.get("env", []) if e["name"] not in ENTRY_ENV_DROPPED and e["name"] not in own]
-    main["env"] = [*env, {"name": WARM_WORKER_ENV, "value": name}]
+    main["env"] = [*env, {"name": WARM_WORKER_ENV, "value": name}, {"name": WARM_KEY_ENV, "value": key}]
     assert any(e["name"] == JOB_ENV for e in main["env"])
     main["volumeMounts"] = [m for m in main.get("volumeMounts", []) if m["name"] != PAYLOAD_VOLUME]
     return pod

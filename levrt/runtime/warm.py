@@ -17,6 +17,7 @@ it, as a Pod's deletion would) and then the worker; the job runs that entry agai
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
 import pickle
 import select
@@ -40,11 +41,12 @@ from levrt.podenv import (
     TERMINATION_LOG_ENV,
     TIMEOUT_ENV,
     TIMEOUT_GRACE,
+    WARM_KEY_ENV,
     WARM_WORKER_ENV,
 )
 from levrt.runtime import process
 from levrt.runtime.record import mongo_client
-from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, log_field
+from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, entry_mac, log_field
 
 __all__ = ["Worker", "main"]
 
@@ -58,6 +60,8 @@ TAIL_BYTES = 64 * 1024
 HARD_END_MARGIN = 15.0
 """Seconds past an entry's timeout and grace after which the worker kills what is left of it."""
 EXIT_SIGNALLED_BASE = 128
+EXIT_REFUSED = 3
+"""An entry not signed by the job (the runtime's code for a payload it cannot take)."""
 
 
 class _EndWatch:
@@ -114,7 +118,8 @@ class Worker:
                  run_child: Callable[[Mapping[str, Any], dict[str, str], Any], int] | None = None) -> None:
         self.queue = queue
         self.name = name
-        self.env = {k: v for k, v in env.items() if k != WARM_WORKER_ENV}
+        self.key = env.get(WARM_KEY_ENV, "")
+        self.env = {k: v for k, v in env.items() if k not in (WARM_WORKER_ENV, WARM_KEY_ENV)}
         self.connect = connect
         """Called in each entry's process before its entry comes: the store client ``lev.set`` uses."""
         self.run_child = run_child or _child_main
@@ -154,6 +159,13 @@ class Worker:
         has run ``SIGNAL_POLL`` seconds: a tiny entry's one write to the queue is its end."""
         key = doc["_id"]
         started_at = time.time()
+        if not self.key or not hmac.compare_digest(str(doc.get("mac", "")), entry_mac(self.key, doc)):
+            reason = "Refused: this entry is not signed by the job that made this warm Pod"
+            print(f"entry {key}: refused (its signature does not match)", file=sys.stderr, flush=True)
+            self.queue.update_one({"_id": key}, {"$set": {"state": ENDED, "exit": EXIT_REFUSED, "reason": reason,
+                                                          "started": started_at, "ended": time.time(),
+                                                          **log_field(b"")}})
+            return
         workdir = tempfile.mkdtemp(prefix="levrt-entry-")
         started = time.monotonic()
         try:

@@ -25,16 +25,18 @@ from levrt._core.engine import Engine
 from levrt._shapes.names import JOB_LABEL, ROLE_LABEL, TASK_LABEL
 from levrt._shapes.warm import WARM_ROLE, entry_end, pool_key, worker_pod
 from levrt.errors import OptionError, ServiceError
-from levrt.podenv import JOB_ENV, PAYLOAD_ENV, TASK_ENV, TIMEOUT_ENV, WARM_COMMAND, WARM_WORKER_ENV
+from levrt.podenv import JOB_ENV, PAYLOAD_ENV, TASK_ENV, TIMEOUT_ENV, WARM_COMMAND, WARM_KEY_ENV, WARM_WORKER_ENV
 from levrt.run import session
 from levrt.runtime.warm import Worker
 from levrt.settings import Settings
-from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, log_field
+from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, entry_mac, log_field
 from tests.fakes import FakeApiServer, FakeMongo
 
 SETTINGS = Settings(store_uri="mongodb://127.0.0.1:30017/", runtime_image="levrt.local/runtime:t")
 IMAGE = "busybox:1.36"
 SCHEMA = "ts/warm@1.0"
+KEY = "k" * 64
+WORKER_ENV = {JOB_ENV: "1", WARM_KEY_ENV: KEY}
 
 
 @levrt.remote
@@ -136,7 +138,7 @@ def test_entries_share_a_pool_when_their_pods_would_be_alike() -> None:
 def test_a_warm_pod_is_the_task_pod_without_its_task() -> None:
     cr = Cr(IMAGE, SCHEMA, entry=echo(1), warm=4, env=["A=1"], cmd=["x"], timeout=5,
             capabilities=["NET_RAW"], resources={"limits": {"cpu": "500m"}})
-    pod = worker_pod(cr, job=7, pool="abc", index=1, settings=SETTINGS)
+    pod = worker_pod(cr, job=7, pool="abc", index=1, settings=SETTINGS, key=KEY)
     meta, spec = pod["metadata"], pod["spec"]
     assert meta["name"] == "lev-j7-wabc-1"
     assert meta["labels"][JOB_LABEL] == "7" and meta["labels"][ROLE_LABEL] == WARM_ROLE
@@ -146,6 +148,7 @@ def test_a_warm_pod_is_the_task_pod_without_its_task() -> None:
     assert main["command"] == list(WARM_COMMAND) and "args" not in main
     names = {e["name"]: e for e in main["env"]}
     assert names[WARM_WORKER_ENV]["value"] == "lev-j7-wabc-1" and names[JOB_ENV]["value"] == "7"
+    assert names[WARM_KEY_ENV]["value"] == KEY
     assert not {PAYLOAD_ENV, TASK_ENV, TIMEOUT_ENV, "A"} & set(names)  # each entry brings its own
     assert main["securityContext"]["capabilities"]["add"] == ["NET_RAW"]
     assert main["resources"] == {"limits": {"cpu": "500m"}}
@@ -176,9 +179,10 @@ def entry_doc(task: int, call: Any, *, timeout: int | None = None, env: dict[str
               argv: list[str] | None = None, worker: str = "w") -> dict[str, Any]:
     from levrt import payload
 
-    return {"_id": f"1.{task}.0", "job": 1, "task": task, "attempt": 0, "worker": worker, "state": QUEUED,
-            "queued": time.time() + task / 1000, "payload": payload.dumps_call(call), "argv": argv or [],
-            "env": env or {}, "collection": SCHEMA, "timeout": timeout}
+    doc = {"_id": f"1.{task}.0", "job": 1, "task": task, "attempt": 0, "worker": worker, "state": QUEUED,
+           "queued": time.time() + task / 1000, "payload": payload.dumps_call(call), "argv": argv or [],
+           "env": env or {}, "collection": SCHEMA, "timeout": timeout}
+    return {**doc, "mac": entry_mac(KEY, doc)}
 
 
 @contextlib.contextmanager
@@ -208,7 +212,7 @@ def test_the_worker_runs_each_entry_in_a_process_of_its_own_and_goes_on_after_fa
     for doc in docs:
         queue.insert_one(doc)
     coll = queue.coll
-    with running(Worker(queue, name="w", env={JOB_ENV: "1"})):
+    with running(Worker(queue, name="w", env=WORKER_ENV)):
         wait_for(lambda: all(d["state"] == ENDED for d in coll.docs))
     ended = {d["task"]: d for d in coll.docs}
     assert (ended[0]["exit"], ended[0]["log"]) == (0, "entry 5\n")
@@ -225,7 +229,7 @@ def test_a_signal_the_job_asks_for_reaches_the_running_entry_only() -> None:
     queue = mongo.sync_client("mongodb://x/")["levrt"][QUEUE]
     queue.insert_one(entry_doc(0, interruptible()))
     coll = queue.coll
-    with running(Worker(queue, name="w", env={JOB_ENV: "1"})):
+    with running(Worker(queue, name="w", env=WORKER_ENV)):
         wait_for(lambda: coll.docs[0]["state"] == RUNNING)  # said after the first half second
         queue.update_one({"_id": "1.0.0"}, {"$set": {"signal": [2, 1]}})
         wait_for(lambda: coll.docs[0]["state"] == ENDED)
@@ -238,10 +242,29 @@ def test_entries_addressed_to_another_pod_are_not_taken() -> None:
     queue.insert_one(entry_doc(0, echo(1), worker="other"))
     queue.insert_one(entry_doc(1, echo(2)))
     coll = queue.coll
-    with running(Worker(queue, name="w", env={JOB_ENV: "1"})):
+    with running(Worker(queue, name="w", env=WORKER_ENV)):
         wait_for(lambda: any(d["state"] == ENDED for d in coll.docs))
         time.sleep(0.3)
     assert {d["task"]: d["state"] for d in coll.docs} == {0: QUEUED, 1: ENDED}
+
+
+def test_an_entry_the_job_did_not_sign_is_refused_and_not_run() -> None:
+    """The queue is in the task database: any task may write it. A warm Pod runs only entries
+    signed with its pool's key, which the job gave it."""
+    mongo = FakeMongo()
+    queue = mongo.sync_client("mongodb://x/")["levrt"][QUEUE]
+    forged = entry_doc(0, echo(1))
+    queue.insert_one({**forged, "mac": entry_mac("another key", forged)})
+    changed = entry_doc(1, echo(2))
+    queue.insert_one({**changed, "argv": ["--evil"]})  # signed, then changed
+    queue.insert_one(entry_doc(2, echo(3)))
+    coll = queue.coll
+    with running(Worker(queue, name="w", env=WORKER_ENV)):
+        wait_for(lambda: all(d["state"] == ENDED for d in coll.docs))
+    ended = {d["task"]: d for d in coll.docs}
+    for task in (0, 1):
+        assert ended[task]["exit"] == 3 and "not signed" in ended[task]["reason"] and ended[task]["log"] == ""
+    assert (ended[2]["exit"], ended[2]["log"]) == (0, "entry 3\n")
 
 
 def test_a_worker_told_to_stop_leaves_its_running_entry_to_the_job() -> None:
@@ -249,7 +272,7 @@ def test_a_worker_told_to_stop_leaves_its_running_entry_to_the_job() -> None:
     queue = mongo.sync_client("mongodb://x/")["levrt"][QUEUE]
     queue.insert_one(entry_doc(0, nap(30)))
     coll = queue.coll
-    worker = Worker(queue, name="w", env={JOB_ENV: "1"})
+    worker = Worker(queue, name="w", env=WORKER_ENV)
     with running(worker) as thread:
         wait_for(lambda: coll.docs[0]["state"] == RUNNING)
         worker.stop()
@@ -286,9 +309,10 @@ class Workers:
         self.workers: dict[str, tuple[Worker, threading.Thread]] = {}
 
     def run(self, name: str) -> Worker:
-        self.api.set_running(name)
+        pod = self.api.set_running(name)
+        env = {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][-1]["env"]}
         queue = self.mongo.sync_client("mongodb://x/")["levrt"][QUEUE]
-        worker = SerialWorker(queue, name=name, env={JOB_ENV: "1"})
+        worker = SerialWorker(queue, name=name, env={JOB_ENV: "1", WARM_KEY_ENV: env[WARM_KEY_ENV]})
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         self.workers[name] = (worker, thread)
