@@ -294,7 +294,8 @@ class WarmPools:
             return
         log.warning("warm Pod %s ended (%s) with %d entries out: they go to another Pod", pod.name, cause,
                     len(pod.entries))
-        await self._read_ends()
+        with contextlib.suppress(Exception):  # the store away: the entries run again rather than wait
+            await self._read_ends()
         for task_id in sorted(pod.entries):
             entry = self.entries[task_id]
             if entry.result.done():

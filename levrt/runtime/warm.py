@@ -9,8 +9,10 @@ entry that fails or crashes ends its child, never the worker. Entries run one af
 share the container's filesystem and whatever processes an entry leaves behind.
 
 The worker takes only documents addressed to it (``worker`` = ``LEVRT_WARM_WORKER``), so two Pods
-never race for an entry. It never decides it is done: the job deletes its warm Pods when they idle
-(``levrt._core.warm``), and the job's Lease owns them. SIGTERM ends the running entry (SIGTERM to
+never race for an entry, and runs only those its job signed under the pool's key
+(``LEVRT_WARM_KEY``, ``levrt.warmqueue.entry_mac``): the queue is writable by any task. It never
+decides it is done: the job deletes its warm Pods when they idle (``levrt._core.warm``), and the
+job's Lease owns them. SIGTERM ends the running entry (SIGTERM to
 it, as a Pod's deletion would) and then the worker; the job runs that entry again elsewhere.
 """
 
