@@ -354,14 +354,15 @@ class Engine:
         """A warm entry: handed to a warm Pod of its pool, through the store (``levrt._core.warm``)."""
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod="-", collection=collection)
         task.warm = True
-        self.record(task=index, state="submitting", pod="-", image=cr.image, collection=collection,
-                    submitted=time.time(), name=cr.origin, maxRetries=cr.retries, key=key, warm=True)
-        try:
+        fields = {"pod": "-", "image": cr.image, "collection": collection, "submitted": time.time(),
+                  "name": cr.origin, "maxRetries": cr.retries, "key": key, "warm": True}
+        try:  # a payload too large fails here, with nothing made or recorded
             self.warm.start(cr, task=task)
-        except TaskFailed as exc:
+        except TaskFailed as exc:  # its pool's Pods could not start: it fails as they did
             self.start_failures[index] = exc
-            self.record(task=index, state="failed", reason=exc.reason)
+            self.record(task=index, state="failed", reason=exc.reason, **fields)
             raise
+        self.record(task=index, state="submitting", **fields)
         self.tasks.append(task)
         return task
 

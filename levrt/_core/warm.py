@@ -44,7 +44,7 @@ from levrt._shapes.failures import failure_text
 from levrt._shapes.warm import entry_end, pool_key, worker_pod
 from levrt.cr import Cr
 from levrt.document import Document
-from levrt.errors import LevrtError, PayloadError, TaskFailed
+from levrt.errors import LevrtError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
 from levrt.warmqueue import ENDED, QUEUE, QUEUED, RUNNING, entry_id, entry_mac
@@ -63,8 +63,6 @@ POLL_BUSY = 0.1
 each write on its own (FerretDB on SQLite) gets fewer, larger batches of ends, logs and statuses."""
 IDLE = 30.0
 """Seconds a warm Pod may have nothing to do before it is deleted."""
-MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
-"""The most an entry's pickled call may weigh in its queue document (a document holds 16 MiB)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -132,11 +130,7 @@ class WarmPools:
     def start(self, cr: Cr, *, task: Task) -> None:
         """Hand ``cr``'s entry, task ``task``, to a warm Pod of its pool (made when needed)."""
         assert cr.entry is not None and cr.warm is not None
-        blob = payload.dumps_call(cr.entry)
-        if len(blob) > MAX_PAYLOAD_BYTES:
-            raise PayloadError(f"The entry of task {task.id} pickles to {len(blob)} bytes, over the "
-                               f"{MAX_PAYLOAD_BYTES}-byte limit of a warm entry. Pass large data as a Digest "
-                               "(levrt.upload) or drop warm=.")
+        blob = payload.dumps_call(cr.entry)  # over the payload limit: a PayloadError, nothing made
         key = pool_key(cr, self.settings)
         pool = self.pools.get(key)
         if pool is None:

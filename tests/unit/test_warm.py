@@ -24,7 +24,7 @@ from levrt._clients.store import use_client
 from levrt._core.engine import Engine
 from levrt._shapes.names import JOB_LABEL, ROLE_LABEL, TASK_LABEL
 from levrt._shapes.warm import WARM_ROLE, entry_end, pool_key, worker_pod
-from levrt.errors import OptionError, ServiceError
+from levrt.errors import OptionError, PayloadError, ServiceError
 from levrt.podenv import JOB_ENV, PAYLOAD_ENV, TASK_ENV, TIMEOUT_ENV, WARM_COMMAND, WARM_KEY_ENV, WARM_WORKER_ENV
 from levrt.run import session
 from levrt.runtime.warm import Worker
@@ -414,3 +414,13 @@ async def test_a_warm_pod_that_cannot_start_fails_the_entries_waiting_for_it() -
             await Cr("nosuch:1", SCHEMA, entry=echo(9), warm=1).done()
     statuses = {d["task"]: d["state"] for d in mongo["levrt_journal"]["levrt_tasks"].docs}
     assert set(statuses.values()) == {"failed"}
+
+
+async def test_an_entry_too_large_for_the_queue_is_refused_before_anything_is_made() -> None:
+    api, mongo = FakeApiServer(namespaces=["levrt"]), FakeMongo()
+    async with warm_job(api, mongo):
+        with pytest.raises(PayloadError, match="payload limit"):
+            await Cr(IMAGE, SCHEMA, entry=echo(b"x" * 9_000_000), warm=1).start()  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert warm_pods(api) == [] and mongo["levrt"][QUEUE].docs == []
+    assert mongo["levrt_journal"]["levrt_tasks"].docs == []
