@@ -61,6 +61,7 @@ TAIL_EVERY = 2.0
 TAIL_BYTES = 64 * 1024
 HARD_END_MARGIN = 15.0
 """Seconds past an entry's timeout and grace after which the worker kills what is left of it."""
+END_WRITE_TRIES = 60
 EXIT_SIGNALLED_BASE = 128
 EXIT_REFUSED = 3
 """An entry not signed by the job (the runtime's code for a payload it cannot take)."""
@@ -164,9 +165,8 @@ class Worker:
         if not self.key or not hmac.compare_digest(str(doc.get("mac", "")), entry_mac(self.key, doc)):
             reason = "Refused: this entry is not signed by the job that made this warm Pod"
             print(f"entry {key}: refused (its signature does not match)", file=sys.stderr, flush=True)
-            self.queue.update_one({"_id": key}, {"$set": {"state": ENDED, "exit": EXIT_REFUSED, "reason": reason,
-                                                          "started": started_at, "ended": time.time(),
-                                                          **log_field(b"")}})
+            self._write_end(key, {"state": ENDED, "exit": EXIT_REFUSED, "reason": reason, "started": started_at,
+                                  "ended": time.time(), **log_field(b"")})
             return
         workdir = tempfile.mkdtemp(prefix="levrt-entry-")
         started = time.monotonic()
@@ -181,12 +181,25 @@ class Worker:
                 return
             reason = _read(env[TERMINATION_LOG_ENV]).decode("utf-8", errors="replace").strip()
             output = _read(log_path)
-            self.queue.update_one({"_id": key}, {"$set": {
-                "state": ENDED, "exit": code, "reason": reason, "started": started_at, "ended": time.time(),
-                **log_field(output)}})
+            self._write_end(key, {"state": ENDED, "exit": code, "reason": reason, "started": started_at,
+                                  "ended": time.time(), **log_field(output)})
             print(f"entry {key}: exit {code} in {time.monotonic() - started:.3f} s", flush=True)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _write_end(self, key: str, fields: Mapping[str, Any]) -> None:
+        """An entry's end into its document, tried again while the store is away (``END_WRITE_TRIES``
+        times, a second apart); then the worker fails and the job runs the entry again elsewhere."""
+        for attempt in range(1, END_WRITE_TRIES + 1):
+            try:
+                self.queue.update_one({"_id": key}, {"$set": dict(fields)})
+                return
+            except Exception as exc:
+                if attempt == END_WRITE_TRIES:
+                    raise
+                print(f"levrt warm: cannot write the end of entry {key} ({_short(exc)}); trying again",
+                      file=sys.stderr, flush=True)
+                time.sleep(1.0)
 
     def _entry_env(self, doc: Mapping[str, Any], workdir: str) -> dict[str, str]:
         env = dict(self.env)

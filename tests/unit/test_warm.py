@@ -267,6 +267,30 @@ def test_an_entry_the_job_did_not_sign_is_refused_and_not_run() -> None:
     assert (ended[2]["exit"], ended[2]["log"]) == (0, "entry 3\n")
 
 
+def test_an_entrys_end_waits_for_a_store_that_is_away_a_moment() -> None:
+    mongo = FakeMongo()
+    queue = mongo.sync_client("mongodb://x/")["levrt"][QUEUE]
+    queue.insert_one(entry_doc(0, echo(1)))
+    coll = queue.coll
+    refusals: list[float] = []
+
+    class Flaky:
+        """The queue, whose first two writes of an end find no store."""
+
+        def find(self, *args: Any, **kwargs: Any) -> Any:
+            return queue.find(*args, **kwargs)
+
+        def update_one(self, query: Any, update: Any) -> None:
+            if update["$set"].get("state") == ENDED and len(refusals) < 2:
+                refusals.append(time.monotonic())
+                raise ConnectionError("store away")
+            queue.update_one(query, update)
+
+    with running(Worker(Flaky(), name="w", env=WORKER_ENV)):
+        wait_for(lambda: coll.docs[0]["state"] == ENDED)
+    assert len(refusals) == 2 and (coll.docs[0]["exit"], coll.docs[0]["log"]) == (0, "entry 1\n")
+
+
 def test_a_worker_told_to_stop_leaves_its_running_entry_to_the_job() -> None:
     mongo = FakeMongo()
     queue = mongo.sync_client("mongodb://x/")["levrt"][QUEUE]
