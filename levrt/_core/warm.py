@@ -11,11 +11,13 @@ How, in short:
 - Crs whose Pods would be alike apart from the entry share a pool (``levrt._shapes.warm.pool_key``);
   a pool grows to ``Cr.warm`` Pods while entries wait, each Pod owned by the job's Lease.
 - Each entry is addressed to one Pod (``levrt.warmqueue``), at most ``DEPTH`` per Pod at a time (one
-  running, one ready to start), the rest waiting here: no two Pods ever race for an entry.
+  running, one ready to start), the rest waiting here: no two Pods ever race for an entry. Each is
+  signed under its pool's key (``entry_mac``): the queue is in the task database, which tasks write.
 - One loop reads the ends of every entry of the job, ``POLL`` seconds apart while any is out.
 - A Pod that is lost (deleted by someone else, evicted, its node gone) gives its entries back: those
-  that had not started go to another Pod as they are; one that was running runs again elsewhere, up
-  to ``Cr.retries`` times and at least once. A Pod that cannot start fails the entries waiting for
+  not seen running go to another Pod as they are (an entry says it runs after half a second, so one
+  lost in its first half second runs again without counting a retry); one seen running runs again
+  elsewhere, up to ``Cr.retries`` times and at least once. A Pod that cannot start fails the entries waiting for
   its pool with the reason, as a task Pod's start failure would.
 - A Pod with nothing to do for ``IDLE`` seconds is deleted; the job's end deletes the rest.
 """
