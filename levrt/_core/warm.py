@@ -319,22 +319,24 @@ class WarmPools:
 
     async def _poll(self) -> None:
         while not self._closing:
-            if not any(not e.result.done() for e in self.entries.values()):
-                await self._retire_idle(force=False)
-                if not any(not e.result.done() for e in self.entries.values()):
-                    await asyncio.sleep(1.0)
-                    if not any(pool.pods for pool in self.pools.values()):
-                        return
-                    continue
+            if not self._outstanding():
+                await self._retire_idle()
+                await asyncio.sleep(1.0)
+                if not self._outstanding() and not any(pool.pods for pool in self.pools.values()):
+                    return
+                continue
             try:
                 await self._read_ends()
             except Exception as exc:  # the store is away a moment: the entries wait for it
                 log.warning("cannot read the ends of job %d's warm entries: %s", self.job, exc)
                 await asyncio.sleep(1.0)
-            await self._retire_idle(force=False)
-            out = sum(1 for e in self.entries.values() if not e.result.done())
+            await self._retire_idle()
             pods = sum(len(pool.pods) for pool in self.pools.values())
-            await asyncio.sleep(POLL if out <= pods else POLL_BUSY)
+            await asyncio.sleep(POLL if self._outstanding() <= pods else POLL_BUSY)
+
+    def _outstanding(self) -> int:
+        """Entries handed out or waiting whose end is not known yet."""
+        return sum(1 for entry in self.entries.values() if not entry.result.done())
 
     async def _read_ends(self) -> None:
         found = [doc async for doc in self.queue.find({"job": self.job, "state": {"$in": [RUNNING, ENDED]}},
@@ -398,11 +400,12 @@ class WarmPools:
                 pod.idle_since = time.monotonic()
             self._dispatch(pod.pool)
 
-    async def _retire_idle(self, *, force: bool) -> None:
+    async def _retire_idle(self) -> None:
+        """Delete the warm Pods that had nothing to do for ``IDLE`` seconds."""
         now = time.monotonic()
         for pool in self.pools.values():
             for pod in list(pool.pods.values()):
-                if not pod.entries and not pool.waiting and (force or now - pod.idle_since > IDLE):
+                if not pod.entries and not pool.waiting and now - pod.idle_since > IDLE:
                     pod.gone = True
                     pool.pods.pop(pod.name, None)
                     log.debug("warm Pod %s idle for %.0f s: deleted", pod.name, now - pod.idle_since)
