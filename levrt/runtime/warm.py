@@ -220,7 +220,8 @@ class Worker:
         pid = spare.pid
         self._child = pid
         try:
-            spare.send(pickle.dumps((dict(doc), env, log_path)))
+            # The payload is in its file already (LEVRT_PAYLOAD): not sent through the pipe again.
+            spare.send(pickle.dumps(({k: v for k, v in doc.items() if k != "payload"}, env, log_path)))
         except OSError:  # it died waiting (killed by hand?): its exit says so
             pass
         self._spare = self._fork_spare()  # the next entry's process connects while this one runs
