@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from levrt._clients import pods
@@ -136,10 +136,7 @@ class LogArchive:
         they are read (the Pod may be deleted then). Never raises."""
         read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         name = str(pod.get("metadata", {}).get("name", ""))
-        work = asyncio.get_running_loop().create_task(self._archive(task, name, container_names(pod), read),
-                                                      name=f"levrt-logs-{self.job}.{task}")
-        self._pending.add(work)
-        work.add_done_callback(self._pending.discard)
+        self._in_background(self._archive(task, name, container_names(pod), read), f"levrt-logs-{self.job}.{task}")
         return read
 
     def keep(self, ended: Mapping[int, tuple[str, Mapping[str, str], Mapping[str, str]]]) -> None:
@@ -164,9 +161,13 @@ class LogArchive:
             except Exception as exc:  # the archive is a courtesy: never the task's failure
                 log.warning("the logs of tasks %s of job %d were not archived: %s", sorted(ended), self.job, exc)
 
-        work = asyncio.get_running_loop().create_task(bounded(), name=f"levrt-logs-{self.job}")
-        self._pending.add(work)
-        work.add_done_callback(self._pending.discard)
+        self._in_background(bounded(), f"levrt-logs-{self.job}")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` beside the engine; ``close`` waits for it."""
+        running = asyncio.get_running_loop().create_task(work, name=name)
+        self._pending.add(running)
+        running.add_done_callback(self._pending.discard)
 
     async def cut_short(self, doomed: list[dict[str, Any]], unfinished: Mapping[str, int]) -> None:
         """Read the logs of the Pods in ``doomed`` whose tasks did not end (``unfinished``: Pod name
