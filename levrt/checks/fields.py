@@ -29,6 +29,7 @@ __all__ = [
     "MAX_WARM_PODS",
     "RESERVED_CONTAINER_NAMES",
     "RESERVED_PATHS",
+    "WARM_REFUSED",
     "FileValue",
     "check_cache",
     "check_capabilities",
@@ -389,6 +390,11 @@ def check_cache(cache: object) -> float | None:
 
 DEFAULT_WARM_PODS = 4
 MAX_WARM_PODS = 32
+_NETWORK = "is a Pod's network: its ports, links and host network are the Pod's"
+WARM_REFUSED = {"services": "runs beside each task in its own Pod",
+                "files": "is mounted at fixed paths in each task's own Pod",
+                "ports": _NETWORK, "links": _NETWORK, "host": _NETWORK}
+"""What a warm entry may not have, and why: each belongs to one task's own Pod."""
 
 
 def check_warm(warm: object, run: Any) -> int | None:
@@ -407,14 +413,10 @@ def check_warm(warm: object, run: Any) -> int | None:
     if run.entry is None:
         raise OptionError(f"warm={warm!r} needs an entry: a warm Pod runs Python entries ({why}); "
                           "a Cr that runs its image's command gets a Pod of its own.")
-    shared = [(name, "runs beside each task in its own Pod") if name == "services" else
-              (name, "is mounted at fixed paths in each task's own Pod") if name == "files" else
-              (name, "is a Pod's network: its ports, links and host network are the Pod's") for name in
-              ("services", "files", "ports", "links", "host") if getattr(run, name)]
-    if shared:
-        name, reason = shared[0]
-        raise OptionError(f"warm={warm!r} with {name}=: {name} {reason}, which a shared Pod cannot give each "
-                          f"entry ({why}). Drop warm= or {name}=.")
+    for name, reason in WARM_REFUSED.items():
+        if getattr(run, name):
+            raise OptionError(f"warm={warm!r} with {name}=: {name} {reason}, which a shared Pod cannot give each "
+                              f"entry ({why}). Drop warm= or {name}=.")
     return pods
 
 
