@@ -51,8 +51,9 @@ __all__ = ["MAX_FILE_BYTES", "Cr", "Digest", "File"]
 # Content up to this size becomes one ConfigMap (the apiserver caps an object's data at 1 MiB);
 # larger content goes through the store's file storage (levrt._shapes.files).
 MAX_FILE_BYTES = 1024 * 1024 - 1024
-# Run options a service may not carry: they belong to the whole Pod (the main Cr's).
+# The keyword-only run options (what ``Cr.options`` may change).
 RUN_OPTIONS = ("timeout", "resources", "capabilities", "node_selector", "tolerations", "retries", "cache", "warm")
+# Run options a service may not carry: they belong to the whole Pod (the main Cr's).
 POD_OPTIONS = ("timeout", "retries", "node_selector", "tolerations", "cache", "warm")
 
 
