@@ -46,6 +46,8 @@ __all__ = [
     "POD_UID_ENV",
     "PROBE_MOUNT",
     "PYTHON",
+    "REPORT_KEY_ENV",
+    "REPORT_POD_ENV",
     "RESERVED_PATHS",
     "RESOURCES_ENV",
     "RESUME_ENV",
@@ -111,6 +113,11 @@ RESERVED_PATHS = (RUNTIME_MOUNT, PAYLOAD_MOUNT, RUNTIME_TARGET)
 
 PAYLOAD_ENV = "LEVRT_PAYLOAD"
 """Path of the pickled call, ``PAYLOAD_MOUNT/<key>``."""
+REPORT_KEY_ENV = "LEVRT_REPORT_KEY"
+"""Path of the task's reporting key, ``PAYLOAD_MOUNT/<endreports.KEY_FILE>``; set on ``main`` only:
+its runtime reports the task's end through the store (``levrt.endreports``)."""
+REPORT_POD_ENV = "LEVRT_REPORT_POD"
+"""The task Pod's own name (downward API): the report's id, one per attempt."""
 STORE_URI_ENV = "LEVRT_STORE_URI"
 """The store's address: in Pods from the Secret ``Settings.store_secret``, key ``STORE_SECRET_KEY``;
 on a laptop set by hand (``Settings.store_uri``)."""

@@ -5,10 +5,11 @@ running them needs a cluster connection, a store connection and a job id, which 
 orchestration run. ``session()`` opens an ``Engine`` and installs it as the current job's
 ``Runner`` (``levrt._job``); ``Cr.start`` and ``Task.done`` call down through that seam.
 
-Submitting follows DESIGN.md: the Pod is created behind a scheduling gate, the objects it owns
-are created with an ownerReference to it, then the gate is lifted (``levrt._clients.submit``).
-The end of a task is decided here too: which exits count as success, what is recorded, and when
-the Pod is deleted. A run that reached its timeout is not a failure (its Document is returned,
+Submitting follows DESIGN.md (``levrt._clients.submit``): a task's payload Secret and files first,
+owned by the job's Lease, then its Pod. The end of a task comes from the Pod's status, or sooner
+from its runtime's report through the store (``levrt._core.ends``). What the end means is decided
+here too: which exits count as success, what is recorded, and when the Pod is deleted. A run that
+reached its timeout is not a failure (its Document is returned,
 ``Task.timed_out`` set); a Pod the cluster ended (deleted by someone else, evicted, its node lost,
 a pull hiccup) is submitted again as a new Pod of the same task, up to ``Cr.retries`` times.
 """
@@ -22,8 +23,8 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, TypeVar
 
 from levrt import _job, context
 from levrt._clients import pods, resources, signals, submit
@@ -34,9 +35,10 @@ from levrt._clients.store import JOBS, TASKS, Store, resolve_uri, task_credentia
 from levrt._clients.sweep import PayloadSweeper, PodSweeper
 from levrt._clients.watch import PodWatch
 from levrt._core import ownership, runtime_mode
+from levrt._core.ends import Report, ReportedEnds
 from levrt._core.jobrecords import JobRecord, identify, task_states
 from levrt._core.localfiles import plan_task_files
-from levrt._core.logarchive import LogArchive
+from levrt._core.logarchive import MAIN, LogArchive
 from levrt._core.records import StatusRecords
 from levrt._core.runtime_mode import Decision
 from levrt._core.uploads import Uploads
@@ -57,6 +59,7 @@ from levrt.task import Task
 __all__ = ["Engine", "session"]
 
 log = logging.getLogger("lev")
+_T = TypeVar("_T")
 
 POLL_SECONDS = 5.0
 """How often a starting task's Pod is looked at again when no event came (deadlines, scheduling)."""
@@ -153,6 +156,8 @@ class Engine:
                               record=self.record, archive=self.log_archive, delete_pod=self.delete_pod,
                               wait_started=lambda name: self._wait_started(name, need_ready=False))
         """The job's warm Pods and the entries out in them (``Cr(warm=...)``, ``levrt._core.warm``)."""
+        self.ends = ReportedEnds(store, job=job_id)
+        """What the tasks' runtimes report of their ends through the store (``levrt._core.ends``)."""
         self._kept: set[str] = set()
         """Pods of ended tasks that ``keep`` keeps, also when the job fails (``delete_job_pods`` spares them)."""
         self._deleted: set[str] = set()
@@ -231,6 +236,7 @@ class Engine:
             for left in left_live:
                 self.record(task=left.task, state="deleted", reason="not asked for again after the job was taken over")
             await self.warm.close()
+            await self.ends.close()
             await self.pod_sweeper.close()  # the ended tasks' Pods, before what is left is deleted one by one
             if delete_pods or left_live:
                 await self.delete_job_pods()
@@ -272,6 +278,7 @@ class Engine:
         as they are."""
         try:
             await self.warm.close()  # its entries run again under the next Pod (warm Pods are not followed)
+            await self.ends.close(delete=False)
             await self.status.close()
             await self.log_archive.close()
             await self.sweeper.close()
@@ -337,12 +344,13 @@ class Engine:
         if cr.warm is not None:
             return self._start_warm(cr, index, collection, key)
         objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
-                             plan=plan)
+                             plan=plan, report_key=self.ends.key(index))
         # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
         await self.uploads.ensure(plan.stored)
         name = objects.name
         self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
                     submitted=time.time(), name=cr.origin, maxRetries=cr.retries, key=key)
+        self._expect_report(objects)
         await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod=name, collection=collection)
         self.tasks.append(task)
@@ -365,6 +373,30 @@ class Engine:
         self.record(task=index, state="submitting", **fields)
         self.tasks.append(task)
         return task
+
+    def _expect_report(self, objects: TaskObjects) -> None:
+        """A Pod whose runtime has a reporting key may report its end through the store."""
+        if objects.reports:
+            self.ends.expect(objects.name)
+
+    async def _unless_reported(self, work: Awaitable[_T], pod: str) -> tuple[_T | None, Report | None]:
+        """``work``'s result, or, when ``pod``'s runtime reports its end first, that report (and
+        ``work`` cancelled): a runtime that reported has run, whatever the kubelet has posted yet."""
+        working = asyncio.ensure_future(work)
+        if not self.ends.expects(pod):
+            return await working, None
+        reported = self.ends.reported(pod)
+        try:
+            either: list[asyncio.Future[Any]] = [working, reported]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not working.done():
+                working.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await working
+        if not working.cancelled():
+            return working.result(), None
+        return None, reported.result()
 
     async def _running(self, task: Task) -> Task:
         try:
@@ -435,8 +467,10 @@ class Engine:
         """Wait until the task's Pod runs; a start the cluster spoiled is submitted again (retries)."""
         while True:
             try:
-                pod = await self._wait_started(task.pod, need_ready=bool(task.cr.ports),
-                                               retry=task.retries < task.cr.retries)
+                started = self._wait_started(task.pod, need_ready=bool(task.cr.ports),
+                                             retry=task.retries < task.cr.retries)
+                pod, _ = await self._unless_reported(started, task.pod)
+                pod = pod if pod is not None else self.watch.get(task.pod) or {}
             except _ClusterEnded as ended:
                 await self._resubmit(task, ended.cause)
                 continue
@@ -458,12 +492,14 @@ class Engine:
         objects = with_attempt(self._first_objects[task.task_id], attempt)
         await asyncio.shield(self.delete_pod(old))
         self.watch.forget(old)
+        self.ends.forget(old)
         delay = min(RETRY_BACKOFF * 2 ** (attempt - 1), RETRY_BACKOFF_MAX)
         log.warning("task %s: %s; submitting it again as %s in %.0f s (retry %d of %d)",
                     task.id, cause, objects.name, delay, attempt, task.cr.retries)
         task.pod, task.retries, task.host = objects.name, attempt, None
         self.record(task=task.task_id, state="retrying", pod=objects.name, retries=attempt, retryReason=cause)
         await asyncio.sleep(delay)
+        self._expect_report(objects)
         await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
 
     async def finish(self, task: Task) -> Document:
@@ -472,7 +508,10 @@ class Engine:
         if task.warm:
             return await self.warm.finish(task)
         while True:
-            pod = await self.watch.wait(task.pod, podstatus.finished)
+            pod, report = await self._finished(task)
+            if report is not None and report.get("exit") == 0:  # its runtime says: it succeeded
+                cause = None
+                break
             cause = podstatus.infrastructure_failure(pod, deleted_by_us=task.pod in self._deleted)
             if cause is None or task.signalled or task.retries >= task.cr.retries:
                 break
@@ -485,9 +524,13 @@ class Engine:
                 raise
         ended = podstatus.failure(pod)
         exit_code = ended.exit_code
-        logs_read = self.log_archive.begin(task.task_id, pod)  # read beside the rest of the task's end
+        # Read beside the rest of the task's end; what the runtime reported of main's output is not read again.
+        carried = {MAIN: str(report.get("log") or "")} if report is not None else None
+        logs_read = self.log_archive.begin(task.task_id, pod, carried=carried)
         try:
-            if podstatus.timed_out(pod):
+            if report is not None and report.get("exit") == 0:
+                self.record(task=task.task_id, state="succeeded", exitCode=0)
+            elif podstatus.timed_out(pod):
                 task.timed_out = True
                 self.record(task=task.task_id, state="timed-out", exitCode=exit_code)
                 timeout = task.cr.timeout if task.cr.timeout is not None else self.settings.timeout
@@ -514,6 +557,17 @@ class Engine:
         return Document(self.store.collection(task.collection), {"_id": {"job": task.job_id, "task": task.task_id}},
                         timed_out=task.timed_out, files=self.files)
 
+    async def _finished(self, task: Task) -> tuple[dict[str, Any], Report | None]:
+        """The task's Pod once it finished, with its runtime's report if one came; or, when the
+        runtime reported a success before the kubelet posted the end, the Pod as last seen and it."""
+        pod, report = await self._unless_reported(self.watch.wait(task.pod, podstatus.finished), task.pod)
+        if report is not None and report.get("exit") == 0:
+            self.ends.take(task.pod)
+            return self.watch.get(task.pod) or {"metadata": {"name": task.pod}}, report
+        if pod is None:  # a failure reported: what the Pod says of it (its reason, events) comes with its end
+            pod = await self.watch.wait(task.pod, podstatus.finished)
+        return pod, self.ends.take(task.pod)
+
     async def _end_pod(self, task: Task, pod: dict[str, Any] | None) -> None:
         """The end of a task whose Pod never ran: its logs (an init container's) archived, the Pod
         deleted, also with ``keep`` (a Pod still waiting for a node would start later, unobserved)."""
@@ -528,6 +582,7 @@ class Engine:
         ):
             self.sweeper.add(task.task_id)
         self.watch.forget(task.pod)
+        self.ends.forget(task.pod)
         self._first_objects.pop(task.task_id, None)
 
     async def signal(self, task: Task, signal: str | int) -> None:

@@ -131,12 +131,16 @@ class LogArchive:
         self.inline_bytes = inline_bytes
         self._pending: set[asyncio.Task[None]] = set()
 
-    def begin(self, task: int, pod: Mapping[str, Any]) -> asyncio.Future[None]:
+    def begin(self, task: int, pod: Mapping[str, Any], *, carried: Mapping[str, str] | None = None
+              ) -> asyncio.Future[None]:
         """Start archiving the logs of the ended Pod ``pod`` of task ``task``; the future is done once
-        they are read (the Pod may be deleted then). Never raises."""
+        they are read (the Pod may be deleted then). ``carried``: logs already at hand by container
+        (``main``'s, from its runtime's end report), not read again. Never raises."""
         read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         name = str(pod.get("metadata", {}).get("name", ""))
-        self._in_background(self._archive(task, name, container_names(pod), read), f"levrt-logs-{self.job}.{task}")
+        carried = dict(carried or {})
+        unread = [container for container in container_names(pod) if container not in carried]
+        self._in_background(self._archive(task, name, unread, read, carried), f"levrt-logs-{self.job}.{task}")
         return read
 
     def keep(self, ended: Mapping[int, tuple[str, Mapping[str, str], Mapping[str, str]]]) -> None:
@@ -194,9 +198,10 @@ class LogArchive:
             return "", f"its log could not be read ({str(exc).splitlines()[0][:200] if str(exc) else exc!r})"
         return text, _read_cut(text)
 
-    async def _archive(self, task: int, pod: str, containers: list[str], read: asyncio.Future[None]) -> None:
+    async def _archive(self, task: int, pod: str, containers: list[str], read: asyncio.Future[None],
+                       carried: Mapping[str, str]) -> None:
         try:
-            logs: dict[str, str] = {}
+            logs: dict[str, str] = dict(carried)
             cuts: dict[str, str] = {}
             reads = {name: asyncio.ensure_future(self._read(pod, name)) for name in containers}
             try:

@@ -69,8 +69,17 @@ from levrt._shapes.names import (
     task_labels,
 )
 from levrt.cr import Cr
+from levrt.endreports import KEY_FILE
 from levrt.errors import LevrtError, PayloadError
-from levrt.podenv import PROBE_MOUNT, PYTHON, SERVICE_PAYLOAD_PREFIX, TIMEOUT_GRACE
+from levrt.podenv import (
+    PAYLOAD_MOUNT,
+    PROBE_MOUNT,
+    PYTHON,
+    REPORT_KEY_ENV,
+    REPORT_POD_ENV,
+    SERVICE_PAYLOAD_PREFIX,
+    TIMEOUT_GRACE,
+)
 from levrt.settings import Settings
 
 __all__ = [
@@ -95,6 +104,8 @@ class TaskObjects:
 
     pod: dict[str, Any]
     owned: list[dict[str, Any]]
+    reports: bool = False
+    """Whether ``main``'s runtime reports the task's end through the store (``levrt.endreports``)."""
 
     @property
     def name(self) -> str:
@@ -113,13 +124,15 @@ def build_task(
     settings: Settings,
     plan: FilePlan | None = None,
     attempt: int = 0,
+    report_key: str | None = None,
 ) -> TaskObjects:
     """The Pod and owned objects running ``cr`` as task ``task`` of job ``job``.
 
     ``collection`` is the full collection name (namespace prefix included); ``plan`` is the
     ``FilePlan`` of ``cr`` (``levrt._core.localfiles.plan_task_files``; needed when ``cr`` has
     ``Path`` files, else planned here); ``attempt`` > 0 names the Pod of a retry
-    (``Cr(retries=...)``), which keeps the task's id and record.
+    (``Cr(retries=...)``), which keeps the task's id and record. ``report_key``: the task's key for
+    reporting its end through the store (``levrt.endreports``), carried by the payload Secret.
     """
     _check_identity(job=job, task=task, collection=collection, attempt=attempt)
     name = pod_name(job, task, attempt)
@@ -128,6 +141,7 @@ def build_task(
     if attempt:
         labels[ATTEMPT_LABEL] = str(attempt)
     payloads = _payloads(cr, name)
+    reports = report_key is not None and "main" in payloads
     multi_port = len(cr.ports) > 1 or any(len(s.ports) > 1 for s in cr.services.values())
     # The runtime runs entries, and the readiness probe of several ports (a tcpSocket probe checks one).
     delivery = runtime_delivery(settings, services=bool(cr.services)) if payloads or multi_port else None
@@ -139,6 +153,8 @@ def build_task(
                 for svc_name, svc in cr.services.items()]
     timeout = cr.timeout if cr.timeout is not None else settings.timeout
     main = main_container(cr, files=mounts["main"], timeout=timeout, **identity)
+    if reports:
+        main["env"] += _report_env()
 
     spec = _pod_spec(cr, settings, timeout=timeout)
     # The fetch first: every other container, sidecars included, may mount a stored file.
@@ -164,8 +180,15 @@ def build_task(
         "metadata": {"name": name, "namespace": ns, "labels": dict(labels), "annotations": annotations},
         "spec": spec,
     }
-    owned = [_payload_secret(name, payloads, namespace=ns, labels=labels)] if payloads else []
-    return TaskObjects(pod=pod, owned=[*owned, *config_maps])
+    secret_data = {**payloads, KEY_FILE: str(report_key).encode()} if reports else payloads
+    owned = [_payload_secret(name, secret_data, namespace=ns, labels=labels)] if payloads else []
+    return TaskObjects(pod=pod, owned=[*owned, *config_maps], reports=reports)
+
+
+def _report_env() -> list[dict[str, Any]]:
+    """Where ``main``'s runtime finds its reporting key, and the Pod's name it reports under."""
+    return [{"name": REPORT_KEY_ENV, "value": f"{PAYLOAD_MOUNT}/{KEY_FILE}"},
+            {"name": REPORT_POD_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
 
 
 def _check_identity(*, job: int, task: int, collection: str, attempt: int) -> None:
@@ -274,7 +297,7 @@ def with_attempt(objects: TaskObjects, attempt: int) -> TaskObjects:
             obj["metadata"]["name"] = payload_secret_name(name)
             obj["metadata"]["labels"][ATTEMPT_LABEL] = str(attempt)
         owned.append(obj)
-    return TaskObjects(pod=pod, owned=owned)
+    return TaskObjects(pod=pod, owned=owned, reports=objects.reports)
 
 
 def runtime_probe_pod(settings: Settings, *, name: str) -> TaskObjects:

@@ -20,6 +20,8 @@ from levrt.podenv import (
     DEFAULT_TERMINATION_LOG,
     JOB_ENV,
     PAYLOAD_ENV,
+    REPORT_KEY_ENV,
+    REPORT_POD_ENV,
     STORE_URI_ENV,
     STORE_WAIT_ENV,
     TASK_ENV,
@@ -47,6 +49,11 @@ class RuntimeConfig:
     store_wait: float = DEFAULT_STORE_WAIT
     """Seconds to wait after the entry for writes buffered during a store outage; what is still
     unwritten then is reported (exit ``EXIT_STORE``)."""
+    report_key: str | None = None
+    """Path of the task's key for reporting its end through the store (``levrt.endreports``); None:
+    this runtime reports nothing (a service, a warm Pod's entry, a Pod built before reports)."""
+    report_pod: str | None = None
+    """The Pod's name, the report's id."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RuntimeConfig:
@@ -75,4 +82,6 @@ class RuntimeConfig:
             task=task,
             termination_log=termination_log(env),
             store_wait=store_wait,
+            report_key=(env.get(REPORT_KEY_ENV) or None) if env.get(REPORT_POD_ENV) else None,
+            report_pod=env.get(REPORT_POD_ENV) or None,
         )

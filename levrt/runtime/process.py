@@ -34,9 +34,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from levrt import context
+from levrt.endreports import LOG_LIMIT_BYTES, report_mac
 from levrt.errors import PayloadError, StoreError
 from levrt.payload import loads_call
 from levrt.runtime import debug, foreign
+from levrt.runtime.capture import OutputCapture
 from levrt.runtime.config import RuntimeConfig, SetupError
 from levrt.runtime.record import StoreBinding
 from levrt.runtime.termination import append_reason, short_reason, termination_log, write_reason
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, *,
         write_reason(config.termination_log, short_reason(exc))
         return EXIT_SETUP
 
+    report_key = _report_key(config)
+    capture = OutputCapture.start(LOG_LIMIT_BYTES) if report_key is not None else None
     sys.argv = ["levrt-entry", *(argv if argv is not None else sys.argv[1:])]
     context.bind_task(binding)
     _install_signal_handlers()
@@ -175,7 +179,6 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, *,
         code = EXIT_TIMED_OUT
     # Updates buffered during a store outage: wait for them, bounded; never lose them silently.
     problem = binding.flush(config.store_wait)
-    binding.close()
     if problem:
         print(f"levrt runtime: {problem}", file=sys.stderr, flush=True)
         if code == EXIT_OK:
@@ -183,7 +186,32 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, *,
             code = EXIT_STORE
         else:
             append_reason(config.termination_log, problem)
+    if capture is not None and report_key is not None:
+        _report_end(binding, config, report_key, capture.stop(), code)
+    binding.close()
     return code
+
+
+def _report_key(config: RuntimeConfig) -> str | None:
+    """The task's reporting key (``levrt.endreports``), or None: this runtime reports no end."""
+    if config.report_key is None or config.report_pod is None:
+        return None
+    try:
+        with open(config.report_key, encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _report_end(binding: StoreBinding, config: RuntimeConfig, key: str, output: bytes | None, code: int) -> None:
+    """The task's end and its whole output, for the engine to take from the store before the kubelet
+    reports the Pod's end; nothing when the output is not whole (the engine reads the Pod's log)."""
+    if output is None:
+        return
+    doc: dict[str, Any] = {"_id": config.report_pod, "job": config.job, "task": config.task, "exit": code,
+                           "log": output.decode("utf-8", errors="replace"), "logBytes": len(output)}
+    doc["mac"] = report_mac(key, doc)
+    binding.report_end(doc)
 
 
 def _print_traceback() -> None:

@@ -11,6 +11,7 @@ binds it to ``lev`` and flushes it. Standard library only at import; pymongo on 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -29,6 +30,7 @@ from levrt._stored import (
     put_back,
     stored_apart,
 )
+from levrt.endreports import COLLECTION as REPORTS
 from levrt.errors import StoreError
 from levrt.podenv import STORE_URI_ENV, STORE_WAIT_ENV
 from levrt.runtime import blobs
@@ -37,6 +39,8 @@ from levrt.runtime.termination import short_reason
 
 __all__ = ["RETRY_DELAYS", "StoreBinding", "mongo_client"]
 
+REPORT_SECONDS = 2.0
+"""The longest the end report's write may hold up the end of the task."""
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Pauses between the background attempts to write buffered updates (the last one repeats)."""
 
@@ -359,6 +363,23 @@ class StoreBinding:
     def doc(self) -> StoreBinding:
         """Inside an entry ``lev.doc.get()`` reads back what this task stored so far."""
         return self
+
+    def report_end(self, doc: Mapping[str, Any]) -> bool:
+        """Insert the task's end report (``levrt.endreports``) over the connection ``set`` made; False,
+        having written nothing, when there is none (an entry that stored nothing does not connect for
+        this) or the store is away (buffered updates): the engine then learns the end from the Pod."""
+        with self._state:
+            away = self._buffering or bool(self._queue) or self._inflight is not None
+        if self._client is None or away:
+            return False
+        pymongo: Any = sys.modules.get("pymongo")  # loaded with the client; a warm entry's fake has none
+        bounded = pymongo.timeout(REPORT_SECONDS) if hasattr(pymongo, "timeout") else contextlib.nullcontext()
+        try:
+            with bounded:
+                self._database()[REPORTS].insert_one(dict(doc))
+        except Exception:  # a courtesy: the Pod's end says the same, later
+            return False
+        return True
 
     def close(self) -> None:
         self._stop.set()
