@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +283,8 @@ class Progress:
         self.done: list[float] = []
         self.samples: list[tuple[float, float, int, int]] = []  # (t, rss MiB, in flight, done)
         self.began = time.perf_counter()
+        self.memory: list[str] | None = None
+        """With ``--memory``: the largest allocation sites once the most tasks were in flight."""
 
     def start(self) -> None:
         self.inflight += 1
@@ -290,9 +293,11 @@ class Progress:
         self.inflight -= 1
         self.done.append(time.perf_counter() - self.began)
 
-    async def sample(self) -> None:
+    async def sample(self, *, inflight: int = 0) -> None:
         while True:
             self.samples.append((time.perf_counter() - self.began, common.rss_mb(), self.inflight, len(self.done)))
+            if self.inflight >= inflight and tracemalloc.is_tracing() and self.memory is None:
+                self.memory = memory_sites(tracemalloc.take_snapshot())
             await asyncio.sleep(0.25)
 
     def figures(self, n: int, inflight: int) -> dict[str, Any]:
@@ -307,6 +312,7 @@ class Progress:
             "max_inflight": max((s[2] for s in self.samples), default=0),
             "rss_at_inflight": max(full) if full else None,
             "samples": self.samples,
+            "memory": self.memory,
         }
 
 
@@ -325,7 +331,7 @@ async def levrt_side(n: int, inflight: int) -> dict[str, Any]:
             await Cr(BUSYBOX, entry=trivial())
             progress.end()
 
-        sampler = asyncio.get_running_loop().create_task(progress.sample())
+        sampler = asyncio.get_running_loop().create_task(progress.sample(inflight=min(n, inflight)))
         progress.began, progress.cpu = time.perf_counter(), common.cpu_seconds()
         try:
             async with Concurrent(limit=inflight) as c:
@@ -378,7 +384,7 @@ async def raw_side(n: int, inflight: int) -> dict[str, Any]:
                 watch.forget(name)
                 progress.end()
 
-        sampler = asyncio.get_running_loop().create_task(progress.sample())
+        sampler = asyncio.get_running_loop().create_task(progress.sample(inflight=min(n, inflight)))
         progress.began, progress.cpu = time.perf_counter(), common.cpu_seconds()
         try:
             await asyncio.gather(*(one(i) for i in range(n)))
@@ -391,7 +397,16 @@ async def raw_side(n: int, inflight: int) -> dict[str, Any]:
                 "limiter_delayed": limiter.delayed, "limiter_waited": limiter.waited, "retried": kube.retried}
 
 
-def worker(side: str, n: int, inflight: int) -> None:
+def memory_sites(snapshot: tracemalloc.Snapshot, top: int = 15) -> list[str]:
+    """The ``top`` source lines holding the most memory, one line each (size, blocks, where)."""
+    stats = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("lineno")
+    return [f"{stat.size / 2**20:7.2f} MiB {stat.count:8d} {stat.traceback[0].filename}:{stat.traceback[0].lineno}"
+            for stat in stats[:top]]
+
+
+def worker(side: str, n: int, inflight: int, *, memory: bool = False) -> None:
+    if memory:  # slows every allocation: for finding where memory goes, not for the rates
+        tracemalloc.start()
     run = raw_side if side == "raw" else levrt_side
     gc = common.GcTimer()
     result = asyncio.run(run(n, inflight))
@@ -545,6 +560,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, help="LEVRT_KUBE_BURST for both sides")
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--memory", action="store_true",
+                        help="trace allocations; print where memory is held at the most in flight (slows both sides)")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     common.cluster_env()
@@ -553,7 +570,7 @@ def main() -> None:
     if args.burst is not None:
         os.environ["LEVRT_KUBE_BURST"] = str(args.burst)
     if args.worker:
-        worker(args.worker, args.n[0], args.inflight)
+        worker(args.worker, args.n[0], args.inflight, memory=args.memory)
         return
 
     from levrt._clients.kube import Limits
@@ -572,8 +589,11 @@ def main() -> None:
             sides: dict[str, Any] = {}
             for side in args.sides:
                 print(f"== {n} tasks: {side}", flush=True)
-                sides[side] = workers.run(["--worker", side, "--n", str(n), "--inflight", str(args.inflight)])
+                sides[side] = workers.run(["--worker", side, "--n", str(n), "--inflight", str(args.inflight),
+                                           *(["--memory"] if args.memory else [])])
                 f = sides[side]
+                for line in f.get("memory") or []:
+                    print(f"   {line}", flush=True)
                 print(f"   {f['tasks']} tasks in {f['wall']:.1f}s: {f['rate']:.1f}/s "
                       f"(sustained {f['sustained_rate'] or 0:.1f}/s), peak RSS {f['peak_rss']:.1f} MiB", flush=True)
             result["n"][str(n)] = sides
