@@ -6,7 +6,7 @@ Why: on fake nodes nothing runs, so what is measured is the client and the apise
 plays the kubelet of the fake Nodes this script creates (annotation ``kwok.x-k8s.io/node: fake``,
 label ``levrt.io/bench-node: kwok``, taint ``kwok.x-k8s.io/node=fake:NoSchedule`` so nothing
 else lands there). Its Stages take a Pod managed by levrt to Running with a podIP (init
-containers completed) and then to Succeeded with every container terminated with exit code 0;
+containers completed) and, ``RUN_MS`` later, to Succeeded with every container terminated with exit code 0;
 KWOK's stock stages only complete Job-owned Pods.
 
 Both sides run in worker processes of their own, with the same client (``Kube``, same rate
@@ -15,7 +15,10 @@ limit), at most ``--inflight`` tasks at once, one watch each:
 - levrt: ``session()`` + ``Concurrent(limit=inflight)`` over N ``Cr(busybox, entry=trivial())``
   with ``Settings(node_selector=..., tolerations=...)`` (payload Secret, then the Pod; ended Pods
   and their payload Secrets swept in batches; three status changes per task, written to the store
-  in batches);
+  in batches). No runtime runs on a fake node, so a stand-in (``report_ends``) writes to the store
+  what each task's runtime would report at its end (``levrt.endreports``: exit 0, an empty output,
+  signed with the task's key) once the Pod runs: a real task's output reaches the archive that way,
+  without a log read from the apiserver;
 - raw: plain POSTs of the same Pod (the builder's Pod), its end seen on one
   ``PodWatch``, then a DELETE: the least a client must do for the same outcome.
 
@@ -57,6 +60,9 @@ NODE_LABEL = "levrt.io/bench-node"
 NODE_PREFIX = "levrt-kwok-"
 TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 SIDES = ("raw", "levrt")
+RUN_MS = 1000
+"""How long a fake Pod runs (Running to Succeeded), on both sides: time for the stand-in of the runtime's
+end report, far less than 1,000 tasks in flight take at the client's rate."""
 
 # The Ready conditions a fake Node starts with and renews (two Stages share them).
 NODE_CONDITIONS = """\
@@ -213,6 +219,8 @@ spec:
     - key: '.status.phase'
       operator: 'In'
       values: ['Running']
+  delay:
+    durationMilliseconds: @RUN_MS@
   next:
     statusTemplate: |
       {{ $now := Now }}
@@ -254,7 +262,8 @@ spec:
   next:
     finalizers: {empty: true}
     delete: true
-""".replace("@NODE_CONDITIONS@\n", NODE_CONDITIONS).replace("@LEVRT_POD@\n", LEVRT_POD)
+""".replace("@NODE_CONDITIONS@\n", NODE_CONDITIONS).replace("@LEVRT_POD@\n", LEVRT_POD).replace(
+    "@RUN_MS@", str(RUN_MS))
 
 
 @levrt.remote
@@ -332,6 +341,7 @@ async def levrt_side(n: int, inflight: int) -> dict[str, Any]:
             progress.end()
 
         sampler = asyncio.get_running_loop().create_task(progress.sample(inflight=min(n, inflight)))
+        reporter = asyncio.get_running_loop().create_task(report_ends(engine))
         progress.began, progress.cpu = time.perf_counter(), common.cpu_seconds()
         try:
             async with Concurrent(limit=inflight) as c:
@@ -339,6 +349,7 @@ async def levrt_side(n: int, inflight: int) -> dict[str, Any]:
                     c.start(one())
         finally:
             sampler.cancel()
+            reporter.cancel()
         figures = progress.figures(n, inflight)
         closing = time.perf_counter()
     figures["close"] = time.perf_counter() - closing  # the store's records written, the watch closed
@@ -346,6 +357,30 @@ async def levrt_side(n: int, inflight: int) -> dict[str, Any]:
     return {**figures, "rss_before": rss_before, "requests": limiter.granted, "limiter_delayed": limiter.delayed,
             "limiter_waited": limiter.waited, "retried": kube.retried, "job": engine.job_id,
             "status_writes": engine.status.writes, "warnings": warned.messages}
+
+
+async def report_ends(engine: Any) -> None:
+    """The stand-in of each task runtime's end report (``levrt.endreports``): on a fake node no runtime
+    runs, so once a Pod runs this writes what its runtime would have, signed with the task's key. The
+    writes go to the store, not the apiserver, as the runtime's do."""
+    from levrt._shapes.names import TASK_LABEL
+    from levrt.endreports import COLLECTION, report_mac
+
+    reported: set[str] = set()
+    reports = engine.store.collection(COLLECTION)
+    while True:
+        await asyncio.sleep(0.1)
+        batch = []
+        for pod in engine.watch.pods():
+            name = pod["metadata"]["name"]
+            if name in reported or pod.get("status", {}).get("phase") != "Running" or not engine.ends.expects(name):
+                continue
+            task = int(pod["metadata"]["labels"][TASK_LABEL])
+            doc = {"_id": name, "job": engine.job_id, "task": task, "exit": 0, "log": "", "logBytes": 0}
+            batch.append({**doc, "mac": report_mac(engine.ends.key(task), doc)})
+            reported.add(name)
+        if batch:
+            await reports.insert_many(batch)
 
 
 async def raw_side(n: int, inflight: int) -> dict[str, Any]:

@@ -124,6 +124,8 @@ class PodWatch:
         self._forgotten.add(name)
 
     def _update(self, pod: Pod) -> None:
+        # Which client set which field: nothing here reads it, and it is often the largest part of a Pod.
+        pod["metadata"].pop("managedFields", None)
         name = pod["metadata"]["name"]
         if name in self._forgotten:
             if pod.get(DELETED):
