@@ -22,19 +22,22 @@ Send = Callable[[dict[int, dict[str, Any]]], Awaitable[None]]
 
 
 class Batches:
-    """``add(task, **fields)`` now, sent soon; ``linger`` seconds gather changes made together;
-    ``max_batch`` tasks at most per ``send`` (None: everything pending)."""
+    """``add(task, **fields)`` now, sent soon; ``linger`` seconds gather changes made together, cut short
+    once ``full`` tasks are pending; ``max_batch`` tasks at most per ``send`` (None: everything pending)."""
 
-    def __init__(self, send: Send, *, linger: float = 0.0, max_batch: int | None = None) -> None:
+    def __init__(self, send: Send, *, linger: float = 0.0, max_batch: int | None = None,
+                 full: int | None = None) -> None:
         self._send = send
         self._linger = linger
         self._max_batch = max_batch
+        self._full = full
         self._pending: dict[int, dict[str, Any]] = {}
         self._sending = 0
         self.unanswered = 0
         """Tasks of the batch that was being sent when ``close`` gave up: sent, never answered."""
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
+        self._filled = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     @property
@@ -44,6 +47,8 @@ class Batches:
 
     def add(self, task: int, **fields: Any) -> None:
         self._pending.setdefault(task, {}).update(fields)
+        if self._full is not None and len(self._pending) >= self._full:
+            self._filled.set()
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
@@ -55,17 +60,31 @@ class Batches:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            if self._linger:
-                with contextlib.suppress(TimeoutError):  # closing cuts the linger short
-                    await asyncio.wait_for(self._closing.wait(), self._linger)
+            if self._linger and not self._filled.is_set():
+                await self._wait_linger()
+            # Cut short by a full batch: only full batches go; the rest waits for more, or its linger.
+            full_only = self._filled.is_set() and not self._closing.is_set()
             self._wake.clear()
-            await self.flush()
+            self._filled.clear()
+            await self.flush(full_only=full_only)
             if self._closing.is_set():
                 return
+            if self._pending:
+                self._wake.set()
 
-    async def flush(self) -> None:
-        """Hand ``send`` what is pending now (and what is added meanwhile)."""
-        while self._pending:
+    async def _wait_linger(self) -> None:
+        """``linger`` seconds, or less: closing, or a full batch, cuts it short."""
+        ends = [asyncio.ensure_future(self._closing.wait()), asyncio.ensure_future(self._filled.wait())]
+        try:
+            await asyncio.wait(ends, timeout=self._linger, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for end in ends:
+                end.cancel()
+
+    async def flush(self, *, full_only: bool = False) -> None:
+        """Hand ``send`` what is pending now (and what is added meanwhile); with ``full_only``, only as
+        long as a full batch is pending."""
+        while self._pending and not (full_only and self._full is not None and len(self._pending) < self._full):
             if self._max_batch is None or len(self._pending) <= self._max_batch:
                 batch, self._pending = self._pending, {}
             else:  # the oldest changes first: a dict keeps the order tasks were first added in

@@ -34,6 +34,11 @@ POD_BATCH = 25
 """Pods per request: the apiserver deletes a collection one object after another, and a request
 that outlasts the client's timeout under load would let the next batch grow behind it."""
 
+LINGER = 2.0
+"""Seconds the objects of an ended task may wait for the next sweep, unless a full batch goes first:
+at the default client limit a fan-out ends about 25 tasks a second, so each request takes a full
+batch (a raw loop spends one request a task)."""
+
 CLOSE_TIMEOUT = 60.0
 """Seconds the end of a job waits for the last sweep."""
 
@@ -57,11 +62,12 @@ Refused = Callable[[Mapping[int, Mapping[str, Any]]], Awaitable[None]]
 
 
 class Sweeper:
-    """Collects finished tasks and deletes their objects of one kind, ``linger`` seconds apart at most."""
+    """Collects finished tasks and deletes their objects of one kind, ``linger`` seconds apart at most
+    (sooner once ``batch`` tasks wait: one request's worth)."""
 
     def __init__(self, kube: Kube, *, namespace: str, job: int, kind: str, selector: Callable[[int, list[int]], str],
                  what: str, query: Mapping[str, Any] | None = None, refused: Refused | None = None,
-                 linger: float = 0.5, batch: int = BATCH) -> None:
+                 linger: float = LINGER, batch: int = BATCH) -> None:
         self._kube = kube
         self._namespace = namespace
         self._job = job
@@ -71,7 +77,7 @@ class Sweeper:
         self._query = dict(query or {})
         self._on_refused = refused
         self._batch = batch
-        self._batches = Batches(self._delete, linger=linger)
+        self._batches = Batches(self._delete, linger=linger, max_batch=batch, full=batch)
         self._refused = False
         self.requests = 0
         self.swept = 0
@@ -117,7 +123,7 @@ class Sweeper:
 class PayloadSweeper(Sweeper):
     """The payload Secrets of finished tasks."""
 
-    def __init__(self, kube: Kube, *, namespace: str, job: int, linger: float = 0.5) -> None:
+    def __init__(self, kube: Kube, *, namespace: str, job: int, linger: float = LINGER) -> None:
         super().__init__(kube, namespace=namespace, job=job, kind="Secret", selector=payload_selector,
                          what="payload Secrets", linger=linger)
 
@@ -126,6 +132,6 @@ class PodSweeper(Sweeper):
     """The Pods of finished tasks, deleted at once (no grace: they have ended); ``refused`` deletes
     them one by one (each task queued with its ``pod=NAME``)."""
 
-    def __init__(self, kube: Kube, *, namespace: str, job: int, refused: Refused, linger: float = 0.5) -> None:
+    def __init__(self, kube: Kube, *, namespace: str, job: int, refused: Refused, linger: float = LINGER) -> None:
         super().__init__(kube, namespace=namespace, job=job, kind="Pod", selector=pod_selector, what="finished Pods",
                          query={"gracePeriodSeconds": 0}, refused=refused, linger=linger, batch=POD_BATCH)

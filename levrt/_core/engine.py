@@ -66,6 +66,9 @@ POLL_SECONDS = 5.0
 RETRY_BACKOFF = 2.0
 """Seconds before a task's first retry; doubled for each further one, at most ``RETRY_BACKOFF_MAX``."""
 RETRY_BACKOFF_MAX = 30.0
+SUBMITTING = 64
+"""Tasks built and being created at once; the others wait to be built. Far more than the rate limit
+lets through in the time one create takes, so it never slows a fan-out."""
 HANDOVER_CHECK = 5.0
 """Seconds a Pod told to stop waits to learn whether its job goes on (``Engine.job_goes_on``)."""
 
@@ -156,6 +159,7 @@ class Engine:
                               record=self.record, archive=self.log_archive, delete_pod=self.delete_pod,
                               wait_started=lambda name: self._wait_started(name, need_ready=False))
         """The job's warm Pods and the entries out in them (``Cr(warm=...)``, ``levrt._core.warm``)."""
+        self._submit_slots = asyncio.Semaphore(SUBMITTING)
         self.ends = ReportedEnds(store, job=job_id)
         """What the tasks' runtimes report of their ends through the store (``levrt._core.ends``)."""
         self._kept: set[str] = set()
@@ -343,20 +347,27 @@ class Engine:
             return await self._take_cached(cr, index, collection, reusable, hit)
         if cr.warm is not None:
             return self._start_warm(cr, index, collection, key)
-        objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
-                             plan=plan, report_key=self.ends.key(index))
-        # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
-        await self.uploads.ensure(plan.stored)
-        name = objects.name
-        self.record(task=index, state="submitting", pod=name, image=cr.image, collection=collection,
-                    submitted=time.time(), name=cr.origin, maxRetries=cr.retries, key=key)
-        self._expect_report(objects)
-        await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
+        name = await self._submit_new(cr, index, collection, plan, key)
         task = Task(runner=self, cr=cr, job_id=self.job_id, task_id=index, pod=name, collection=collection)
         self.tasks.append(task)
+        return await self._running(task)
+
+    async def _submit_new(self, cr: Cr, index: int, collection: str, plan: FilePlan, key: str | None) -> str:
+        """Build task ``index``'s objects and create them; its Pod's name. A task is built only once one
+        of ``SUBMITTING`` slots is free: a thousand tasks started at once would otherwise each hold its
+        objects (its payload Secret is as large as its pickled call) while they queue for the rate limit."""
+        async with self._submit_slots:
+            objects = build_task(cr, job=self.job_id, task=index, collection=collection, settings=self.settings,
+                                 plan=plan, report_key=self.ends.key(index))
+            # Large files and Digests: in the store before anything is created (an unknown Digest fails here).
+            await self.uploads.ensure(plan.stored)
+            self.record(task=index, state="submitting", pod=objects.name, image=cr.image, collection=collection,
+                        submitted=time.time(), name=cr.origin, maxRetries=cr.retries, key=key)
+            self._expect_report(objects)
+            await submit.submit(self.kube, self.settings.namespace, objects, owner=self._owner())
         if cr.retries:
             self._first_objects[index] = objects
-        return await self._running(task)
+        return objects.name
 
     def _start_warm(self, cr: Cr, index: int, collection: str, key: str | None) -> Task:
         """A warm entry: handed to a warm Pod of its pool, through the store (``levrt._core.warm``)."""

@@ -62,7 +62,7 @@ async def test_a_task_runs_to_its_document_and_its_pod_is_deleted(api: FakeApiSe
         doc = await task.done()
         assert doc.filter == {"_id": {"job": 1, "task": 0}} and doc.coll.name == "ts/echo@1.0"
         assert await task.done() is doc  # a second await returns the same Document
-        await api.until(lambda: api.get("pods", POD) is None)  # with the others that ended about then
+        await api.until(lambda: api.get("pods", POD) is None, timeout=5)  # with the others that ended about then
         assert engine.job_id == 1
     record = mongo["levrt_journal"]["levrt_tasks"].docs[0]
     assert (record["state"], record["exitCode"], record["host"]) == ("succeeded", 0, "10.244.0.9")
@@ -98,7 +98,7 @@ async def test_a_failed_task_raises_with_its_reason_logs_and_events(api: FakeApi
         assert "an older Pod's trouble" not in str(failed)
         with pytest.raises(TaskFailed):
             await task  # the same failure again, without waiting
-        await api.until(lambda: api.get("pods", POD) is None)
+        await api.until(lambda: api.get("pods", POD) is None, timeout=5)
     record = mongo["levrt_journal"]["levrt_tasks"].docs[0]
     assert (record["state"], record["exitCode"], record["reason"]) == ("failed", 1, "Error")
 

@@ -264,7 +264,7 @@ async def test_a_pod_deleted_by_someone_else_is_submitted_again(monkeypatch: pyt
         api.set_terminated(f"{POD}-r1", 0)
         doc = await asyncio.wait_for(ending, 5)
         assert doc.task_id == 0 and not doc.timed_out
-        await api.until(lambda: api.names("pods") == [])  # with the others that ended about then
+        await api.until(lambda: api.names("pods") == [], timeout=5)  # with the others that ended about then
     record = status_record(mongo)
     assert (record["state"], record["retries"], record["pod"]) == ("succeeded", 1, f"{POD}-r1")
     assert "PodDeleted" in record["retryReason"]

@@ -4,6 +4,7 @@ leaves the rest to the garbage collector without failing the job."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -64,6 +65,22 @@ async def test_a_large_batch_is_split_so_the_selector_stays_short() -> None:
         sweeper.add(task)
     await sweeper.close()  # close sweeps what is queued without waiting for the linger
     assert api.names("secrets") == [] and sweeper.requests == 3
+
+
+async def test_a_full_batch_goes_at_once_and_the_rest_waits_for_more() -> None:
+    """A fan-out ending many tasks a second sends full batches at once (one request each); the few
+    tasks left over wait for others, or the linger, rather than going in a request of their own."""
+    api = FakeApiServer(namespaces=["levrt"])
+    for task in range(BATCH + 3):
+        api.put(payload(1, task))
+    sweeper = PayloadSweeper(Kube(api), namespace="levrt", job=1, linger=60)
+    for task in range(BATCH + 3):
+        sweeper.add(task)
+    await api.until(lambda: sweeper.swept == BATCH)
+    await asyncio.sleep(0.2)
+    assert len(api.names("secrets")) == 3 and sweeper.requests == 1
+    await sweeper.close()  # the job's end sweeps the rest without waiting for the linger
+    assert api.names("secrets") == [] and sweeper.requests == 2
 
 
 async def test_without_the_right_the_garbage_collector_is_left_to_it(caplog: pytest.LogCaptureFixture) -> None:
