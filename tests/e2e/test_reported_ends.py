@@ -20,6 +20,7 @@ from levrt import Cr, TaskFailed, lev
 from levrt._clients import pods
 from levrt.endreports import COLLECTION
 from tests.e2e.conftest import BUSYBOX
+from tests.e2e.test_warm_pods import sleeps
 
 pytestmark = pytest.mark.cluster
 
@@ -47,15 +48,6 @@ def fails() -> None:
     lev.set(began=True)
     print("probing the target")
     raise RuntimeError("target unreachable")
-
-
-@levrt.remote
-def slow(seconds: float) -> None:
-    import time
-
-    lev.set(began=True)
-    time.sleep(seconds)
-    lev.set(finished=True)
 
 
 @levrt.remote
@@ -128,7 +120,7 @@ async def test_a_failure_ends_through_its_pod_with_its_traceback_and_the_reporte
 async def test_a_report_forged_by_another_task_does_not_end_the_task(job: Any,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="lev")
-    target = await Cr(BUSYBOX, SCHEMA, entry=slow(6)).start()
+    target = await Cr(BUSYBOX, SCHEMA, entry=sleeps(6)).start()
     forger = await Cr(BUSYBOX, SCHEMA, entry=forge(job.job_id, target.task_id)).start()
     assert (await (await forger.done()).get())["forged"] is True
     record = await (await target.done()).get()
