@@ -3,7 +3,8 @@
 Why: a task Pod's end reaches the engine through the kubelet, which notices a container's exit on
 its next relist (about a second) and then posts the Pod's status; its logs are one more read from
 the apiserver. The runtime writes both to the store as the entry ends, so one loop here reads the
-reports of every task of the job, ``POLL`` seconds apart while any task is expected to report.
+reports of every task of the job, ``POLL`` seconds apart while any task is expected to report
+(``POLL_QUIET`` once nothing started or ended for a while).
 
 A report is taken only when its signature holds under the task's key, which is derived from a
 secret of this job alone (``task_key``) and reaches the task through its payload Secret: the
@@ -19,18 +20,23 @@ import contextlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from levrt._clients.store import Store
 from levrt.endreports import COLLECTION, report_mac, task_key
 
-__all__ = ["POLL", "POLL_AWAY", "Report", "ReportedEnds"]
+__all__ = ["POLL", "POLL_AWAY", "POLL_QUIET", "Report", "ReportedEnds"]
 
 log = logging.getLogger("lev")
 
 POLL = 0.05
-"""Seconds between two reads of the reports while a task may report."""
+"""Seconds between two reads of the reports while tasks start or end."""
+POLL_QUIET = 0.5
+"""Seconds between two reads once no task started or reported for ``QUIET`` seconds (long scans
+running): the store is not read twenty times a second for hours."""
+QUIET = 30.0
 POLL_AWAY = 1.0
 """Seconds before the next read after the store did not answer."""
 
@@ -49,6 +55,8 @@ class ReportedEnds:
         """Pods that may report, and their report once it came (verified)."""
         self._poller: asyncio.Task[None] | None = None
         self._used = False
+        self._stirred = time.monotonic()
+        """When a task last started or reported."""
 
     def key(self, task: int) -> str:
         """Task ``task``'s reporting key, for its payload Secret."""
@@ -57,6 +65,7 @@ class ReportedEnds:
     def expect(self, pod: str) -> None:
         """The task Pod ``pod`` (its runtime has its key) may report its end."""
         self._used = True
+        self._stirred = time.monotonic()
         if pod not in self._expected:
             self._expected[pod] = asyncio.get_running_loop().create_future()
         if self._poller is None or self._poller.done():
@@ -106,12 +115,13 @@ class ReportedEnds:
                 log.debug("cannot read the end reports of job %d: %s", self.job, exc)
                 await asyncio.sleep(POLL_AWAY)
                 continue
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(POLL if time.monotonic() - self._stirred < QUIET else POLL_QUIET)
 
     async def _read(self) -> None:
         found = [doc async for doc in self.reports.find({"job": self.job})]
         if not found:
             return
+        self._stirred = time.monotonic()
         for doc in found:
             pod = str(doc.get("_id"))
             future = self._expected.get(pod)

@@ -2,7 +2,7 @@
 
 Why: results grow for good otherwise, and nothing deleted content from the file-storage bucket
 (issue 25, item 5). Records go by their job's end (``levrt gc --records-older-than``): a job's
-records, and without ``--schema`` also its task status and log archives, while its own record stays
+records, and without ``--schema`` also its task status, log archives and end reports, while its own record stays
 as evidence, marked ``collected``. A stored file goes when no record, artifact listing, job value,
 log archive or live task Pod names its sha256 and it is older than a grace period, so an upload
 still running (its files document is written last) or a Digest a job is about to mount is never
@@ -21,6 +21,7 @@ from levrt._clients.store import JOB_RECORDS, LOGS, TASKS, Store
 from levrt._core.catalog import collection_of, records_collections
 from levrt._shapes import jobrecord
 from levrt._stored import CHUNKS, FILES, PLACEHOLDER, is_sha256
+from levrt.endreports import COLLECTION as REPORTS
 
 __all__ = ["collect_files", "delete_records", "ended_before", "referenced_files", "shas_in", "shas_in_pods"]
 
@@ -55,6 +56,8 @@ async def delete_records(store: Store, jobs: Iterable[int], *, schema: str | Non
         archives = [f"{j}.{t}" for j, t in await _task_keys(store, wanted)]
         gone[LOGS] = await _delete(store, LOGS, {"_id": {"$in": archives}}, dry_run)
         gone[TASKS] = await _delete(store, TASKS, {"job": {"$in": wanted}}, dry_run)
+        # End reports a task wrote after its job had ended (its job's end deletes the others).
+        gone[REPORTS] = await _delete(store, REPORTS, {"job": {"$in": wanted}}, dry_run)
     if not dry_run:
         now = dt.datetime.now(dt.UTC).isoformat()
         for job in wanted:

@@ -103,12 +103,6 @@ class OutputCapture:
                 return None
             return b"".join(self._chunks)
 
-    @property
-    def size(self) -> int:
-        """Bytes of output seen so far."""
-        with self._lock:
-            return self._size
-
 
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):

@@ -65,6 +65,8 @@ async def seed(mongo: FakeMongo) -> dict[str, str]:
 async def test_old_records_go_then_the_files_nothing_names(api: FakeApiServer, mongo: FakeMongo,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     shas = await seed(mongo)
+    for job in (1, 2):  # reports a task wrote after its job had ended
+        await mongo["levrt"]["levrt_ends"].insert_one({"_id": f"lev-j{job}-t9", "job": job, "task": 9, "exit": 130})
     api.put({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lev-j3-t0", "labels": {
         "app.kubernetes.io/managed-by": "levrt", "levrt.io/job": "3"}},
         "spec": {"initContainers": [{"name": "levrt-files", "command": ["python", "-m", "levrt.runtime.fetch",
@@ -72,13 +74,14 @@ async def test_old_records_go_then_the_files_nothing_names(api: FakeApiServer, m
                  "containers": [{"name": "main", "image": "busybox"}]}})
     assert await gc("--records-older-than", "30d", "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "would delete 4 records of 1 jobs" in out and "would delete 2 stored files" in out
+    assert "would delete 5 records of 1 jobs" in out and "would delete 2 stored files" in out
     assert len(mongo["levrt"][SCHEMA].docs) == 2  # a dry run deletes nothing
 
     assert await gc("--records-older-than", "30d") == 0
     out = capsys.readouterr().out
-    assert f"deleted 4 records of 1 jobs that ended more than 30d ago: 1 {SCHEMA}, 1 jobs, 1 levrt_logs, " \
-           "1 levrt_tasks" in out, out
+    assert f"deleted 5 records of 1 jobs that ended more than 30d ago: 1 {SCHEMA}, 1 jobs, 1 levrt_ends, " \
+           "1 levrt_logs, 1 levrt_tasks" in out, out
+    assert [d["_id"] for d in mongo["levrt"]["levrt_ends"].docs] == ["lev-j2-t9"]
     assert [d["_id"] for d in mongo["levrt"][SCHEMA].docs] == [{"job": 2, "task": 0}]
     journal = mongo[journal_database("levrt")]
     assert [d["_id"] for d in journal[TASKS].docs] == ["2.0"] and [d["_id"] for d in journal[LOGS].docs] == ["2.0"]
