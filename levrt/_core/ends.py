@@ -88,6 +88,14 @@ class ReportedEnds:
             return None
         return future.result()
 
+    async def look(self, pod: str) -> None:
+        """Read the reports now, if ``pod`` may report and its report has not come: its Pod has ended,
+        so what its runtime reported is in the store already (it wrote before it exited)."""
+        future = self._expected.get(pod)
+        if future is not None and not future.done():
+            with contextlib.suppress(Exception):  # the apiserver's log is the fallback
+                await self._read()
+
     def forget(self, pod: str) -> None:
         self._expected.pop(pod, None)
 

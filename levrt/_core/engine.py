@@ -577,6 +577,8 @@ class Engine:
             return self.watch.get(task.pod) or {"metadata": {"name": task.pod}}, report
         if pod is None:  # a failure reported: what the Pod says of it (its reason, events) comes with its end
             pod = await self.watch.wait(task.pod, podstatus.finished)
+        else:  # the kubelet was first: the report, if any, is in the store by now
+            await self.ends.look(task.pod)
         return pod, self.ends.take(task.pod)
 
     async def _end_pod(self, task: Task, pod: dict[str, Any] | None) -> None:

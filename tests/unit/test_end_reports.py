@@ -193,6 +193,10 @@ async def test_the_engine_takes_only_reports_its_tasks_keys_signed(mongo: FakeMo
     assert not ends.reported("lev-j7-t2").done()
     assert "lev-j7-t2 (job 7) is not signed" in caplog.text
     assert ends.take("lev-j7-t1") == report and ends.take("lev-j7-t2") is None
+    ends.expect("lev-j7-t4")
+    await reports.insert_one(signed(4, "lev-j7-t4"))
+    await ends.look("lev-j7-t4")  # its Pod ended first: one read now, not the next poll
+    assert ends.reported("lev-j7-t4").done()
     await reports.insert_one(signed(3, "lev-j7-t3"))
     await ends.close()
     assert [doc async for doc in reports.find({})] == []  # the job's end deletes what is left
