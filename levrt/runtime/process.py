@@ -5,7 +5,9 @@ CPython (with this package, cloudpickle and pymongo) to ``/levrt``, and the main
 ``/levrt/bin/python3 -m levrt.runtime`` (``levrt.podenv``). This module reads the payload named by
 ``LEVRT_PAYLOAD``, checks versions before unpickling, binds ``lev`` to the task's record
 (``levrt.runtime.record``) and runs the entry. It imports only the standard library, cloudpickle
-and pymongo (DESIGN.md, "Import rule"); pymongo only when the entry first writes.
+and pymongo (DESIGN.md, "Import rule"); pymongo only when the entry first writes. With a reporting
+key (``main`` of a task Pod) it keeps a copy of the entry's output (``levrt.runtime.capture``) and, if
+it connected to the store, reports the exit code and that output there (``levrt.endreports``).
 
 Exit codes: 0 the entry returned (also after catching KeyboardInterrupt); 1 the entry raised;
 2 the runtime environment is incomplete; 3 the payload cannot be read here (version
