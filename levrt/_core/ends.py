@@ -44,8 +44,8 @@ Report = Mapping[str, Any]
 
 
 class ReportedEnds:
-    """The reports of one job's tasks: ``expect`` a Pod's, ``started``/``ended`` wait for it,
-    ``take`` what came."""
+    """The reports of one job's tasks: ``expect`` a Pod's report, wait for it on ``reported``, ``take``
+    what came; ``look`` reads at once (the Pod ended first)."""
 
     def __init__(self, store: Store, *, job: int, secret: bytes | None = None) -> None:
         self.store, self.job = store, job
