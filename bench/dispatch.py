@@ -364,7 +364,7 @@ async def report_ends(engine: Any) -> None:
     runs, so once a Pod runs this writes what its runtime would have, signed with the task's key. The
     writes go to the store, not the apiserver, as the runtime's do."""
     from levrt._shapes.names import TASK_LABEL
-    from levrt.endreports import COLLECTION, report_mac
+    from levrt.endreports import COLLECTION, signed_report
 
     reported: set[str] = set()
     reports = engine.store.collection(COLLECTION)
@@ -376,8 +376,8 @@ async def report_ends(engine: Any) -> None:
             if name in reported or pod.get("status", {}).get("phase") != "Running" or not engine.ends.expects(name):
                 continue
             task = int(pod["metadata"]["labels"][TASK_LABEL])
-            doc = {"_id": name, "job": engine.job_id, "task": task, "exit": 0, "log": "", "logBytes": 0}
-            batch.append({**doc, "mac": report_mac(engine.ends.key(task), doc)})
+            batch.append(signed_report(engine.ends.key(task), pod=name, job=engine.job_id, task=task, exit=0,
+                                       output=b""))
             reported.add(name)
         if batch:
             await reports.insert_many(batch)

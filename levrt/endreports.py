@@ -29,7 +29,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["COLLECTION", "KEY_FILE", "LOG_LIMIT_BYTES", "SIGNED", "report_mac", "task_key"]
+__all__ = ["COLLECTION", "KEY_FILE", "LOG_LIMIT_BYTES", "SIGNED", "report_mac", "signed_report", "succeeded",
+           "task_key"]
 
 COLLECTION = "levrt_ends"
 """The reports' collection, in the task database (the task user writes it, as it writes records)."""
@@ -52,3 +53,16 @@ def report_mac(key: str, doc: Mapping[str, Any]) -> str:
     """The signature of a report under its task's key."""
     fields = json.dumps({name: doc.get(name) for name in SIGNED}, sort_keys=True).encode()
     return hmac.new(key.encode(), fields, hashlib.sha256).hexdigest()
+
+
+def signed_report(key: str, *, pod: str, job: int, task: int, exit: int, output: bytes) -> dict[str, Any]:
+    """The report of Pod ``pod`` of task ``job.task``, which exited ``exit`` having written ``output``."""
+    doc: dict[str, Any] = {"_id": pod, "job": job, "task": task, "exit": exit,
+                           "log": output.decode("utf-8", errors="replace"), "logBytes": len(output)}
+    doc["mac"] = report_mac(key, doc)
+    return doc
+
+
+def succeeded(report: Mapping[str, Any] | None) -> bool:
+    """Whether ``report`` says its entry succeeded (exit 0): the one end taken before the Pod's."""
+    return report is not None and report.get("exit") == 0

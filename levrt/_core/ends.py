@@ -54,7 +54,7 @@ class ReportedEnds:
         self._expected: dict[str, asyncio.Future[Report]] = {}
         """Pods that may report, and their report once it came (verified)."""
         self._poller: asyncio.Task[None] | None = None
-        self._used = False
+        """Started by the first ``expect``: no reports to delete at the end of a job that expected none."""
         self._stirred = time.monotonic()
         """When a task last started or reported."""
 
@@ -64,7 +64,6 @@ class ReportedEnds:
 
     def expect(self, pod: str) -> None:
         """The task Pod ``pod`` (its runtime has its key) may report its end."""
-        self._used = True
         self._stirred = time.monotonic()
         if pod not in self._expected:
             self._expected[pod] = asyncio.get_running_loop().create_future()
@@ -107,7 +106,7 @@ class ReportedEnds:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._poller
         self._expected.clear()
-        if self._used and delete:
+        if self._poller is not None and delete:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(10):
                     await self.reports.delete_many({"job": self.job})

@@ -52,6 +52,7 @@ from levrt._shapes.handover import DONE_STATES, Inherited, LiveTask
 from levrt._shapes.names import job_selector, task_of_pod
 from levrt.cr import Cr
 from levrt.document import Document
+from levrt.endreports import succeeded
 from levrt.errors import LevrtError, TaskFailed
 from levrt.settings import Settings
 from levrt.task import Task
@@ -520,7 +521,7 @@ class Engine:
             return await self.warm.finish(task)
         while True:
             pod, report = await self._finished(task)
-            if report is not None and report.get("exit") == 0:  # its runtime says: it succeeded
+            if succeeded(report):  # its runtime says so
                 cause = None
                 break
             cause = podstatus.infrastructure_failure(pod, deleted_by_us=task.pod in self._deleted)
@@ -539,7 +540,7 @@ class Engine:
         carried = {MAIN: str(report.get("log") or "")} if report is not None else None
         logs_read = self.log_archive.begin(task.task_id, pod, carried=carried)
         try:
-            if report is not None and report.get("exit") == 0:
+            if succeeded(report):
                 self.record(task=task.task_id, state="succeeded", exitCode=0)
             elif podstatus.timed_out(pod):
                 task.timed_out = True
@@ -572,7 +573,7 @@ class Engine:
         """The task's Pod once it finished, with its runtime's report if one came; or, when the
         runtime reported a success before the kubelet posted the end, the Pod as last seen and it."""
         pod, report = await self._unless_reported(self.watch.wait(task.pod, podstatus.finished), task.pod)
-        if report is not None and report.get("exit") == 0:
+        if succeeded(report):
             self.ends.take(task.pod)
             return self.watch.get(task.pod) or {"metadata": {"name": task.pod}}, report
         if pod is None:  # a failure reported: what the Pod says of it (its reason, events) comes with its end

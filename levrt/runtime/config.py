@@ -82,6 +82,6 @@ class RuntimeConfig:
             task=task,
             termination_log=termination_log(env),
             store_wait=store_wait,
-            report_key=(env.get(REPORT_KEY_ENV) or None) if env.get(REPORT_POD_ENV) else None,
+            report_key=env.get(REPORT_KEY_ENV) or None,
             report_pod=env.get(REPORT_POD_ENV) or None,
         )

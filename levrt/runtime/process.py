@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from levrt import context
-from levrt.endreports import LOG_LIMIT_BYTES, report_mac
+from levrt.endreports import LOG_LIMIT_BYTES, signed_report
 from levrt.errors import PayloadError, StoreError
 from levrt.payload import loads_call
 from levrt.runtime import debug, foreign
@@ -208,12 +208,10 @@ def _report_key(config: RuntimeConfig) -> str | None:
 def _report_end(binding: StoreBinding, config: RuntimeConfig, key: str, output: bytes | None, code: int) -> None:
     """The task's end and its whole output, for the engine to take from the store before the kubelet
     reports the Pod's end; nothing when the output is not whole (the engine reads the Pod's log)."""
-    if output is None:
+    if output is None or config.report_pod is None:
         return
-    doc: dict[str, Any] = {"_id": config.report_pod, "job": config.job, "task": config.task, "exit": code,
-                           "log": output.decode("utf-8", errors="replace"), "logBytes": len(output)}
-    doc["mac"] = report_mac(key, doc)
-    binding.report_end(doc)
+    binding.report_end(signed_report(key, pod=config.report_pod, job=config.job, task=config.task, exit=code,
+                                     output=output))
 
 
 def _print_traceback() -> None:

@@ -368,9 +368,7 @@ class StoreBinding:
         """Insert the task's end report (``levrt.endreports``) over the connection ``set`` made; False,
         having written nothing, when there is none (an entry that stored nothing does not connect for
         this) or the store is away (buffered updates): the engine then learns the end from the Pod."""
-        with self._state:
-            away = self._buffering or bool(self._queue) or self._inflight is not None
-        if self._client is None or away:
+        if self._client is None or self._buffering or self.pending():
             return False
         pymongo: Any = sys.modules.get("pymongo")  # loaded with the client; a warm entry's fake has none
         bounded = pymongo.timeout(REPORT_SECONDS) if hasattr(pymongo, "timeout") else contextlib.nullcontext()

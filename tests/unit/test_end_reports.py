@@ -22,7 +22,7 @@ import pytest
 import levrt.payload
 from levrt._clients.store import Store
 from levrt._core.ends import ReportedEnds
-from levrt.endreports import COLLECTION, report_mac, task_key
+from levrt.endreports import COLLECTION, report_mac, signed_report, task_key
 from tests.fakes import FakeMongo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,9 +168,7 @@ def test_a_runtime_without_a_key_reports_nothing(tmp_path: Path) -> None:
 
 
 def signed(task: int, pod: str, *, exit: int = 0, secret: bytes = b"s" * 32) -> dict[str, Any]:
-    doc: dict[str, Any] = {"_id": pod, "job": 7, "task": task, "exit": exit, "log": "ok\n", "logBytes": 3}
-    doc["mac"] = report_mac(task_key(secret, 7, task), doc)
-    return doc
+    return signed_report(task_key(secret, 7, task), pod=pod, job=7, task=task, exit=exit, output=b"ok\n")
 
 
 async def test_the_engine_takes_only_reports_its_tasks_keys_signed(mongo: FakeMongo,
